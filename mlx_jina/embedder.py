@@ -1,0 +1,283 @@
+"""Embedder: prompts, tokenization, batching, last-token pooling and normalization."""
+
+import sys
+import threading
+import warnings
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+from tokenizers import Tokenizer
+
+from .batching import plan_batches
+
+PRECISIONS = ("float32", "float16")
+MIN_DIM = 32
+# Tasks trained on symmetric pairs embed every input as a document.
+SYMMETRIC_TASKS = ("text-matching", "classification", "clustering")
+
+
+class InputTypeError(TypeError, ValueError):
+    """Wrong input type; a ValueError too, so callers can catch bad input in one place."""
+
+
+def last_token_pool(h: mx.array, lengths: mx.array) -> mx.array:
+    """Hidden state of each row's last real token, for right-padded rows."""
+    return h[mx.arange(h.shape[0]), lengths - 1]
+
+
+def normalize(x: mx.array) -> mx.array:
+    x = x.astype(mx.float32)  # fp16 norms can overflow
+    return x / mx.maximum(mx.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class Embedder:
+    """A loaded jina-embeddings-v5-text model. Build it with `mlx_jina.load`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        *,
+        task: str | None,
+        tasks: tuple[str, ...],
+        prompts: dict[str, str],
+        default_prompt_name: str,
+        max_length: int,
+        source: str,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.source = source
+        self._task, self._tasks = task, tuple(tasks)
+        self._prompts, self.default_prompt_name = dict(prompts), default_prompt_name
+        self._max_length = max_length
+        # The tokenizer's truncation setting is shared state; set and use it under a lock.
+        self._tokenizer_lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:
+        return self.model.args.hidden_size
+
+    @property
+    def max_length(self) -> int:
+        """The model's context in tokens, the default for `encode(max_length=)`."""
+        return self._max_length
+
+    @property
+    def task(self) -> str | None:
+        return self._task
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self._tasks
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        """Prompt name -> text added before each input, for this model's task."""
+        if self._task in SYMMETRIC_TASKS:
+            doc = self._prompts.get("document", "Document: ")
+            return {name: doc for name in self._prompts}
+        return dict(self._prompts)
+
+    def __repr__(self) -> str:
+        return (
+            f"Embedder(source={self.source!r}, task={self._task!r}, dim={self.dim}, "
+            f"max_length={self._max_length}, dtype={self.model.embed_tokens.weight.dtype})"
+        )
+
+    def resolve_prompt(self, prompt_name: str | None, prompt: str | None) -> str:
+        if prompt is not None:
+            if prompt_name is not None:
+                warnings.warn("Both prompt and prompt_name were given; using prompt.", stacklevel=3)
+            if not isinstance(prompt, str):
+                raise InputTypeError(f"prompt must be a string, got {type(prompt).__name__}.")
+            return prompt
+        name = self.default_prompt_name if prompt_name is None else prompt_name
+        prompts = self.prompts
+        if name not in prompts:
+            raise ValueError(
+                f"Unknown prompt_name {name!r}. Valid names: {', '.join(sorted(prompts))}."
+            )
+        return prompts[name]
+
+    def tokenize(
+        self, texts: list[str], max_length: int | None = None, truncate: bool = True
+    ) -> list[list[int]]:
+        """Token ids per text, special tokens as tokenizer.json's post-processor adds them.
+
+        Inputs over `max_length` tokens are cut (keeping the special tokens) with a warning
+        that counts them, or raise when `truncate=False`.
+        """
+        max_length = self._check_max_length(max_length)
+        with self._tokenizer_lock:
+            self.tokenizer.no_padding()
+            self.tokenizer.enable_truncation(max_length)
+            encodings = self.tokenizer.encode_batch(texts)
+        cut = [i for i, e in enumerate(encodings) if e.overflowing]
+        if cut and not truncate:
+            raise ValueError(
+                f"{len(cut)} of {len(texts)} inputs are longer than max_length={max_length} "
+                f"tokens (first: input {cut[0]}). Shorten or split them, or pass truncate=True."
+            )
+        if cut:
+            warnings.warn(
+                f"{len(cut)} of {len(texts)} inputs were longer than max_length={max_length} "
+                f"tokens and were truncated (first: input {cut[0]}).",
+                stacklevel=3,
+            )
+        ids = [e.ids for e in encodings]
+        if empty := [i for i, row in enumerate(ids) if not row]:
+            raise ValueError(
+                f"Input {empty[0]} has no tokens (empty text and no prompt). Pass non-empty text."
+            )
+        return ids
+
+    def _check_max_length(self, max_length: int | None) -> int:
+        if max_length is None:
+            return self._max_length
+        if not isinstance(max_length, int) or not 1 <= max_length <= self._max_length:
+            raise ValueError(
+                f"max_length={max_length!r}; use an integer from 1 to the model's context "
+                f"of {self._max_length} tokens."
+            )
+        return max_length
+
+    def _check_truncate_dim(self, truncate_dim: int | None) -> int:
+        if truncate_dim is None:
+            return self.dim
+        if not isinstance(truncate_dim, int) or not MIN_DIM <= truncate_dim <= self.dim:
+            raise ValueError(
+                f"truncate_dim={truncate_dim!r}; use an integer from {MIN_DIM} to the "
+                f"embedding size {self.dim}, or None."
+            )
+        return truncate_dim
+
+    def _forward(self, rows: list[list[int]]) -> mx.array:
+        """Pooled float32 hidden states for one batch of token id rows."""
+        L = len(rows[0])
+        ids = np.zeros((len(rows), L), dtype=np.int32)
+        for r, row in enumerate(rows):
+            ids[r, : len(row)] = row
+        vocab = self.model.args.vocab_size
+        if ids.max() >= vocab:
+            raise ValueError(
+                f"Token id {int(ids.max())} is outside the model's {vocab}-row embedding table; "
+                "the tokenizer doesn't match the model."
+            )
+        lengths = mx.array([len(row) for row in rows])
+        mask = None if self.model.causal else mx.arange(L)[None] < lengths[:, None]
+        h = self.model(mx.array(ids), mask)
+        return last_token_pool(h, lengths).astype(mx.float32)
+
+    def encode(
+        self,
+        sentences: str | list[str],
+        *,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        truncate_dim: int | None = None,
+        normalize_embeddings: bool = True,
+        max_length: int | None = None,
+        precision: str = "float32",
+        show_progress_bar: bool | None = None,
+        convert_to_numpy: bool = True,
+        max_batch_tokens: int = 8192,
+        truncate: bool = True,
+    ) -> np.ndarray | mx.array:
+        """Embed one text or a list of texts.
+
+        Args:
+            sentences: A string (gives a 1-D vector) or a list of strings (gives a 2-D array
+                in input order).
+            prompt_name: "query" or "document" (default: the model's default, "document").
+                For text-matching, classification and clustering every name maps to the
+                "Document: " prompt, as Jina trained them.
+            prompt: A literal prefix that wins over `prompt_name`; "" adds none.
+            batch_size: Most inputs per forward pass.
+            truncate_dim: Matryoshka size from 32 to the model's dimension; cut, then normalize.
+            normalize_embeddings: L2-normalize (default True, as Jina's own module does).
+            max_length: Token limit per input (default: the model's context).
+            precision: "float32" or "float16".
+            show_progress_bar: None shows one on a terminal for large jobs.
+            convert_to_numpy: False returns an `mx.array`.
+            max_batch_tokens: Most padded tokens per forward pass; bounds memory.
+            truncate: False raises instead of cutting inputs longer than `max_length`.
+
+        Returns:
+            The embeddings, `(dim,)` for a string, `(n, dim)` for a list.
+        """
+        single = isinstance(sentences, str)
+        texts = [sentences] if single else sentences
+        if not isinstance(texts, (list, tuple)):
+            raise InputTypeError(
+                f"sentences must be a string or a list of strings, got {type(sentences).__name__}."
+            )
+        if bad := [i for i, t in enumerate(texts) if not isinstance(t, str)]:
+            raise InputTypeError(
+                f"sentences[{bad[0]}] is {type(texts[bad[0]]).__name__}, not a string."
+            )
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}; choose one of {', '.join(PRECISIONS)}.")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}; use a positive integer.")
+        if not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens={max_batch_tokens!r}; use a positive integer.")
+        dim = self._check_truncate_dim(truncate_dim)
+        text_prompt = self.resolve_prompt(prompt_name, prompt)
+
+        if texts:
+            ids = self.tokenize([text_prompt + t for t in texts], max_length, truncate)
+            plan = plan_batches([len(row) for row in ids], batch_size, max_batch_tokens)
+            pooled = []
+            for batch in self._progress(plan.batches, show_progress_bar, plan.real_tokens):
+                out = self._forward([ids[i] for i in batch])
+                finite = mx.all(mx.isfinite(out))
+                mx.eval(out, finite)
+                if not finite.item():
+                    raise FloatingPointError(
+                        f"The model produced inf/NaN in {self.model.embed_tokens.weight.dtype}; "
+                        "load it with dtype='bfloat16' or 'float32'."
+                    )
+                pooled.append(out)
+            order = [i for batch in plan.batches for i in batch]
+            emb = mx.concatenate(pooled)[mx.array(np.argsort(order))]
+        else:
+            emb = mx.zeros((0, self.dim), dtype=mx.float32)
+
+        emb = emb[:, :dim]
+        if normalize_embeddings:
+            emb = normalize(emb)
+        if precision == "float16":
+            emb = emb.astype(mx.float16)
+        if single:
+            emb = emb[0]
+        mx.eval(emb)
+        return np.array(emb) if convert_to_numpy else emb
+
+    def _progress(self, batches: list, show: bool | None, tokens: int):
+        if show is None:
+            show = sys.stderr.isatty() and (len(batches) > 8 or tokens > 65536)
+        if not show:
+            return batches
+        from tqdm.auto import tqdm
+
+        return tqdm(batches, desc="Encoding", unit="batch", file=sys.stderr)
+
+    def encode_query(self, sentences: str | list[str], **kwargs) -> np.ndarray | mx.array:
+        """`encode` with the "query" prompt ("Query: " for retrieval)."""
+        return self.encode(sentences, prompt_name="query", **kwargs)
+
+    def encode_document(self, sentences: str | list[str], **kwargs) -> np.ndarray | mx.array:
+        """`encode` with the "document" prompt ("Document: ")."""
+        return self.encode(sentences, prompt_name="document", **kwargs)
+
+    @staticmethod
+    def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Cosine similarity matrix between the rows of `a` and `b` (1-D inputs are one row)."""
+        a = np.atleast_2d(np.asarray(a, dtype=np.float32))
+        b = np.atleast_2d(np.asarray(b, dtype=np.float32))
+        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        return a @ b.T

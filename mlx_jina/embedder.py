@@ -10,8 +10,9 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from .batching import plan_batches
+from .multitask import using_task
+from .precision import PRECISIONS, quantize_embeddings
 
-PRECISIONS = ("float32", "float16")
 MIN_DIM = 32
 # Tasks trained on symmetric pairs embed every input as a document.
 SYMMETRIC_TASKS = ("text-matching", "classification", "clustering")
@@ -45,11 +46,16 @@ class Embedder:
         default_prompt_name: str,
         max_length: int,
         source: str,
+        multitask: bool = False,
+        revision: str | None = None,
     ):
         self.model = model
         self.tokenizer = tokenizer
         self.source = source
+        self.revision = revision  # the Hub commit, when known; embedding fingerprints record it
         self._task, self._tasks = task, tuple(tasks)
+        # Multitask: adapters unmerged, `task` is only the default for encode(task=...).
+        self.multitask = multitask
         self._prompts, self.default_prompt_name = dict(prompts), default_prompt_name
         self._max_length = max_length
         # The tokenizer's truncation setting is shared state; set and use it under a lock.
@@ -75,18 +81,42 @@ class Embedder:
     @property
     def prompts(self) -> dict[str, str]:
         """Prompt name -> text added before each input, for this model's task."""
-        if self._task in SYMMETRIC_TASKS:
+        return self.prompts_for(self._task)
+
+    def prompts_for(self, task: str | None) -> dict[str, str]:
+        """Prompt name -> text for `task`: only retrieval has a distinct query prompt."""
+        if task in SYMMETRIC_TASKS:
             doc = self._prompts.get("document", "Document: ")
             return {name: doc for name in self._prompts}
         return dict(self._prompts)
 
+    def check_task(self, task: str | None) -> str | None:
+        """The task a call runs with: `task`, or the loaded one when None."""
+        if task is None:
+            if self.multitask and self._task is None:
+                raise ValueError(
+                    f"This model holds the adapters {', '.join(self._tasks)}; pass task= to "
+                    "pick one per call."
+                )
+            return self._task
+        if self.multitask and task not in self._tasks:
+            raise ValueError(f"Unknown task {task!r}. Available tasks: {', '.join(self._tasks)}.")
+        if not self.multitask and task != self._task:
+            raise ValueError(
+                f"This model was loaded for task {self._task!r}, not {task!r}. Load it with "
+                f"task={task!r}, or with multitask=True to pick the task per call."
+            )
+        return task
+
     def __repr__(self) -> str:
         return (
             f"Embedder(source={self.source!r}, task={self._task!r}, dim={self.dim}, "
-            f"max_length={self._max_length}, dtype={self.model.embed_tokens.weight.dtype})"
+            f"max_length={self._max_length}, dtype={self.model.norm.weight.dtype})"
         )
 
-    def resolve_prompt(self, prompt_name: str | None, prompt: str | None) -> str:
+    def resolve_prompt(
+        self, prompt_name: str | None, prompt: str | None, task: str | None = None
+    ) -> str:
         if prompt is not None:
             if prompt_name is not None:
                 warnings.warn("Both prompt and prompt_name were given; using prompt.", stacklevel=3)
@@ -94,7 +124,7 @@ class Embedder:
                 raise InputTypeError(f"prompt must be a string, got {type(prompt).__name__}.")
             return prompt
         name = self.default_prompt_name if prompt_name is None else prompt_name
-        prompts = self.prompts
+        prompts = self.prompts_for(task or self._task)
         if name not in prompts:
             raise ValueError(
                 f"Unknown prompt_name {name!r}. Valid names: {', '.join(sorted(prompts))}."
@@ -185,6 +215,7 @@ class Embedder:
         convert_to_numpy: bool = True,
         max_batch_tokens: int = 8192,
         truncate: bool = True,
+        task: str | None = None,
     ) -> np.ndarray | mx.array:
         """Embed one text or a list of texts.
 
@@ -199,11 +230,14 @@ class Embedder:
             truncate_dim: Matryoshka size from 32 to the model's dimension; cut, then normalize.
             normalize_embeddings: L2-normalize (default True, as Jina's own module does).
             max_length: Token limit per input (default: the model's context).
-            precision: "float32" or "float16".
+            precision: "float32", "float16", "int8", "uint8" (fixed ranges, see
+                `quantize_embeddings`), "binary" or "ubinary" (bit-packed signs).
             show_progress_bar: None shows one on a terminal for large jobs.
             convert_to_numpy: False returns an `mx.array`.
             max_batch_tokens: Most padded tokens per forward pass; bounds memory.
             truncate: False raises instead of cutting inputs longer than `max_length`.
+            task: The adapter for this call, on a model loaded with `multitask=True`; it
+                also picks the prompts. A single-task model accepts only its own task.
 
         Returns:
             The embeddings, `(dim,)` for a string, `(n, dim)` for a list.
@@ -218,6 +252,43 @@ class Embedder:
             raise InputTypeError(
                 f"sentences[{bad[0]}] is {type(texts[bad[0]]).__name__}, not a string."
             )
+        task = self.check_task(task)
+        text_prompt = self.resolve_prompt(prompt_name, prompt, task)
+        ids = self.tokenize([text_prompt + t for t in texts], max_length, truncate) if texts else []
+        emb = self.encode_ids(
+            ids,
+            batch_size=batch_size,
+            truncate_dim=truncate_dim,
+            normalize_embeddings=normalize_embeddings,
+            precision=precision,
+            show_progress_bar=show_progress_bar,
+            convert_to_numpy=False,
+            max_batch_tokens=max_batch_tokens,
+            task=task,
+        )
+        if single:
+            emb = emb[0]
+        mx.eval(emb)
+        return np.array(emb) if convert_to_numpy else emb
+
+    def encode_ids(
+        self,
+        ids: list[list[int]],
+        *,
+        batch_size: int = 32,
+        truncate_dim: int | None = None,
+        normalize_embeddings: bool = True,
+        precision: str = "float32",
+        show_progress_bar: bool | None = None,
+        convert_to_numpy: bool = True,
+        max_batch_tokens: int = 8192,
+        task: str | None = None,
+    ) -> np.ndarray | mx.array:
+        """Embed pre-tokenized inputs, each row fed as it is: no prompt, no special tokens.
+
+        `encode` is `tokenize` plus this; the server uses it to batch across requests.
+        Arguments as in `encode`. Returns `(len(ids), dim)` in input order.
+        """
         if precision not in PRECISIONS:
             raise ValueError(f"precision={precision!r}; choose one of {', '.join(PRECISIONS)}.")
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -225,19 +296,20 @@ class Embedder:
         if not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens={max_batch_tokens!r}; use a positive integer.")
         dim = self._check_truncate_dim(truncate_dim)
-        text_prompt = self.resolve_prompt(prompt_name, prompt)
+        self._check_ids(ids)
+        task = self.check_task(task)
 
-        if texts:
-            ids = self.tokenize([text_prompt + t for t in texts], max_length, truncate)
+        if ids:
             plan = plan_batches([len(row) for row in ids], batch_size, max_batch_tokens)
             pooled = []
             for batch in self._progress(plan.batches, show_progress_bar, plan.real_tokens):
-                out = self._forward([ids[i] for i in batch])
+                with using_task(task):  # LoRA layers read it while the graph is built
+                    out = self._forward([ids[i] for i in batch])
                 finite = mx.all(mx.isfinite(out))
                 mx.eval(out, finite)
                 if not finite.item():
                     raise FloatingPointError(
-                        f"The model produced inf/NaN in {self.model.embed_tokens.weight.dtype}; "
+                        f"The model produced inf/NaN in {self.model.norm.weight.dtype}; "
                         "load it with dtype='bfloat16' or 'float32'."
                     )
                 pooled.append(out)
@@ -249,12 +321,25 @@ class Embedder:
         emb = emb[:, :dim]
         if normalize_embeddings:
             emb = normalize(emb)
-        if precision == "float16":
-            emb = emb.astype(mx.float16)
-        if single:
-            emb = emb[0]
+        if precision != "float32":
+            # After the cut and normalization: the int8 ranges assume unit vectors.
+            emb = mx.array(quantize_embeddings(np.array(emb), precision))
         mx.eval(emb)
         return np.array(emb) if convert_to_numpy else emb
+
+    def _check_ids(self, ids: list[list[int]]) -> None:
+        if not isinstance(ids, (list, tuple)):
+            raise InputTypeError(f"ids must be a list of token id lists, got {type(ids).__name__}.")
+        for i, row in enumerate(ids):
+            if not isinstance(row, (list, tuple)) or not row:
+                raise ValueError(f"ids[{i}] must be a non-empty list of token ids.")
+            if len(row) > self._max_length:
+                raise ValueError(
+                    f"ids[{i}] has {len(row)} tokens, over the model's context of "
+                    f"{self._max_length}. Cut or split it."
+                )
+            if min(row) < 0:
+                raise ValueError(f"ids[{i}] holds the negative token id {min(row)}.")
 
     def _progress(self, batches: list, show: bool | None, tokens: int):
         if show is None:

@@ -8,6 +8,7 @@ folder are never imported.
 
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from .embedder import Embedder
 from .lora import ADAPTER_WEIGHTS, merge, read_adapter
 from .models import MODELS
 from .models.base import sanitize
-from .weights import load_weights, pick_weight_files
+from .multitask import add_adapters
+from .quantize import check_settings, infer_quantization, quantize_like, quantize_model
+from .weights import load_weights, pick_weight_files, quantized_file
 
 TASKS = ("retrieval", "text-matching", "classification", "clustering")
 DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32}
@@ -137,15 +140,37 @@ def pick_task(source: Source, task: str | None) -> str | None:
     return task or (tasks[0] if tasks else None)
 
 
-def build_model(config: dict, weights: dict[str, mx.array], dtype: str | None) -> nn.Module:
+def cast_floats(weights: dict[str, mx.array], dtype: str | None) -> dict[str, mx.array]:
+    """Cast floating-point arrays to `dtype` (None: unchanged); packed integers stay."""
+    if dtype is None:
+        return weights
+    target = DTYPES[dtype]
+    return {
+        k: v.astype(target) if mx.issubdtype(v.dtype, mx.floating) else v
+        for k, v in weights.items()
+    }
+
+
+def build_model(
+    config: dict, weights: dict[str, mx.array], dtype: str | None, where: str = "the weights"
+) -> nn.Module:
     weights = sanitize(weights)
     kind = detect_backbone(config, set(weights))
     module = MODELS[kind]
+    q_proj = weights.get("layers.0.self_attn.q_proj.weight")
+    if config.get("head_dim") is None and q_proj is not None and config.get("num_attention_heads"):
+        # Qwen3's head_dim needn't be hidden / heads (transformers would assume 128):
+        # the weights know.
+        config = {**config, "head_dim": q_proj.shape[0] // config["num_attention_heads"]}
     model = module.Model(module.ModelArgs.from_dict(config))
+    # Quantize exactly the layers the checkpoint stores quantized (`<path>.scales`).
+    quantize_like(model, infer_quantization(model, weights, config, where))
     if dtype is not None:
-        weights = {k: v.astype(DTYPES[dtype]) for k, v in weights.items()}
+        weights = cast_floats(weights, dtype)
     else:
-        model.set_dtype(weights["embed_tokens.weight"].dtype)
+        # The stored float dtype; quantized layers' packed words are uint32.
+        floats = [v.dtype for v in weights.values() if mx.issubdtype(v.dtype, mx.floating)]
+        model.set_dtype(floats[0] if floats else mx.float32)
     try:
         model.load_weights(list(weights.items()), strict=True)
     except ValueError as e:
@@ -166,8 +191,10 @@ def load(
     *,
     task: str | None = None,
     bits: int | None = None,
+    group_size: int = 64,
     dtype: str | None = None,
     revision: str | None = None,
+    multitask: bool = False,
 ) -> Embedder:
     """Load a jina-embeddings-v5-text model for encoding.
 
@@ -175,10 +202,17 @@ def load(
         path_or_repo: A local folder or a Hugging Face repo id, in any published layout:
             the base repo with LoRA adapters, a merged per-task repo, or a -mlx repo.
         task: `retrieval`, `text-matching`, `classification` or `clustering`. Its adapter
-            is merged at load time. Needed when the source has several adapters.
-        bits: Quantized weights (4 or 8); not available yet in this version.
+            is merged at load time. Needed when the source has several adapters. With
+            `multitask=True` it is only the default for `encode(task=...)`.
+        bits: 4 or 8 for quantized weights: `model-{bits}bit.safetensors` when the folder
+            has it, else the float weights are quantized at load (after merging the
+            adapter). None uses what the folder holds, quantized or not.
+        group_size: Affine quantization group size when quantizing at load (32, 64, 128).
+            Stored quantized files carry their own, read from the tensor shapes.
         dtype: `float16`, `bfloat16` or `float32`; None keeps the stored dtype.
         revision: A Hub branch, tag or commit to pin (Hub repos only).
+        multitask: Keep the base weights once with all task adapters unmerged and pick the
+            task per call with `encode(..., task=...)`. Needs a source with `adapters/`.
 
     Returns:
         An `Embedder` with `encode`, `encode_query` and `encode_document`.
@@ -186,18 +220,56 @@ def load(
     if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}; choose one of {', '.join(DTYPES)} or None.")
     if bits is not None:
-        raise ValueError(f"bits={bits!r}: quantized loading is not available yet; use bits=None.")
+        check_settings(bits, group_size)
     if task is not None and task not in TASKS:
         raise ValueError(f"Unknown task {task!r}. Available tasks: {', '.join(TASKS)}.")
-    folder = hub.resolve(path_or_repo, revision=revision, task=task, bits=bits)
+    folder = hub.resolve(path_or_repo, revision=revision, task=task, bits=bits, all_tasks=multitask)
     source = inspect_folder(folder, name=str(path_or_repo), bits=bits)
-    task = pick_task(source, task)
-    weights = load_weights(folder, source.weight_files)
-    if any(k.endswith(".scales") for k in weights):
-        raise ValueError(f"{folder} holds quantized weights, which this version can't load yet.")
-    if source.adapters:
-        weights = merge(sanitize(weights), read_adapter(source.adapters[task], task))
-    model = build_model(source.config, weights, dtype)
+    if multitask:
+        if not source.adapters:
+            raise ValueError(
+                f"{source.name} has no adapters/ folder, so it holds one task only. multitask=True "
+                "needs the base repo or a unified -mlx repo."
+            )
+        if task is not None and task not in source.tasks:
+            raise ValueError(f"Unknown task {task!r}. Available tasks: {', '.join(source.tasks)}.")
+        adapters = [read_adapter(path, name) for name, path in source.adapters.items()]
+    else:
+        task = pick_task(source, task)
+        adapters = [read_adapter(source.adapters[task], task)] if source.adapters else []
+    if bits is not None and not source.weight_files:
+        have = sorted(p.name for p in folder.glob("model-*bit.safetensors"))
+        raise FileNotFoundError(
+            f"No {quantized_file(bits)} and no float weights to quantize in {folder} "
+            f"(it has {', '.join(have) or 'no model*.safetensors'}). Load with bits=None."
+        )
+    weights = sanitize(load_weights(folder, source.weight_files))
+    quantized = any(k.endswith(".scales") for k in weights)
+    if adapters and not (multitask or quantized):
+        # Cast first: a float32 load of 16-bit files then merges without rounding.
+        weights = cast_floats(weights, dtype)
+        weights = merge(weights, adapters[0])
+    where = ", ".join(str(folder / f) for f in source.weight_files)
+    model = build_model(source.config, weights, dtype, where)
+    if quantized and bits is not None:
+        kinds = (nn.QuantizedLinear, nn.QuantizedEmbedding)
+        found = {m.bits for _, m in model.named_modules() if isinstance(m, kinds)}
+        if found != {bits}:
+            raise ValueError(
+                f"{where} holds {'/'.join(map(str, sorted(found)))}-bit weights, not {bits}-bit. "
+                "Load with bits=None, or from float weights to quantize at load."
+            )
+    elif bits is not None:
+        # A merged adapter is quantized with the base; unmerged ones stay float (below).
+        if skipped := quantize_model(model, bits, group_size):
+            warnings.warn(
+                f"{len(skipped)} layers stay float: their input size is not a multiple of "
+                f"group_size={group_size} (e.g. {skipped[0]}).",
+                stacklevel=2,
+            )
+    if adapters and (multitask or quantized):
+        # Unmerged LoRA: the base stays as loaded (possibly quantized), adapters float.
+        add_adapters(model, adapters)
     tokenizer_file = folder / "tokenizer.json"
     if not tokenizer_file.exists():
         raise FileNotFoundError(f"No tokenizer.json in {folder}; the model needs its tokenizer.")
@@ -207,6 +279,9 @@ def load(
         Tokenizer.from_file(str(tokenizer_file)),
         task=task,
         tasks=source.tasks,
+        multitask=multitask,
+        # A Hub download lives in snapshots/<commit>; local folders have no revision.
+        revision=folder.name if folder.parent.name == "snapshots" else revision,
         prompts=prompts,
         default_prompt_name=default_prompt_name,
         max_length=int(source.config.get("max_position_embeddings") or model.args.max_position_embeddings),

@@ -295,3 +295,14 @@ def test_missing_repo_is_not_mistaken_for_offline(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "HfApi", MissingApi)
     with pytest.raises(ValueError, match="Could not list 'org/typo'"):
         mlx_jina.load("org/typo")
+
+
+def test_head_dim_from_weights_when_config_lacks_it(qwen_base_odd, tmp_path):
+    """3 heads x head_dim 16 != hidden 64: without head_dim in config.json the q_proj shape decides."""
+    folder = copy(qwen_base_odd, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    assert config.pop("head_dim") == 16
+    (folder / "config.json").write_text(json.dumps(config))
+    model = mlx_jina.load(folder, task="retrieval")
+    ref = reference_embeddings(qwen_base_odd, TEXTS, task="retrieval", prompt="Document: ")
+    assert np.min(np.sum(model.encode(TEXTS) * ref, axis=1)) >= 0.99999

@@ -11,15 +11,15 @@ class BaseModelArgs:
     def from_dict(cls, params: dict[str, Any]):
         """Build the args from a config.json dict, dropping keys the model doesn't use."""
         fields = inspect.signature(cls).parameters
+        required = [k for k, p in fields.items() if p.default is p.empty and k != "rope_theta"]
+        if missing := [k for k in required if params.get(k) is None]:
+            raise ValueError(f"config.json lacks {', '.join(missing)}; is this a model config?")
         kwargs = {k: v for k, v in params.items() if k in fields}
         kwargs["rope_theta"] = rope_theta(params)
         if kwargs.get("num_key_value_heads") is None:
             kwargs["num_key_value_heads"] = params["num_attention_heads"]
         if kwargs.get("head_dim") is None:
             kwargs["head_dim"] = params["hidden_size"] // params["num_attention_heads"]
-        missing = [k for k, p in fields.items() if p.default is p.empty and k not in kwargs]
-        if missing:
-            raise ValueError(f"config.json lacks {', '.join(missing)}; is this a model config?")
         return cls(**kwargs)
 
 

@@ -1,0 +1,255 @@
+"""Convert a jina-embeddings-v5-text checkpoint to a per-task MLX folder, optionally quantized.
+
+Same as `mlx-jina convert` and the top-level `convert.py`. The output follows Jina's
+per-task -mlx layout: config.json, tokenizer.json, config_sentence_transformers.json and
+`model.safetensors` or `model-{4,8}bit.safetensors`, plus a model card.
+"""
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+
+from . import hub, quality
+from .loader import DTYPES, TASKS, inspect_folder, load, read_json
+from .quantize import check_settings, quantization_block, quantize_model
+from .weights import FLOAT_FILE, quantized_file
+
+MATRYOSHKA_DIMS = (32, 64, 128, 256, 512, 768, 1024)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+QUALITY_FILE = "quantization_quality.json"
+
+
+def configure_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The `convert` arguments (mlx-lm's names), on a new parser or a CLI subparser."""
+    p = parser or argparse.ArgumentParser(
+        prog="convert.py", description="Convert jina-embeddings-v5-text to MLX."
+    )
+    p.add_argument("--hf-path", required=True, help="Local folder or Hub repo id (base or merged).")
+    p.add_argument("--mlx-path", default="mlx_model", help="Output folder (default: mlx_model).")
+    p.add_argument(
+        "--task",
+        choices=TASKS + ("all",),
+        help="Adapter to merge; 'all' writes one subfolder per task. Needed for a base repo.",
+    )
+    p.add_argument("-q", "--quantize", action="store_true", help="Quantize the weights.")
+    p.add_argument("--q-bits", type=int, choices=(4, 8), default=4, help="Bits (default 4).")
+    p.add_argument("--q-group-size", type=int, default=64, help="Group size (default 64).")
+    p.add_argument("--dtype", choices=tuple(DTYPES), help="Float dtype (default: as stored).")
+    p.add_argument("--revision", help="Hub branch, tag or commit of --hf-path.")
+    p.add_argument("--upload-repo", help="Upload the result to this Hub repo (ORG/NAME).")
+    p.add_argument("--force", action="store_true", help="Write into an existing --mlx-path.")
+    return p
+
+
+def convert(
+    hf_path: str,
+    mlx_path: str = "mlx_model",
+    task: str | None = None,
+    quantize: bool = False,
+    q_bits: int = 4,
+    q_group_size: int = 64,
+    dtype: str | None = None,
+    revision: str | None = None,
+    upload_repo: str | None = None,
+    force: bool = False,
+    *,
+    api=None,
+) -> Path:
+    """Convert a checkpoint to an MLX folder for one task (or every task).
+
+    Args:
+        hf_path: A local folder or Hub repo id: the base repo (the task's LoRA is merged in
+            float32 before quantizing) or an already merged per-task repo.
+        mlx_path: The output folder. It must not exist unless `force`.
+        task: The adapter to merge, or "all" for one subfolder per task under `mlx_path`.
+        quantize: Write `model-{q_bits}bit.safetensors` instead of `model.safetensors`,
+            and measure quantized against float embeddings on a built-in set.
+        q_bits: 4 or 8.
+        q_group_size: MLX affine group size (32, 64 or 128); layers whose input size it does
+            not divide stay float.
+        dtype: `float16`, `bfloat16` or `float32` for the float weights (and the scales);
+            None keeps the stored dtype.
+        revision: A Hub branch, tag or commit of `hf_path`.
+        upload_repo: Upload to this Hub repo (with "all", one repo per task: NAME-<task>).
+        force: Write into an existing output folder, replacing its weight files.
+        api: A `huggingface_hub.HfApi`-like object for the upload (default: a new HfApi).
+
+    Returns:
+        The folder written (for task="all", the folder holding the task subfolders).
+    """
+    if quantize:
+        check_settings(q_bits, q_group_size)
+    folder = hub.resolve(hf_path, revision=revision, task=task, all_tasks=task == "all")
+    tasks = [task]
+    if task == "all":
+        tasks = list(inspect_folder(folder).adapters)
+        if not tasks:
+            raise ValueError(
+                f"{hf_path} has no adapters/ folder, so --task all has nothing to convert. "
+                "Use the base repo, or pass its single task."
+            )
+    # In the Hub cache, the snapshot folder is named after the commit.
+    commit = folder.name if folder.parent.name == "snapshots" else revision
+    root = Path(mlx_path)
+    for t in tasks:
+        dst = root / t if task == "all" else root
+        repo = upload_repo and (f"{upload_repo}-{t}" if task == "all" else upload_repo)
+        _convert_one(
+            folder, dst, t, quantize, q_bits, q_group_size, dtype, force,
+            source=str(hf_path), revision=commit,
+        )
+        if repo:
+            upload(dst, repo, api)
+    return root
+
+
+def _convert_one(
+    folder: Path,
+    dst: Path,
+    task: str | None,
+    quantize: bool,
+    bits: int,
+    group_size: int,
+    dtype: str | None,
+    force: bool,
+    *,
+    source: str,
+    revision: str | None,
+) -> None:
+    if dst.exists() and any(dst.iterdir()) and not force:
+        raise ValueError(f"{dst} already exists and is not empty. Pass --force to write into it.")
+    embedder = load(folder, task=task, dtype=dtype)
+    model = embedder.model
+    if any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules()):
+        raise ValueError(f"{source} is already quantized; convert from float weights.")
+    float_name = str(model.norm.weight.dtype).removeprefix("mlx.core.")
+    report = None
+    if quantize:
+        check_settings(bits, group_size, model.args.hidden_size)
+        print(f"[INFO] Embedding {len(quality.QUERIES) + len(quality.DOCUMENTS) + 2} texts in {float_name}")
+        reference = quality.embed_set(embedder)
+        print(f"[INFO] Quantizing to {bits} bits, group size {group_size}")
+        for path in quantize_model(model, bits, group_size):
+            print(f"[INFO] {path} stays {float_name}: input size not a multiple of {group_size}")
+        report = quality.compare(reference, quality.embed_set(embedder))
+        report.update(
+            weights=f"{bits}-bit, group {group_size}",
+            reference=f"{float_name} weights of the same task",
+        )
+        print("[INFO] Quantized vs float:\n" + quality.markdown_table([report]))
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for old in dst.glob("model*.safetensors"):
+        old.unlink()  # --force: never leave a stale weight file beside the new one
+    weight_file = quantized_file(bits) if quantize else FLOAT_FILE
+    # Jina's -mlx files prefix every key with "model."; the loader strips it.
+    weights = {f"model.{k}": v for k, v in tree_flatten(model.parameters())}
+    mx.save_safetensors(str(dst / weight_file), weights, metadata={"format": "mlx"})
+    print(f"[INFO] Wrote {dst / weight_file}")
+
+    config = read_json(folder / "config.json")
+    for key in ("auto_map", "task_names", "quantization", "quantization_config"):
+        config.pop(key, None)
+    if quantize:
+        config["quantization"] = config["quantization_config"] = quantization_block(bits, group_size)
+    from . import __version__
+
+    dim = model.args.hidden_size
+    config["mlx_jina"] = {
+        "version": __version__,
+        "source": source,
+        "revision": revision,
+        "task": embedder.task,
+        "prompts": embedder.prompts,
+        "dims": [d for d in MATRYOSHKA_DIMS if d < dim] + [dim],
+        "max_length": embedder.max_length,
+        "weights": weight_file,
+    }
+    (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    for name in TOKENIZER_FILES:
+        if (folder / name).exists():
+            shutil.copyfile(folder / name, dst / name)
+    st = folder / "config_sentence_transformers.json"
+    if st.exists():
+        shutil.copyfile(st, dst / st.name)
+    else:
+        st_config = {"prompts": embedder.prompts, "default_prompt_name": "document"}
+        (dst / st.name).write_text(json.dumps(st_config, indent=2) + "\n")
+    if report:
+        (dst / QUALITY_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    (dst / "README.md").write_text(model_card(config["mlx_jina"], report, dst.name))
+
+
+def model_card(info: dict, report: dict | None, name: str) -> str:
+    """A short README.md: what the folder holds, how to load it, quality, license."""
+    source = info["source"]
+    weights = report["weights"] if report else "float weights"
+    lines = [
+        "---",
+        "license: cc-by-nc-4.0",
+        "library_name: mlx",
+        "pipeline_tag: feature-extraction",
+        "tags: [mlx, mlx-jina, sentence-similarity]",
+        "---",
+        "",
+        f"# {name}",
+        "",
+        f"[{source}](https://huggingface.co/{source}) for the `{info['task']}` task, converted to "
+        f"MLX by mlx-jina {info['version']} (revision {info['revision'] or 'unknown'}): the "
+        f"task's LoRA adapter merged in float32, then {weights}.",
+        "",
+        "```python",
+        "import mlx_jina",
+        "",
+        f'model = mlx_jina.load("{name}")',
+        'vectors = model.encode_query(["Which planet is known as the Red Planet?"])',
+        "```",
+        "",
+        f"Prompts: {json.dumps(info['prompts'], ensure_ascii=False)}. Matryoshka sizes: "
+        f"{', '.join(map(str, info['dims']))}. Context: {info['max_length']} tokens.",
+        "",
+    ]
+    if report:
+        lines += [
+            "## Quantization quality",
+            "",
+            f"Measured by `convert` on its built-in set ({report['texts']} texts in "
+            f"{len(quality.LANGUAGES)} languages, short queries to ~2K-token passages):",
+            "",
+            quality.markdown_table([report]),
+            "",
+        ]
+    lines += [
+        "## License",
+        "",
+        "The weights are Jina AI's and licensed under CC BY-NC 4.0 (non-commercial use only); "
+        "see the original model card. The conversion code (mlx-jina) is Apache-2.0.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def upload(folder: Path, repo: str, api=None) -> None:
+    """Create `repo` on the Hub if needed and upload `folder` to it."""
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+    api.create_repo(repo_id=repo, exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=repo, commit_message="Upload from mlx-jina")
+    print(f"[INFO] Uploaded {folder} to https://huggingface.co/{repo}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse `argv` (default: sys.argv) and convert; user errors exit with one line."""
+    parser = configure_parser()
+    args = parser.parse_args(argv)
+    try:
+        convert(**vars(args))
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))

@@ -1,0 +1,133 @@
+"""Output precisions: float32/float16, scalar int8/uint8 and bit-packed binary/ubinary.
+
+The formulas are sentence-transformers' `quantize_embeddings` (v6), so vectors move
+between the two libraries unchanged:
+
+* ubinary: `np.packbits(emb > 0, axis=-1)`, uint8, dim / 8 bytes.
+* binary: ubinary - 128 as int8.
+* uint8: `clip(floor((emb - start) / step), 0, 255)` with `step = (stop - start) / 255`
+  per dimension, from `ranges = [[start...], [stop...]]`; int8 is that - 128.
+
+Only the default int8/uint8 ranges differ: sentence-transformers takes them from the
+batch (impossible for one query, and different for every batch). We use a fixed
+symmetric range instead, `[-r, r]` in every dimension with `r = min(1, 12 / sqrt(dim))`:
+components of a unit vector have a standard deviation of about `1 / sqrt(dim)`, so this
+clips only 12-sigma outliers (a few dimensions of real models carry several times the
+typical size) and leaves about 10 levels per sigma. A vector therefore quantizes the
+same alone or in any batch. For a stored corpus, per-dimension ranges from
+`calibration_embeddings=` (a sample of the corpus) are more precise.
+"""
+
+import math
+
+import numpy as np
+
+PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
+SCALAR_PRECISIONS = ("int8", "uint8")
+BINARY_PRECISIONS = ("binary", "ubinary")
+RANGE_SIGMAS = 12.0
+
+
+def default_ranges(dim: int) -> np.ndarray:
+    """The fixed int8/uint8 ranges for unit vectors of size `dim`: shape (2, dim)."""
+    r = min(1.0, RANGE_SIGMAS / math.sqrt(dim))  # a unit vector's components are in [-1, 1]
+    return np.array([[-r] * dim, [r] * dim], dtype=np.float32)
+
+
+def bytes_per_vector(dim: int, precision: str) -> int:
+    """Storage for one vector, e.g. 4096 bytes for float32 at dim 1024, 128 for binary."""
+    check_precision(precision)
+    if precision in BINARY_PRECISIONS:
+        return (dim + 7) // 8
+    return dim * {"float32": 4, "float16": 2}.get(precision, 1)
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; choose one of {', '.join(PRECISIONS)}.")
+
+
+def quantize_embeddings(
+    embeddings: np.ndarray,
+    precision: str,
+    ranges: np.ndarray | None = None,
+    calibration_embeddings: np.ndarray | None = None,
+) -> np.ndarray:
+    """Convert float embeddings (1-D or 2-D, unit rows) to `precision`.
+
+    Args:
+        embeddings: Float vectors, numpy or mx.array; the last axis is the dimension.
+        precision: "float32", "float16", "int8", "uint8", "binary" or "ubinary".
+        ranges: int8/uint8 only: per-dimension `[[min...], [max...]]`, shape (2, dim).
+        calibration_embeddings: int8/uint8 only: take `ranges` as the per-dimension
+            min and max of these vectors (a representative sample of your corpus).
+
+    Returns:
+        A numpy array: float32/float16 of the same shape, int8/uint8 of the same shape,
+        or int8/uint8 bit-packed along the last axis (`ceil(dim / 8)` bytes).
+    """
+    check_precision(precision)
+    embeddings = np.asarray(embeddings)
+    if embeddings.dtype.kind not in "f":
+        raise ValueError(
+            f"Embeddings to quantize must be float, not {embeddings.dtype}. "
+            "Quantize the float vectors that encode() returns."
+        )
+    if precision in ("float32", "float16"):
+        return embeddings.astype(precision)
+    if precision in BINARY_PRECISIONS:
+        packed = np.packbits(embeddings > 0, axis=-1)
+        # uint8 - 128 wraps, which is exactly the int8 value minus 128.
+        return packed if precision == "ubinary" else (packed - 128).astype(np.int8)
+
+    ranges = scalar_ranges(embeddings.shape[-1], ranges, calibration_embeddings)
+    starts = ranges[0]
+    steps = (ranges[1] - starts) / 255
+    steps = np.where(steps == 0, 1, steps)
+    levels = np.clip(np.floor((embeddings - starts) / steps), 0, 255)
+    return levels.astype(np.uint8) if precision == "uint8" else (levels - 128).astype(np.int8)
+
+
+def scalar_ranges(
+    dim: int, ranges: np.ndarray | None = None, calibration_embeddings: np.ndarray | None = None
+) -> np.ndarray:
+    """The (2, dim) float32 int8/uint8 ranges: given, from calibration vectors, or the default."""
+    if ranges is not None and calibration_embeddings is not None:
+        raise ValueError("Pass ranges or calibration_embeddings, not both.")
+    if calibration_embeddings is not None:
+        calibration = np.atleast_2d(np.asarray(calibration_embeddings, dtype=np.float32))
+        ranges = np.stack([calibration.min(axis=0), calibration.max(axis=0)])
+    elif ranges is None:
+        return default_ranges(dim)
+    ranges = np.asarray(ranges, dtype=np.float32)
+    if ranges.shape != (2, dim):
+        raise ValueError(
+            f"ranges has shape {ranges.shape}; int8/uint8 need (2, {dim}): "
+            "per-dimension minimums, then maximums."
+        )
+    return ranges
+
+
+def dequantize_embeddings(
+    embeddings: np.ndarray, precision: str, dim: int | None = None, ranges: np.ndarray | None = None
+) -> np.ndarray:
+    """Approximate float32 vectors back from quantized ones (not normalized).
+
+    int8/uint8 map to the middle of their bin under `ranges` (default: the fixed ones);
+    binary/ubinary map each bit to +1 or -1, `dim` (default 8 x bytes) trims the padding.
+    """
+    check_precision(precision)
+    embeddings = np.asarray(embeddings)
+    if precision in ("float32", "float16"):
+        return embeddings.astype(np.float32)
+    if precision in BINARY_PRECISIONS:
+        packed = embeddings
+        if precision == "binary":
+            packed = embeddings.astype(np.int8).view(np.uint8) ^ 0x80  # undo the "- 128"
+        bits = np.unpackbits(packed.astype(np.uint8), axis=-1)
+        bits = bits[..., : dim if dim is not None else bits.shape[-1]]
+        return bits.astype(np.float32) * 2 - 1
+    ranges = scalar_ranges(embeddings.shape[-1], ranges)
+    steps = (ranges[1] - ranges[0]) / 255
+    levels = embeddings.astype(np.float32) + (128 if precision == "int8" else 0)
+    return (levels + 0.5) * steps + ranges[0]

@@ -1,0 +1,215 @@
+"""Exact top-k search over float, int8/uint8 and binary corpora, with rescoring.
+
+Scores are computed with MLX matmuls (on the GPU on Apple silicon), a chunk of the
+corpus at a time so memory stays bounded; only each chunk's top k leaves the device.
+"""
+
+import math
+
+import mlx.core as mx
+import numpy as np
+
+from .precision import BINARY_PRECISIONS, SCALAR_PRECISIONS, scalar_ranges
+
+CORPUS_PRECISIONS = ("float32", "float16") + SCALAR_PRECISIONS + BINARY_PRECISIONS
+_BIT_SHIFTS = mx.array([7, 6, 5, 4, 3, 2, 1, 0], dtype=mx.uint8)  # np.packbits is big-endian
+
+
+def semantic_search(
+    query_embeddings: np.ndarray | mx.array,
+    corpus_embeddings: np.ndarray | mx.array,
+    top_k: int = 10,
+    *,
+    corpus_precision: str | None = None,
+    ranges: np.ndarray | None = None,
+    rescore_embeddings: np.ndarray | mx.array | None = None,
+    rescore_multiplier: int = 4,
+    query_chunk_size: int = 1024,
+    corpus_chunk_size: int = 32768,
+) -> list[list[dict[str, int | float]]]:
+    """Find the `top_k` corpus rows closest to each query, best first.
+
+    Args:
+        query_embeddings: Float queries `(n, dim)` or `(dim,)`; or bit-packed
+            `binary`/`ubinary` queries for Hamming search over a binary corpus.
+        corpus_embeddings: `(m, dim)` float, int8/uint8 (see `quantize_embeddings`), or
+            bit-packed binary/ubinary `(m, ceil(dim / 8))`.
+        top_k: Results per query (fewer if the corpus is smaller).
+        corpus_precision: One of float32, float16, int8, uint8, binary, ubinary. None
+            infers it from the dtypes and shapes.
+        ranges: The `(2, dim)` ranges the int8/uint8 vectors (corpus or rescore) were
+            quantized with; None means the fixed default ranges.
+        rescore_embeddings: Higher-precision vectors for the same corpus rows (float or
+            int8/uint8). The first pass keeps `top_k * rescore_multiplier` candidates,
+            then these vectors re-rank them against the float queries.
+        rescore_multiplier: Oversampling factor for rescoring.
+        query_chunk_size: Queries scored at once.
+        corpus_chunk_size: Corpus rows scored at once; bounds memory.
+
+    Returns:
+        One list per query of `{"corpus_id": int, "score": float}`, highest score first
+        (ties: lower corpus_id first). Scores are cosine similarities: float queries
+        against float, dequantized int8/uint8 or +/-1 sign vectors; for binary queries,
+        `1 - 2 * hamming / bits`.
+    """
+    queries = np.atleast_2d(np.array(query_embeddings))
+    if queries.dtype.kind == "f":
+        queries = queries.astype(np.float32)
+    query_binary = queries.dtype in (np.int8, np.uint8)
+    if not isinstance(corpus_embeddings, mx.array):
+        corpus_embeddings = np.asarray(corpus_embeddings)
+    precision = corpus_precision or _infer_precision(queries, corpus_embeddings)
+    if precision not in CORPUS_PRECISIONS:
+        raise ValueError(
+            f"corpus_precision={precision!r}; choose one of {', '.join(CORPUS_PRECISIONS)}."
+        )
+    for name, value in (("top_k", top_k), ("rescore_multiplier", rescore_multiplier),
+                        ("query_chunk_size", query_chunk_size),
+                        ("corpus_chunk_size", corpus_chunk_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r}; use a positive integer.")
+    if query_binary and precision not in BINARY_PRECISIONS:
+        raise ValueError(
+            f"Bit-packed queries need a binary or ubinary corpus, not {precision}. "
+            "Pass float queries instead."
+        )
+    if query_binary and rescore_embeddings is not None:
+        raise ValueError("Rescoring needs float queries; pass the float query vectors.")
+
+    dim = queries.shape[1] * 8 if query_binary else queries.shape[1]
+    width = math.ceil(dim / 8) if precision in BINARY_PRECISIONS else dim
+    if corpus_embeddings.ndim != 2 or corpus_embeddings.shape[1] != width:
+        raise ValueError(
+            f"corpus_embeddings has shape {tuple(corpus_embeddings.shape)}; a {precision} corpus "
+            f"for {dim}-dimensional queries needs (n, {width}). Encode both with the same "
+            "truncate_dim."
+        )
+    if precision in SCALAR_PRECISIONS:
+        ranges = scalar_ranges(dim, ranges)
+    n = corpus_embeddings.shape[0]
+    k = min(top_k * rescore_multiplier if rescore_embeddings is not None else top_k, n)
+    if k == 0 or len(queries) == 0:
+        return [[] for _ in queries]
+
+    ids, scores = [], []
+    for q0 in range(0, len(queries), query_chunk_size):
+        q = _query_matrix(queries[q0 : q0 + query_chunk_size], query_binary)
+        best_ids = best_scores = None
+        for c0 in range(0, n, corpus_chunk_size):
+            chunk = corpus_embeddings[c0 : c0 + corpus_chunk_size]
+            s = q @ _corpus_matrix(chunk, precision, dim, ranges, query_binary).T
+            if query_binary:
+                s = s / dim  # +/-1 dot product = bits - 2 * hamming
+            chunk_ids = mx.broadcast_to(mx.arange(c0, c0 + s.shape[1]), s.shape)
+            if best_ids is not None:
+                s = mx.concatenate([best_scores, s], axis=1)
+                chunk_ids = mx.concatenate([best_ids, chunk_ids], axis=1)
+            best_ids, best_scores = _top_k(s, chunk_ids, k)
+            mx.eval(best_ids, best_scores)
+        ids.append(np.array(best_ids))
+        scores.append(np.array(best_scores))
+    ids, scores = np.concatenate(ids), np.concatenate(scores).astype(np.float64)
+
+    if rescore_embeddings is not None:
+        scores = _rescore(queries, ids, rescore_embeddings, ranges, n)
+    # Best first; among equal scores the lower corpus id first, as a full sort would.
+    order = np.lexsort((ids, -scores), axis=1)[:, :top_k]
+    ids, scores = np.take_along_axis(ids, order, 1), np.take_along_axis(scores, order, 1)
+    return [
+        [{"corpus_id": int(i), "score": float(s)} for i, s in zip(row_ids, row_scores)]
+        for row_ids, row_scores in zip(ids, scores)
+    ]
+
+
+def _to_mx(x) -> mx.array:
+    if isinstance(x, mx.array):
+        return x
+    x = np.asarray(x)
+    # float64 has no GPU kernels in MLX; search in float32.
+    return mx.array(x.astype(np.float32) if x.dtype == np.float64 else x)
+
+
+def _dtype(x) -> str:
+    return str(x.dtype).rsplit(".", 1)[-1]  # "float32" for numpy and mx alike
+
+
+def _infer_precision(queries: np.ndarray, corpus) -> str:
+    kind = _dtype(corpus)
+    if kind.startswith(("float", "bfloat")):
+        return "float32"
+    if kind not in ("int8", "uint8"):
+        raise ValueError(f"corpus_embeddings has dtype {kind}; expected float, int8 or uint8.")
+    if queries.dtype in (np.int8, np.uint8) or corpus.shape[-1] != queries.shape[-1]:
+        return "binary" if kind == "int8" else "ubinary"
+    return kind
+
+
+def _normalize(x: mx.array) -> mx.array:
+    return x / mx.maximum(mx.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _unpack(packed: mx.array, precision: str) -> mx.array:
+    """Bit-packed rows -> +/-1 float32 rows, 8 per byte (padding bits included)."""
+    packed = packed.view(mx.uint8)
+    if precision == "binary":
+        packed = mx.bitwise_xor(packed, 0x80)  # undo the int8 "- 128"
+    bits = (packed[:, :, None] >> _BIT_SHIFTS) & 1
+    return bits.reshape(packed.shape[0], -1).astype(mx.float32) * 2 - 1
+
+
+def _query_matrix(queries: np.ndarray, binary: bool) -> mx.array:
+    q = mx.array(queries)
+    if binary:
+        return _unpack(q, "binary" if queries.dtype == np.int8 else "ubinary")
+    return _normalize(q.astype(mx.float32))
+
+
+def _corpus_matrix(chunk, precision: str, dim: int, ranges, query_binary: bool) -> mx.array:
+    """One corpus chunk as float32 rows that a float (or +/-1) query row can dot with."""
+    chunk = _to_mx(chunk)
+    if precision in BINARY_PRECISIONS:
+        signs = _unpack(chunk, precision)
+        # A float query scores against the unit-length sign vector; padding bits go.
+        return signs if query_binary else signs[:, :dim] / math.sqrt(dim)
+    if precision in SCALAR_PRECISIONS:
+        return _normalize(_dequantize(chunk, precision, ranges))
+    return _normalize(chunk.astype(mx.float32))
+
+
+def _dequantize(x: mx.array, precision: str, ranges: np.ndarray) -> mx.array:
+    """Middle of each int8/uint8 bin, as precision.dequantize_embeddings, in MLX."""
+    steps = mx.array((ranges[1] - ranges[0]) / 255)
+    levels = x.astype(mx.float32) + (128 if precision == "int8" else 0)
+    return (levels + 0.5) * steps + mx.array(ranges[0])
+
+
+def _top_k(scores: mx.array, ids: mx.array, k: int) -> tuple[mx.array, mx.array]:
+    """The k best (score desc, id asc) per row; deterministic under ties, unsorted."""
+    if scores.shape[1] <= k:
+        return ids, scores
+    kth = mx.topk(scores, k, axis=1).min(axis=1, keepdims=True)
+    # Everything above the k-th score is in; among scores equal to it, the lowest ids.
+    big = mx.array(np.iinfo(np.int32).max, dtype=mx.int32)
+    key = mx.where(scores > kth, -1, mx.where(scores == kth, ids.astype(mx.int32), big))
+    pick = mx.argpartition(key, kth=k - 1, axis=1)[:, :k]
+    return mx.take_along_axis(ids, pick, 1), mx.take_along_axis(scores, pick, 1)
+
+
+def _rescore(queries: np.ndarray, ids: np.ndarray, vectors, ranges, n: int) -> np.ndarray:
+    """Cosine of each float query with the higher-precision vectors of its candidates."""
+    vectors = vectors if isinstance(vectors, mx.array) else np.asarray(vectors)
+    if vectors.ndim != 2 or vectors.shape[0] != n or vectors.shape[1] != queries.shape[1]:
+        raise ValueError(
+            f"rescore_embeddings has shape {tuple(vectors.shape)}; it needs one "
+            f"{queries.shape[1]}-dimensional row per corpus row: ({n}, {queries.shape[1]})."
+        )
+    kind = _dtype(vectors)
+    precision = kind if kind in SCALAR_PRECISIONS else "float32"
+    if precision in SCALAR_PRECISIONS and ranges is None:
+        ranges = scalar_ranges(queries.shape[1])
+    q = _normalize(mx.array(queries).astype(mx.float32))
+    flat = ids.reshape(-1)
+    rows = vectors[mx.array(flat)] if isinstance(vectors, mx.array) else _to_mx(vectors[flat])
+    rows = _dequantize(rows, precision, ranges) if precision in SCALAR_PRECISIONS else rows
+    cand = _normalize(rows.astype(mx.float32)).reshape(*ids.shape, -1)  # (q, k, dim)
+    return np.array((cand @ q[:, :, None])[..., 0]).astype(np.float64)

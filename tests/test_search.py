@@ -1,0 +1,213 @@
+"""semantic_search (mlx_jina/search.py) against numpy brute force.
+
+Run: python -m pytest tests/test_search.py -q
+"""
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import mlx_jina
+from mlx_jina import quantize_embeddings, semantic_search
+from mlx_jina.precision import default_ranges, dequantize_embeddings
+
+
+def unit_rows(n: int, dim: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def brute_force(scores: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """ids and scores of a full sort: score descending, then corpus id ascending."""
+    ids = np.stack([np.lexsort((np.arange(len(row)), -row))[:top_k] for row in scores])
+    return ids, np.take_along_axis(scores, ids, 1)
+
+
+def as_arrays(hits):
+    ids = np.array([[h["corpus_id"] for h in row] for row in hits])
+    return ids, np.array([[h["score"] for h in row] for row in hits])
+
+
+@pytest.mark.parametrize("top_k", [1, 10, 37])
+@pytest.mark.parametrize("chunk", [100_000, 64, 7])
+def test_float_search_equals_brute_force(top_k, chunk):
+    """Cosine top-k over a float corpus equals numpy's full sort, for any chunking."""
+    corpus, queries = unit_rows(500, 48, 0) * 3.0, unit_rows(13, 48, 1)  # unnormalized corpus
+    cos = queries @ (corpus / 3.0).T
+    ids, scores = as_arrays(
+        semantic_search(queries, corpus, top_k, corpus_chunk_size=chunk, query_chunk_size=5)
+    )
+    want_ids, want_scores = brute_force(cos, top_k)
+    assert np.array_equal(ids, want_ids)
+    assert np.allclose(scores, want_scores, atol=1e-5)
+
+
+def test_result_shape_and_input_kinds():
+    """sentence-transformers' shape; 1-D query, mx arrays and float64 all work."""
+    corpus, query = unit_rows(20, 32, 2), unit_rows(1, 32, 3)[0]
+    hits = semantic_search(query, corpus, top_k=3)
+    assert len(hits) == 1 and len(hits[0]) == 3
+    assert set(hits[0][0]) == {"corpus_id", "score"}
+    assert isinstance(hits[0][0]["corpus_id"], int) and isinstance(hits[0][0]["score"], float)
+    assert semantic_search(mx.array(query), mx.array(corpus), top_k=3) == hits
+    again = semantic_search(query.astype(np.float64), corpus.astype(np.float64), top_k=3)
+    assert [h["corpus_id"] for h in again[0]] == [h["corpus_id"] for h in hits[0]]
+    assert len(semantic_search(query, corpus, top_k=50)[0]) == 20  # never more than the corpus
+    assert semantic_search(query, corpus[:0], top_k=5) == [[]]
+
+
+def hamming(a_packed: np.ndarray, b_packed: np.ndarray) -> np.ndarray:
+    return np.unpackbits(a_packed[:, None, :] ^ b_packed[None], axis=-1).sum(-1)
+
+
+@pytest.mark.parametrize("precision", ["ubinary", "binary"])
+def test_hamming_search_equals_brute_force_with_ties(precision):
+    """Binary queries on a binary corpus rank by Hamming distance; the many ties are broken by
+    corpus id, the same for every chunk size."""
+    corpus, queries = unit_rows(300, 16, 4), unit_rows(6, 16, 5)  # 16 bits: ties galore
+    c, q = quantize_embeddings(corpus, precision), quantize_embeddings(queries, precision)
+    ham = hamming(np.packbits(queries > 0, axis=-1), np.packbits(corpus > 0, axis=-1))
+    want_ids, want_scores = brute_force(1 - 2 * ham / 16, 25)
+    for chunk in (1000, 33, 5):
+        ids, scores = as_arrays(semantic_search(q, c, 25, corpus_chunk_size=chunk))
+        assert np.array_equal(ids, want_ids)
+        assert np.allclose(scores, want_scores)
+
+
+def test_float_query_on_binary_corpus_scores_against_signs():
+    """Asymmetric search: a float query scores against the unit-length +/-1 sign vectors."""
+    corpus, queries = unit_rows(200, 40, 6), unit_rows(4, 40, 7)  # 40 bits: 5 bytes, no padding
+    signs = np.where(corpus > 0, 1.0, -1.0) / np.sqrt(40)
+    want_ids, want_scores = brute_force(queries @ signs.T, 10)
+    ids, scores = as_arrays(semantic_search(queries, quantize_embeddings(corpus, "ubinary"), 10))
+    assert np.array_equal(ids, want_ids)
+    assert np.allclose(scores, want_scores, atol=1e-5)
+
+
+def test_int8_corpus_scores_the_dequantized_vectors():
+    corpus, queries = unit_rows(300, 64, 8), unit_rows(5, 64, 9)
+    q8 = quantize_embeddings(corpus, "int8")
+    back = dequantize_embeddings(q8, "int8")
+    cos = queries @ (back / np.linalg.norm(back, axis=1, keepdims=True)).T
+    want_ids, want_scores = brute_force(cos, 10)
+    ids, scores = as_arrays(semantic_search(queries, q8, 10))
+    assert np.array_equal(ids, want_ids)
+    assert np.allclose(scores, want_scores, atol=1e-5)
+
+
+def near_duplicates(seed: int):
+    """Queries with a planted top 5 (noisy copies); the float top 5 is checkable."""
+    rng = np.random.default_rng(seed)
+    background = unit_rows(2000, 256, seed)
+    queries = unit_rows(8, 256, seed + 1)
+    planted = queries[:, None, :] + rng.normal(0, 0.01, (8, 5, 256)) * np.arange(1, 6)[:, None]
+    planted = planted / np.linalg.norm(planted, axis=-1, keepdims=True)
+    corpus = np.concatenate([background, planted.reshape(-1, 256)]).astype(np.float32)
+    return queries, corpus[rng.permutation(len(corpus))]
+
+
+@pytest.mark.parametrize("rescore_with", ["float32", "int8"])
+def test_binary_search_with_rescoring_returns_the_float_top_k(rescore_with):
+    """Binary first pass + rescoring recovers the exact float top k and its float scores."""
+    queries, corpus = near_duplicates(10)
+    binary = quantize_embeddings(corpus, "binary")
+    rescore = corpus if rescore_with == "float32" else quantize_embeddings(corpus, "int8")
+    want_ids, want_scores = brute_force(queries @ corpus.T, 5)
+    ids, scores = as_arrays(
+        semantic_search(queries, binary, 5, rescore_embeddings=rescore, rescore_multiplier=4)
+    )
+    assert np.array_equal(ids, want_ids)
+    assert np.allclose(scores, want_scores, atol=1e-5 if rescore_with == "float32" else 5e-3)
+    # Binary alone misorders some of them and reports sign-vector scores: rescoring matters.
+    binary_ids, binary_scores = as_arrays(semantic_search(queries, binary, 5))
+    assert not np.array_equal(binary_ids, want_ids)
+    assert not np.allclose(binary_scores, want_scores, atol=1e-2)
+
+
+def test_rescoring_with_calibrated_int8_ranges():
+    queries, corpus = near_duplicates(11)
+    ranges = np.stack([corpus.min(0), corpus.max(0)])
+    int8 = quantize_embeddings(corpus, "int8", ranges=ranges)
+    ids, _ = as_arrays(
+        semantic_search(queries, quantize_embeddings(corpus, "ubinary"), 5,
+                        rescore_embeddings=int8, ranges=ranges)
+    )
+    assert np.array_equal(ids, brute_force(queries @ corpus.T, 5)[0])
+
+
+def test_chunked_equals_unchunked_for_every_corpus_kind():
+    corpus, queries = unit_rows(700, 64, 12), unit_rows(9, 64, 13)
+    kinds = {
+        "float": dict(corpus=corpus),
+        "int8": dict(corpus=quantize_embeddings(corpus, "int8")),
+        "uint8": dict(corpus=quantize_embeddings(corpus, "uint8")),
+        "binary+rescore": dict(corpus=quantize_embeddings(corpus, "binary"),
+                               rescore_embeddings=corpus, rescore_multiplier=3),
+    }
+    for name, kw in kinds.items():
+        c = kw.pop("corpus")
+        whole = semantic_search(queries, c, 15, **kw)
+        for chunk, qchunk in ((50, 2), (13, 9), (699, 1)):
+            parts = semantic_search(queries, c, 15, corpus_chunk_size=chunk,
+                                    query_chunk_size=qchunk, **kw)
+            assert parts == whole, name
+
+
+def test_end_to_end_with_a_model_matches_the_reference(tiny_eurobert_base):
+    """encode + semantic_search on a tiny model equals brute force on the torch reference."""
+    from checkpoints import reference_embeddings
+
+    docs = ["Paris is the capital of France.", "Mars is red.", "The quick brown fox.",
+            "Machine learning models", "Berlin and Rome", "Numbers 1 2 3"]
+    questions = ["capital of France?", "red planet"]
+    model = mlx_jina.load(tiny_eurobert_base, task="retrieval")
+    hits = semantic_search(model.encode_query(questions), model.encode_document(docs), top_k=3)
+    ref_d = reference_embeddings(tiny_eurobert_base, docs, task="retrieval", prompt="Document: ")
+    ref_q = reference_embeddings(tiny_eurobert_base, questions, task="retrieval", prompt="Query: ")
+    want_ids, want_scores = brute_force(ref_q @ ref_d.T, 3)
+    ids, scores = as_arrays(hits)
+    assert np.array_equal(ids, want_ids)
+    assert np.allclose(scores, want_scores, atol=1e-4)
+
+
+def test_errors_name_the_problem():
+    corpus, queries = unit_rows(10, 64, 14), unit_rows(2, 64, 15)
+    with pytest.raises(ValueError, match=r"needs \(n, 64\).*same truncate_dim"):
+        semantic_search(queries, corpus[:, :32], 3)
+    with pytest.raises(ValueError, match="binary or ubinary corpus"):
+        semantic_search(quantize_embeddings(queries, "binary"), quantize_embeddings(corpus, "int8"),
+                        3, corpus_precision="int8")
+    with pytest.raises(ValueError, match="Rescoring needs float queries"):
+        b = quantize_embeddings(corpus, "binary")
+        semantic_search(quantize_embeddings(queries, "binary"), b, 3, rescore_embeddings=corpus)
+    with pytest.raises(ValueError, match=r"rescore_embeddings has shape \(9, 64\)"):
+        semantic_search(queries, quantize_embeddings(corpus, "ubinary"), 3,
+                        rescore_embeddings=corpus[:9])
+    with pytest.raises(ValueError, match="top_k=0"):
+        semantic_search(queries, corpus, 0)
+    with pytest.raises(ValueError, match="corpus_precision='int4'"):
+        semantic_search(queries, corpus, 3, corpus_precision="int4")
+    assert default_ranges(64).shape == (2, 64)
+
+
+def test_binary_rescoring_top10_agreement():
+    """On 10,000 synthetic 1024-d unit vectors (tests/test_precision.py corpus_like), binary
+    search alone finds under half of the float top 10; rescoring 4x candidates with int8
+    (fixed ranges) finds >= 90%."""
+    from test_precision import corpus_like
+
+    x = corpus_like(10_200, 1024, seed=1024, outliers=False)
+    queries, corpus = x[:200], x[200:]
+    exact = np.argsort(-(queries @ corpus.T), axis=1)[:, :10]
+    binary, int8 = quantize_embeddings(corpus, "ubinary"), quantize_embeddings(corpus, "int8")
+    agreement = {}
+    for multiplier in (1, 4):
+        rescore = int8 if multiplier > 1 else None
+        hits = semantic_search(queries, binary, 10, rescore_embeddings=rescore,
+                               rescore_multiplier=multiplier)
+        agreement[multiplier] = np.mean(
+            [len(set(e) & {h["corpus_id"] for h in row}) / 10 for e, row in zip(exact, hits)]
+        )
+    print(f"\nbinary top-10 agreement: alone {agreement[1]:.3f}, "
+          f"rescored x4 with int8 {agreement[4]:.3f}")
+    assert agreement[1] < 0.6 and agreement[4] >= 0.9

@@ -9,6 +9,7 @@ import argparse
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -24,25 +25,43 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 QUALITY_FILE = "quantization_quality.json"
 
 
-def configure_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+def configure_parser(
+    parser: argparse.ArgumentParser | None = None,
+) -> argparse.ArgumentParser:
     """The `convert` arguments (mlx-lm's names), on a new parser or a CLI subparser."""
     p = parser or argparse.ArgumentParser(
         prog="convert.py", description="Convert jina-embeddings-v5-text to MLX."
     )
-    p.add_argument("--hf-path", required=True, help="Local folder or Hub repo id (base or merged).")
-    p.add_argument("--mlx-path", default="mlx_model", help="Output folder (default: mlx_model).")
+    p.add_argument(
+        "--hf-path", required=True, help="Local folder or Hub repo id (base or merged)."
+    )
+    p.add_argument(
+        "--mlx-path", default="mlx_model", help="Output folder (default: mlx_model)."
+    )
     p.add_argument(
         "--task",
         choices=TASKS + ("all",),
         help="Adapter to merge; 'all' writes one subfolder per task. Needed for a base repo.",
     )
-    p.add_argument("-q", "--quantize", action="store_true", help="Quantize the weights.")
-    p.add_argument("--q-bits", type=int, choices=(4, 8), default=4, help="Bits (default 4).")
-    p.add_argument("--q-group-size", type=int, default=64, help="Group size (default 64).")
-    p.add_argument("--dtype", choices=tuple(DTYPES), help="Float dtype (default: as stored).")
+    p.add_argument(
+        "-q", "--quantize", action="store_true", help="Quantize the weights."
+    )
+    p.add_argument(
+        "--q-bits", type=int, choices=(4, 8), default=4, help="Bits (default 4)."
+    )
+    p.add_argument(
+        "--q-group-size", type=int, default=64, help="Group size (default 64)."
+    )
+    p.add_argument(
+        "--dtype", choices=tuple(DTYPES), help="Float dtype (default: as stored)."
+    )
     p.add_argument("--revision", help="Hub branch, tag or commit of --hf-path.")
-    p.add_argument("--upload-repo", help="Upload the result to this Hub repo (ORG/NAME).")
-    p.add_argument("--force", action="store_true", help="Write into an existing --mlx-path.")
+    p.add_argument(
+        "--upload-repo", help="Upload the result to this Hub repo (ORG/NAME)."
+    )
+    p.add_argument(
+        "--force", action="store_true", help="Write into an existing --mlx-path."
+    )
     return p
 
 
@@ -58,7 +77,7 @@ def convert(
     upload_repo: str | None = None,
     force: bool = False,
     *,
-    api=None,
+    api: Any = None,
 ) -> Path:
     """Convert a checkpoint to an MLX folder for one task (or every task).
 
@@ -84,6 +103,11 @@ def convert(
     """
     if quantize:
         check_settings(q_bits, q_group_size)
+    root = Path(mlx_path)
+    if root.exists() and any(root.iterdir()) and not force:
+        raise ValueError(
+            f"{root} already exists and is not empty. Pass --force to write into it."
+        )
     folder = hub.resolve(hf_path, revision=revision, task=task, all_tasks=task == "all")
     tasks = [task]
     if task == "all":
@@ -95,13 +119,20 @@ def convert(
             )
     # In the Hub cache, the snapshot folder is named after the commit.
     commit = folder.name if folder.parent.name == "snapshots" else revision
-    root = Path(mlx_path)
     for t in tasks:
         dst = root / t if task == "all" else root
         repo = upload_repo and (f"{upload_repo}-{t}" if task == "all" else upload_repo)
         _convert_one(
-            folder, dst, t, quantize, q_bits, q_group_size, dtype, force,
-            source=str(hf_path), revision=commit,
+            folder,
+            dst,
+            t,
+            quantize,
+            q_bits,
+            q_group_size,
+            dtype,
+            source=str(hf_path),
+            revision=commit,
+            card_name=repo or dst.name,
         )
         if repo:
             upload(dst, repo, api)
@@ -116,26 +147,29 @@ def _convert_one(
     bits: int,
     group_size: int,
     dtype: str | None,
-    force: bool,
     *,
     source: str,
     revision: str | None,
+    card_name: str,
 ) -> None:
-    if dst.exists() and any(dst.iterdir()) and not force:
-        raise ValueError(f"{dst} already exists and is not empty. Pass --force to write into it.")
     embedder = load(folder, task=task, dtype=dtype)
     model = embedder.model
-    if any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules()):
+    if any(
+        isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding))
+        for _, m in model.named_modules()
+    ):
         raise ValueError(f"{source} is already quantized; convert from float weights.")
     float_name = str(model.norm.weight.dtype).removeprefix("mlx.core.")
     report = None
     if quantize:
         check_settings(bits, group_size, model.args.hidden_size)
-        print(f"[INFO] Embedding {len(quality.QUERIES) + len(quality.DOCUMENTS) + 2} texts in {float_name}")
+        print(f"[INFO] Embedding the quality set with {float_name} weights")
         reference = quality.embed_set(embedder)
         print(f"[INFO] Quantizing to {bits} bits, group size {group_size}")
         for path in quantize_model(model, bits, group_size):
-            print(f"[INFO] {path} stays {float_name}: input size not a multiple of {group_size}")
+            print(
+                f"[INFO] {path} stays {float_name}: input size not a multiple of {group_size}"
+            )
         report = quality.compare(reference, quality.embed_set(embedder))
         report.update(
             weights=f"{bits}-bit, group {group_size}",
@@ -155,9 +189,17 @@ def _convert_one(
     config = read_json(folder / "config.json")
     for key in ("auto_map", "task_names", "quantization", "quantization_config"):
         config.pop(key, None)
+    for key in (
+        "dtype",
+        "torch_dtype",
+    ):  # the base config says float32 for 16-bit files
+        if key in config:
+            config[key] = float_name
     if quantize:
-        config["quantization"] = config["quantization_config"] = quantization_block(bits, group_size)
-    from . import __version__
+        config["quantization"] = config["quantization_config"] = quantization_block(
+            bits, group_size
+        )
+    from . import __version__  # here: mlx_jina/__init__.py imports this module
 
     dim = model.args.hidden_size
     config["mlx_jina"] = {
@@ -182,13 +224,18 @@ def _convert_one(
         (dst / st.name).write_text(json.dumps(st_config, indent=2) + "\n")
     if report:
         (dst / QUALITY_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    (dst / "README.md").write_text(model_card(config["mlx_jina"], report, dst.name))
+    (dst / "README.md").write_text(model_card(config["mlx_jina"], report, card_name))
 
 
 def model_card(info: dict, report: dict | None, name: str) -> str:
     """A short README.md: what the folder holds, how to load it, quality, license."""
     source = info["source"]
-    weights = report["weights"] if report else "float weights"
+    link = (
+        f"`{source}`"
+        if hub.is_local(source)
+        else f"[{source}](https://huggingface.co/{source})"
+    )
+    weights = report["weights"] if report else "float"
     lines = [
         "---",
         "license: cc-by-nc-4.0",
@@ -199,9 +246,9 @@ def model_card(info: dict, report: dict | None, name: str) -> str:
         "",
         f"# {name}",
         "",
-        f"[{source}](https://huggingface.co/{source}) for the `{info['task']}` task, converted to "
-        f"MLX by mlx-jina {info['version']} (revision {info['revision'] or 'unknown'}): the "
-        f"task's LoRA adapter merged in float32, then {weights}.",
+        f"{link} for the `{info['task']}` task, converted to MLX by mlx-jina "
+        f"{info['version']} (source revision {info['revision'] or 'unknown'}). Weights: "
+        f"{weights}; a base repo's LoRA adapter is merged in float32 before quantizing.",
         "",
         "```python",
         "import mlx_jina",
@@ -234,14 +281,16 @@ def model_card(info: dict, report: dict | None, name: str) -> str:
     return "\n".join(lines)
 
 
-def upload(folder: Path, repo: str, api=None) -> None:
+def upload(folder: Path, repo: str, api: Any = None) -> None:
     """Create `repo` on the Hub if needed and upload `folder` to it."""
     if api is None:
         from huggingface_hub import HfApi
 
         api = HfApi()
     api.create_repo(repo_id=repo, exist_ok=True)
-    api.upload_folder(folder_path=str(folder), repo_id=repo, commit_message="Upload from mlx-jina")
+    api.upload_folder(
+        folder_path=str(folder), repo_id=repo, commit_message="Upload from mlx-jina"
+    )
     print(f"[INFO] Uploaded {folder} to https://huggingface.co/{repo}")
 
 

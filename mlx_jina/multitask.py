@@ -46,7 +46,9 @@ class LoRALinear(nn.Module):
         y = self.base(x)
         task = ACTIVE_TASK.get()
         if task is None:
-            raise ValueError("This model holds several task adapters; pick one with task=.")
+            raise ValueError(
+                "This model holds several task adapters; pick one with task=."
+            )
         pair = self.lora.get(task)
         if pair is None:  # this task's adapter does not touch this layer
             return y
@@ -69,13 +71,20 @@ def add_adapters(model: nn.Module, adapters: list[Adapter]) -> None:
                 continue
             shape = (module.weight.shape[0], input_size(module))
             if (b.shape[0], a.shape[1]) != shape:
-                errors.append(f"{adapter.task}: {key}: B@A is {(b.shape[0], a.shape[1])}, base is {shape}")
+                errors.append(
+                    f"{adapter.task}: {key}: B@A is {(b.shape[0], a.shape[1])}, base is {shape}"
+                )
                 continue
             # Fold the scale into B in float32 so the call does one add.
             b = (adapter.scale * b.astype(mx.float32)).astype(dtype)
-            per_layer.setdefault(path, {})[adapter.task] = {"a": a.astype(dtype), "b": b}
+            per_layer.setdefault(path, {})[adapter.task] = {
+                "a": a.astype(dtype),
+                "b": b,
+            }
     if errors:
-        raise ValueError("The adapters do not fit this model:\n  " + "\n  ".join(errors))
+        raise ValueError(
+            "The adapters do not fit this model:\n  " + "\n  ".join(errors)
+        )
     for path, lora in per_layer.items():
         parent, name = path.rsplit(".", 1)
         setattr(modules[parent], name, LoRALinear(modules[path], lora))

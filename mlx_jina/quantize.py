@@ -79,7 +79,12 @@ def infer_quantization(
         n_in = module.weight.shape[1]
         bits, bits_rem = divmod(packed.shape[1] * 32, n_in)
         group_size, group_rem = divmod(n_in, scales.shape[1])
-        if packed.dtype != mx.uint32 or bits_rem or group_rem or bits not in STORED_BITS:
+        if (
+            packed.dtype != mx.uint32
+            or bits_rem
+            or group_rem
+            or bits not in STORED_BITS
+        ):
             errors.append(
                 f"{path}: weight {packed.dtype} {tuple(packed.shape)} and scales "
                 f"{tuple(scales.shape)} don't fit a quantized layer with {n_in} inputs"
@@ -97,13 +102,19 @@ def infer_quantization(
             continue
         found[path] = (bits, group_size)
     if errors:
-        raise ValueError(f"Quantized weights in {where} don't fit the model:\n  " + "\n  ".join(errors))
+        raise ValueError(
+            f"Quantized weights in {where} don't fit the model:\n  "
+            + "\n  ".join(errors)
+        )
     return found
 
 
 def quantize_like(model: nn.Module, layers: dict[str, tuple[int, int]]) -> None:
     """Swap exactly the given layers for quantized ones, so a quantized checkpoint loads."""
-    params = {p: {"bits": b, "group_size": g, "mode": "affine"} for p, (b, g) in layers.items()}
+    params = {
+        p: {"bits": b, "group_size": g, "mode": "affine"}
+        for p, (b, g) in layers.items()
+    }
     nn.quantize(model, class_predicate=lambda path, _: params.get(path, False))
 
 

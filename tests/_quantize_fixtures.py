@@ -29,7 +29,11 @@ def unpack(packed: np.ndarray, bits: int) -> np.ndarray:
 
 
 def dequantize(
-    packed: np.ndarray, scales: np.ndarray, biases: np.ndarray, bits: int, group_size: int
+    packed: np.ndarray,
+    scales: np.ndarray,
+    biases: np.ndarray,
+    bits: int,
+    group_size: int,
 ) -> np.ndarray:
     """Exact float32 weights of an affine-quantized matrix (computed in float64)."""
     q = unpack(packed, bits).astype(np.float64)
@@ -66,7 +70,11 @@ def dequantized_state(
         path = key.removesuffix(".weight")
         if f"{path}.scales" in tensors:
             value = dequantize(
-                value, tensors[f"{path}.scales"], tensors[f"{path}.biases"], bits, group_size
+                value,
+                tensors[f"{path}.scales"],
+                tensors[f"{path}.biases"],
+                bits,
+                group_size,
             )
         state[key] = value.astype(np.float32)
     return state

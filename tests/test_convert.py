@@ -4,6 +4,7 @@ Run: python -m pytest tests/test_convert.py -q   (add -s to see the quality tabl
 """
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,28 +30,44 @@ TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("fixture,task", [("tiny_qwen_base", "retrieval"), ("eurobert_base_gqa", "clustering")])
+@pytest.mark.parametrize(
+    "fixture,task",
+    [("tiny_qwen_base", "retrieval"), ("eurobert_base_gqa", "clustering")],
+)
 def test_merge_equals_peft_merge_and_unload(request, tmp_path, fixture, task):
     """The written float32 weights are peft's merge_and_unload to within 1e-5."""
     base = request.getfixturevalue(fixture)
     dst = mlx_jina.convert(str(base), str(tmp_path / "out"), task=task, dtype="float32")
-    got = {k.removeprefix("model."): v for k, v in read_safetensors(dst / "model.safetensors").items()}
+    got = {
+        k.removeprefix("model."): v
+        for k, v in read_safetensors(dst / "model.safetensors").items()
+    }
     want = merged_state_dict(base, task)
     assert set(got) == set(want)
     worst = max((got[k].float() - want[k]).abs().max().item() for k in want)
     assert worst <= 1e-5
     # and the LoRA really changed something, so the comparison can fail
     plain = read_safetensors(base / "model.safetensors")
-    assert (got["layers.0.self_attn.q_proj.weight"] - plain["layers.0.self_attn.q_proj.weight"]).abs().max() > 1e-2
+    assert (
+        got["layers.0.self_attn.q_proj.weight"]
+        - plain["layers.0.self_attn.q_proj.weight"]
+    ).abs().max() > 1e-2
 
 
 def test_float_output_layout_and_config(tiny_qwen_base, tmp_path):
     """Jina's per-task -mlx files, a config with the mlx_jina block and no quantization
     block, a CC BY-NC 4.0 model card, and a folder that loads as that task."""
-    dst = mlx_jina.convert(str(tiny_qwen_base), str(tmp_path / "out"), task="text-matching")
+    dst = mlx_jina.convert(
+        str(tiny_qwen_base), str(tmp_path / "out"), task="text-matching"
+    )
     names = {p.name for p in dst.iterdir()}
-    assert names == {"config.json", "tokenizer.json", "config_sentence_transformers.json",
-                     "model.safetensors", "README.md"}
+    assert names == {
+        "config.json",
+        "tokenizer.json",
+        "config_sentence_transformers.json",
+        "model.safetensors",
+        "README.md",
+    }
     config = json.loads((dst / "config.json").read_text())
     assert "quantization" not in config and "auto_map" not in config
     info = config["mlx_jina"]
@@ -61,56 +78,81 @@ def test_float_output_layout_and_config(tiny_qwen_base, tmp_path):
     assert "CC BY-NC 4.0" in (dst / "README.md").read_text()
     model = mlx_jina.load(dst)
     assert model.task == "text-matching"
-    want = reference_embeddings(tiny_qwen_base, TEXTS, task="text-matching", prompt="Document: ")
+    want = reference_embeddings(
+        tiny_qwen_base, TEXTS, task="text-matching", prompt="Document: "
+    )
     assert cosines(model.encode_query(TEXTS), want).min() >= 0.9999
 
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory, tiny_qwen_base, tiny_eurobert_base):
     """(arch, bits) -> (folder, base, task): convert -q once per case."""
-    cases = {("qwen3", 4): (tiny_qwen_base, "retrieval"),
-             ("eurobert", 8): (tiny_eurobert_base, "classification")}
+    cases = {
+        ("qwen3", 4): (tiny_qwen_base, "retrieval"),
+        ("eurobert", 8): (tiny_eurobert_base, "classification"),
+    }
     out = {}
     for (arch, bits), (base, task) in cases.items():
         dst = tmp_path_factory.mktemp(f"{arch}-{bits}bit")
-        argv = ["--hf-path", str(base), "--mlx-path", str(dst), "--task", task, "-q",
-                "--q-bits", str(bits), "--force"]
+        argv = [
+            "--hf-path",
+            str(base),
+            "--mlx-path",
+            str(dst),
+            "--task",
+            task,
+            "-q",
+            "--q-bits",
+            str(bits),
+            "--force",
+        ]
         main(argv)
         out[arch, bits] = (dst, base, task)
     return out
 
 
 @pytest.mark.parametrize("case", [("qwen3", 4), ("eurobert", 8)])
-def test_quantized_round_trip(converted, tmp_path, case, capsys):
+def test_quantized_round_trip(converted, tmp_path, case):
     """convert -q writes model-{bits}bit.safetensors and a quantization block; loading it
     gives what its exact numpy-dequantized weights give (cosine >= 0.9999), and 8-bit
     stays within cosine 0.998 of the float reference."""
     dst, base, task = converted[case]
     bits = case[1]
-    assert (dst / f"model-{bits}bit.safetensors").exists() and not (dst / "model.safetensors").exists()
+    assert (dst / f"model-{bits}bit.safetensors").exists() and not (
+        dst / "model.safetensors"
+    ).exists()
     config = json.loads((dst / "config.json").read_text())
     assert config["quantization"] == {"group_size": 64, "bits": bits, "mode": "affine"}
     assert config["quantization_config"] == config["quantization"]
 
     model = mlx_jina.load(dst)
     m = model.model
-    assert isinstance(m.embed_tokens, nn.QuantizedEmbedding) and m.embed_tokens.bits == bits
+    assert (
+        isinstance(m.embed_tokens, nn.QuantizedEmbedding)
+        and m.embed_tokens.bits == bits
+    )
     assert all(layer.self_attn.q_proj.bits == bits for layer in m.layers)
-    assert type(m.layers[0].mlp.down_proj) is nn.Linear  # 96 inputs: not a multiple of 64
+    assert (
+        type(m.layers[0].mlp.down_proj) is nn.Linear
+    )  # 96 inputs: not a multiple of 64
     emb = model.encode_query(TEXTS)
     prompt = "Query: " if task == "retrieval" else "Document: "
 
-    tensors = {k: np.array(v) for k, v in mx.load(str(dst / f"model-{bits}bit.safetensors")).items()}
+    tensors = {
+        k: np.array(v)
+        for k, v in mx.load(str(dst / f"model-{bits}bit.safetensors")).items()
+    }
     state = dequantized_state(tensors, bits, 64)
-    simulated = reference_embeddings(float_folder(tmp_path / "deq", state, base), TEXTS, task=None, prompt=prompt)
+    simulated = reference_embeddings(
+        float_folder(tmp_path / "deq", state, base), TEXTS, task=None, prompt=prompt
+    )
     assert cosines(emb, simulated).min() >= 0.9999
 
     exact = reference_embeddings(base, TEXTS, task=task, prompt=prompt)
     vs_float = cosines(emb, exact)
     if bits == 8:
         assert vs_float.min() >= 0.998
-    with capsys.disabled():
-        print(f"\n{case}: {bits}-bit vs float32 reference, min cosine {vs_float.min():.4f}")
+    print(f"\n{case}: {bits}-bit vs float32 reference, min cosine {vs_float.min():.4f}")
 
 
 def test_quality_report_is_written_and_reproducible(converted):
@@ -119,7 +161,9 @@ def test_quality_report_is_written_and_reproducible(converted):
     rows = []
     for (arch, bits), (dst, base, task) in converted.items():
         report = json.loads((dst / QUALITY_FILE).read_text())
-        assert report["texts"] == len(quality.QUERIES) + len(quality.DOCUMENTS) + 2 == 102
+        assert (
+            report["texts"] == len(quality.QUERIES) + len(quality.DOCUMENTS) + 2 == 102
+        )
         assert report["weights"] == f"{bits}-bit, group 64"
         card = (dst / "README.md").read_text()
         assert quality.markdown_table([report]).splitlines()[-1] in card
@@ -145,19 +189,33 @@ def test_quality_set_covers_languages_and_lengths(tiny_qwen_base):
     lengths = [len(ids) for ids in model.tokenize(queries + documents)]
     assert min(lengths) < 20 and 1900 <= max(lengths) <= 2200
     assert any("\u3040" <= ch <= "\u30ff" for ch in "".join(documents))  # Japanese kana
-    assert any("\u4e00" <= ch <= "\u9fff" for ch in "".join(documents))  # CJK ideographs
+    assert any(
+        "\u4e00" <= ch <= "\u9fff" for ch in "".join(documents)
+    )  # CJK ideographs
 
 
 def test_task_all_writes_one_folder_per_task(tiny_eurobert_base, tmp_path):
     """--task all converts every adapter, each folder loading as its own task."""
     root = tmp_path / "all"
-    main(["--hf-path", str(tiny_eurobert_base), "--mlx-path", str(root), "--task", "all",
-          "--dtype", "float32"])
+    main(
+        [
+            "--hf-path",
+            str(tiny_eurobert_base),
+            "--mlx-path",
+            str(root),
+            "--task",
+            "all",
+            "--dtype",
+            "float32",
+        ]
+    )
     assert sorted(p.name for p in root.iterdir()) == sorted(TASKS)
     for task in TASKS:
         model = mlx_jina.load(root / task)
         assert model.task == task
-        want = reference_embeddings(tiny_eurobert_base, TEXTS[:2], task=task, prompt="Document: ")
+        want = reference_embeddings(
+            tiny_eurobert_base, TEXTS[:2], task=task, prompt="Document: "
+        )
         assert cosines(model.encode_document(TEXTS[:2]), want).min() >= 0.9999
 
 
@@ -191,16 +249,30 @@ class FakeHubApi:
 def test_upload_uses_the_hub_api(tiny_qwen_base, tmp_path):
     """--upload-repo creates the repo and uploads the finished folder (no network)."""
     api = FakeHubApi()
-    mlx_jina.convert(str(tiny_qwen_base), str(tmp_path / "one"), task="retrieval",
-                     upload_repo="me/small-retrieval-mlx", api=api)
+    mlx_jina.convert(
+        str(tiny_qwen_base),
+        str(tmp_path / "one"),
+        task="retrieval",
+        upload_repo="me/small-retrieval-mlx",
+        api=api,
+    )
     assert api.calls[0] == ("create_repo", "me/small-retrieval-mlx", True)
     assert api.calls[1][:3] == ("upload_folder", "me/small-retrieval-mlx", "one")
     assert "model.safetensors" in api.calls[1][3] and "README.md" in api.calls[1][3]
+    card = (tmp_path / "one" / "README.md").read_text()
+    assert 'mlx_jina.load("me/small-retrieval-mlx")' in card
 
     api = FakeHubApi()
-    mlx_jina.convert(str(tiny_qwen_base), str(tmp_path / "all"), task="all",
-                     upload_repo="me/small", api=api)
-    assert [c[1] for c in api.calls if c[0] == "upload_folder"] == [f"me/small-{t}" for t in TASKS]
+    mlx_jina.convert(
+        str(tiny_qwen_base),
+        str(tmp_path / "all"),
+        task="all",
+        upload_repo="me/small",
+        api=api,
+    )
+    assert [c[1] for c in api.calls if c[0] == "upload_folder"] == [
+        f"me/small-{t}" for t in TASKS
+    ]
 
 
 def test_errors(tiny_qwen_base, tiny_qwen_merged, tmp_path, capsys):
@@ -210,7 +282,9 @@ def test_errors(tiny_qwen_base, tiny_qwen_merged, tmp_path, capsys):
         mlx_jina.convert(src, out, task="retrieval", quantize=True, q_bits=2)
     with pytest.raises(ValueError, match=r"group_size=100"):
         mlx_jina.convert(src, out, task="retrieval", quantize=True, q_group_size=100)
-    with pytest.raises(ValueError, match=r"group_size=128 does not divide the hidden size 64"):
+    with pytest.raises(
+        ValueError, match=r"group_size=128 does not divide the hidden size 64"
+    ):
         mlx_jina.convert(src, out, task="retrieval", quantize=True, q_group_size=128)
     with pytest.raises(ValueError, match=r"several tasks; pass task="):
         mlx_jina.convert(src, out)
@@ -220,7 +294,19 @@ def test_errors(tiny_qwen_base, tiny_qwen_merged, tmp_path, capsys):
         main(["--hf-path", src, "--mlx-path", out, "--task", "nope"])
     assert e.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        main(["--hf-path", src, "--mlx-path", out, "--task", "retrieval", "-q", "--q-group-size", "48"])
+        main(
+            [
+                "--hf-path",
+                src,
+                "--mlx-path",
+                out,
+                "--task",
+                "retrieval",
+                "-q",
+                "--q-group-size",
+                "48",
+            ]
+        )
     assert e.value.code == 2 and "group_size=48" in capsys.readouterr().err
 
 
@@ -234,19 +320,51 @@ def test_already_quantized_source_is_refused(converted, tmp_path):
 def test_parser_names_follow_mlx_lm():
     """The flags are mlx-lm's, so `mlx-jina convert` reads like `mlx_lm.convert`."""
     args = configure_parser().parse_args(["--hf-path", "a", "-q", "--q-bits", "8"])
-    assert vars(args) == dict(hf_path="a", mlx_path="mlx_model", task=None, quantize=True,
-                              q_bits=8, q_group_size=64, dtype=None, revision=None,
-                              upload_repo=None, force=False)
+    assert vars(args) == dict(
+        hf_path="a",
+        mlx_path="mlx_model",
+        task=None,
+        quantize=True,
+        q_bits=8,
+        q_group_size=64,
+        dtype=None,
+        revision=None,
+        upload_repo=None,
+        force=False,
+    )
 
 
 def test_top_level_convert_script(tiny_eurobert_base, tmp_path):
     """`python convert.py ...` from a source checkout runs the same converter."""
     dst = tmp_path / "script"
     run = subprocess.run(
-        [sys.executable, str(REPO / "convert.py"), "--hf-path", str(tiny_eurobert_base),
-         "--mlx-path", str(dst), "--task", "retrieval"],
-        capture_output=True, text=True, cwd=REPO,
+        [
+            sys.executable,
+            str(REPO / "convert.py"),
+            "--hf-path",
+            str(tiny_eurobert_base),
+            "--mlx-path",
+            str(dst),
+            "--task",
+            "retrieval",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert run.returncode == 0, run.stderr
     assert "[INFO] Wrote" in run.stdout
     assert mlx_jina.load(dst).task == "retrieval"
+
+
+def test_merged_source_and_hub_revision(tiny_qwen_merged, tmp_path):
+    """An already merged repo converts as it is, and a Hub-cache snapshot folder records
+    its commit as the source revision."""
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "models--me--merged" / "snapshots" / sha
+    shutil.copytree(tiny_qwen_merged, snapshot)
+    dst = mlx_jina.convert(str(snapshot), str(tmp_path / "out"), task="retrieval")
+    info = json.loads((dst / "config.json").read_text())["mlx_jina"]
+    assert info["revision"] == sha and info["task"] == "retrieval"
+    want = reference_embeddings(tiny_qwen_merged, TEXTS, task=None, prompt="Query: ")
+    assert cosines(mlx_jina.load(dst).encode_query(TEXTS), want).min() >= 0.9999

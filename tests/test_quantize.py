@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 
 import mlx_jina
-from _quantize_fixtures import cosines, dequantize, dequantized_state, float_folder, model_tensors
+from _quantize_fixtures import (
+    cosines,
+    dequantize,
+    dequantized_state,
+    float_folder,
+    model_tensors,
+)
 from checkpoints import reference_embeddings
 
 TEXTS = [
@@ -69,7 +75,9 @@ def test_numpy_dequantize_matches_mlx(bits):
     "fixture,bits,group_size",
     [("tiny_qwen_mlx_task", 4, 64), ("tiny_eurobert_mlx_task", 8, 32)],
 )
-def test_published_layout_without_quantization_block(request, tmp_path, fixture, bits, group_size):
+def test_published_layout_without_quantization_block(
+    request, tmp_path, fixture, bits, group_size
+):
     """A -mlx folder with model.-prefixed quantized keys and no quantization block loads,
     with bits and group size read from the tensor shapes, and computes what its
     dequantized weights compute."""
@@ -88,7 +96,9 @@ def test_published_layout_without_quantization_block(request, tmp_path, fixture,
     assert mlx_jina.load(dst, bits=bits).model.layers[0].self_attn.q_proj.bits == bits
 
     emb = model.encode(TEXTS, prompt=PROMPT)
-    folder = float_folder(tmp_path / "dequantized", dequantized_state(tensors, bits, group_size), src)
+    folder = float_folder(
+        tmp_path / "dequantized", dequantized_state(tensors, bits, group_size), src
+    )
     ref = reference_embeddings(folder, TEXTS, task=None, prompt=PROMPT)
     assert cosines(emb, ref).min() >= 0.9999
 
@@ -99,14 +109,19 @@ def test_quantize_at_load_matches_dequantized_reference(tiny_qwen_base, tmp_path
     with pytest.warns(UserWarning, match="2 layers stay float.*layers.0.mlp.down_proj"):
         model = mlx_jina.load(tiny_qwen_base, task="retrieval", bits=4)
     m = model.model
-    assert isinstance(m.embed_tokens, nn.QuantizedEmbedding) and m.embed_tokens.bits == 4
+    assert (
+        isinstance(m.embed_tokens, nn.QuantizedEmbedding) and m.embed_tokens.bits == 4
+    )
     assert isinstance(m.layers[0].self_attn.o_proj, nn.QuantizedLinear)
     assert type(m.layers[0].mlp.down_proj) is nn.Linear  # input 96 % 64 != 0
 
     emb = model.encode(TEXTS, prompt=PROMPT)
     state = dequantized_state(model_tensors(m), 4, 64)
     ref = reference_embeddings(
-        float_folder(tmp_path / "deq", state, tiny_qwen_base), TEXTS, task=None, prompt=PROMPT
+        float_folder(tmp_path / "deq", state, tiny_qwen_base),
+        TEXTS,
+        task=None,
+        prompt=PROMPT,
     )
     assert cosines(emb, ref).min() >= 0.9999
     # The same numbers without the quantization: float vs 4-bit is a real, visible change.
@@ -120,7 +135,9 @@ def test_eight_bit_at_load_is_close_to_float(tiny_eurobert_base):
         warnings.simplefilter("ignore")
         model = mlx_jina.load(tiny_eurobert_base, task="classification", bits=8)
     emb = model.encode(TEXTS, prompt=PROMPT)
-    ref = reference_embeddings(tiny_eurobert_base, TEXTS, task="classification", prompt=PROMPT)
+    ref = reference_embeddings(
+        tiny_eurobert_base, TEXTS, task="classification", prompt=PROMPT
+    )
     assert cosines(emb, ref).min() >= 0.998
 
 
@@ -130,7 +147,9 @@ def test_bad_bits_and_group_sizes(tiny_qwen_base):
         mlx_jina.load(tiny_qwen_base, task="retrieval", bits=3)
     with pytest.raises(ValueError, match=r"group_size=48.*32, 64, 128"):
         mlx_jina.load(tiny_qwen_base, task="retrieval", bits=4, group_size=48)
-    with pytest.raises(ValueError, match=r"group_size=128 does not divide the hidden size 64"):
+    with pytest.raises(
+        ValueError, match=r"group_size=128 does not divide the hidden size 64"
+    ):
         mlx_jina.load(tiny_qwen_base, task="retrieval", bits=4, group_size=128)
 
 
@@ -143,7 +162,9 @@ def four_bit_folder(tiny_qwen_mlx_task, tmp_path):
 def test_corrupt_or_missing_weight_files_are_named(four_bit_folder):
     """A broken or absent weight file raises an error that names the file."""
     weights = four_bit_folder / "model-4bit.safetensors"
-    with pytest.raises(FileNotFoundError, match=r"No model-8bit\.safetensors.*model-4bit\.safetensors"):
+    with pytest.raises(
+        FileNotFoundError, match=r"No model-8bit\.safetensors.*model-4bit\.safetensors"
+    ):
         mlx_jina.load(four_bit_folder, bits=8)
     weights.write_bytes(weights.read_bytes()[:1000])  # truncated download
     with pytest.raises(ValueError, match=r"model-4bit\.safetensors.*corrupt"):
@@ -158,13 +179,17 @@ def test_quantization_block_must_match_the_tensors(four_bit_folder):
     config = json.loads((four_bit_folder / "config.json").read_text())
     config["quantization"] = {"group_size": 64, "bits": 8, "mode": "affine"}
     (four_bit_folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"says bits=8, group_size=64, the tensors have bits=4"):
+    with pytest.raises(
+        ValueError, match=r"says bits=8, group_size=64, the tensors have bits=4"
+    ):
         mlx_jina.load(four_bit_folder)
 
 
 def test_requested_bits_must_match_a_quantized_file(four_bit_folder):
     """A quantized file under the float name is not silently used at other bits."""
-    (four_bit_folder / "model-4bit.safetensors").rename(four_bit_folder / "model.safetensors")
+    (four_bit_folder / "model-4bit.safetensors").rename(
+        four_bit_folder / "model.safetensors"
+    )
     assert mlx_jina.load(four_bit_folder).model.layers[0].mlp.up_proj.bits == 4
     with pytest.raises(ValueError, match=r"holds 4-bit weights, not 8-bit"):
         mlx_jina.load(four_bit_folder, bits=8)

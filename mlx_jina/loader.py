@@ -151,17 +151,32 @@ def cast_floats(weights: dict[str, mx.array], dtype: str | None) -> dict[str, mx
     }
 
 
+def fill_head_shapes(config: dict, weights: dict[str, mx.array]) -> dict:
+    """Missing head_dim / num_key_value_heads, read from the q/k projection shapes.
+
+    Qwen3's head_dim needn't be hidden / heads (transformers would assume 128): the
+    weights know. Packed quantized weights keep the output size as their first axis.
+    """
+    q = weights.get("layers.0.self_attn.q_proj.weight")
+    k = weights.get("layers.0.self_attn.k_proj.weight")
+    heads = config.get("num_attention_heads")
+    if q is None or k is None or not heads:
+        return config
+    config = dict(config)
+    if config.get("head_dim") is None:
+        config["head_dim"] = q.shape[0] // heads
+    if config.get("num_key_value_heads") is None:
+        config["num_key_value_heads"] = k.shape[0] // config["head_dim"]
+    return config
+
+
 def build_model(
     config: dict, weights: dict[str, mx.array], dtype: str | None, where: str = "the weights"
 ) -> nn.Module:
     weights = sanitize(weights)
     kind = detect_backbone(config, set(weights))
     module = MODELS[kind]
-    q_proj = weights.get("layers.0.self_attn.q_proj.weight")
-    if config.get("head_dim") is None and q_proj is not None and config.get("num_attention_heads"):
-        # Qwen3's head_dim needn't be hidden / heads (transformers would assume 128):
-        # the weights know.
-        config = {**config, "head_dim": q_proj.shape[0] // config["num_attention_heads"]}
+    config = fill_head_shapes(config, weights)
     model = module.Model(module.ModelArgs.from_dict(config))
     # Quantize exactly the layers the checkpoint stores quantized (`<path>.scales`).
     quantize_like(model, infer_quantization(model, weights, config, where))

@@ -306,3 +306,15 @@ def test_head_dim_from_weights_when_config_lacks_it(qwen_base_odd, tmp_path):
     model = mlx_jina.load(folder, task="retrieval")
     ref = reference_embeddings(qwen_base_odd, TEXTS, task="retrieval", prompt="Document: ")
     assert np.min(np.sum(model.encode(TEXTS) * ref, axis=1)) >= 0.99999
+
+
+def test_kv_heads_from_weights_when_config_lacks_them(tiny_qwen_base, tmp_path):
+    """4 query heads over 2 KV heads, with neither head_dim nor num_key_value_heads in config.json."""
+    folder = copy(tiny_qwen_base, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("head_dim"), config.pop("num_key_value_heads")
+    (folder / "config.json").write_text(json.dumps(config))
+    model = mlx_jina.load(folder, task="retrieval")
+    assert model.model.layers[0].self_attn.n_kv_heads == 2
+    ref = reference_embeddings(tiny_qwen_base, TEXTS, task="retrieval", prompt="Document: ")
+    assert np.min(np.sum(model.encode(TEXTS) * ref, axis=1)) >= 0.99999

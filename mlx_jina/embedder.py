@@ -2,18 +2,24 @@
 
 import sys
 import threading
+import time
 import warnings
+from itertools import islice
+from typing import Iterable, Iterator
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 from tokenizers import Tokenizer
 
-from .batching import plan_batches
+from .batching import BatchPlan, EncodeStats, plan_batches
 from .multitask import using_task
 from .precision import PRECISIONS, quantize_embeddings
 
 MIN_DIM = 32
+# A job over this many padded tokens clears MLX's buffer cache and (on a terminal)
+# shows a progress bar.
+LARGE_JOB_TOKENS = 65536
 # Tasks trained on symmetric pairs embed every input as a document.
 SYMMETRIC_TASKS = ("text-matching", "classification", "clustering")
 
@@ -60,6 +66,8 @@ class Embedder:
         self._max_length = max_length
         # The tokenizer's truncation setting is shared state; set and use it under a lock.
         self._tokenizer_lock = threading.Lock()
+        # Batches, tokens, padding and time of the latest encode call (any thread's).
+        self.last_stats: EncodeStats | None = None
 
     @property
     def dim(self) -> int:
@@ -184,8 +192,12 @@ class Embedder:
         return truncate_dim
 
     def _forward(self, rows: list[list[int]]) -> mx.array:
-        """Pooled float32 hidden states for one batch of token id rows."""
-        L = len(rows[0])
+        """Pooled float32 hidden states for one batch of token id rows, right-padded.
+
+        Builds the graph only; nothing is evaluated here.
+        """
+        lengths = np.array([len(row) for row in rows], dtype=np.int32)
+        L = int(lengths.max())
         ids = np.zeros((len(rows), L), dtype=np.int32)
         for r, row in enumerate(rows):
             ids[r, : len(row)] = row
@@ -195,10 +207,13 @@ class Embedder:
                 f"Token id {int(ids.max())} is outside the model's {vocab}-row embedding table; "
                 "the tokenizer doesn't match the model."
             )
-        lengths = mx.array([len(row) for row in rows])
-        mask = None if self.model.causal else mx.arange(L)[None] < lengths[:, None]
+        # Qwen3 needs no mask: right padding comes after every real token, so the fused
+        # "causal" path is exact. EuroBERT hides pad keys, when the batch has any.
+        mask = None
+        if not self.model.causal and lengths.min() < L:
+            mask = mx.array(np.arange(L)[None] < lengths[:, None])
         h = self.model(mx.array(ids), mask)
-        return last_token_pool(h, lengths).astype(mx.float32)
+        return last_token_pool(h, mx.array(lengths)).astype(mx.float32)
 
     def encode(
         self,
@@ -240,7 +255,8 @@ class Embedder:
                 also picks the prompts. A single-task model accepts only its own task.
 
         Returns:
-            The embeddings, `(dim,)` for a string, `(n, dim)` for a list.
+            The embeddings, `(dim,)` for a string, `(n, dim)` for a list. Afterwards
+            `last_stats` holds the call's batches, tokens, padding efficiency and time.
         """
         single = isinstance(sentences, str)
         texts = [sentences] if single else sentences
@@ -301,20 +317,7 @@ class Embedder:
 
         if ids:
             plan = plan_batches([len(row) for row in ids], batch_size, max_batch_tokens)
-            pooled = []
-            for batch in self._progress(plan.batches, show_progress_bar, plan.real_tokens):
-                with using_task(task):  # LoRA layers read it while the graph is built
-                    out = self._forward([ids[i] for i in batch])
-                finite = mx.all(mx.isfinite(out))
-                mx.eval(out, finite)
-                if not finite.item():
-                    raise FloatingPointError(
-                        f"The model produced inf/NaN in {self.model.norm.weight.dtype}; "
-                        "load it with dtype='bfloat16' or 'float32'."
-                    )
-                pooled.append(out)
-            order = [i for batch in plan.batches for i in batch]
-            emb = mx.concatenate(pooled)[mx.array(np.argsort(order))]
+            emb = self._run(ids, plan, task, show_progress_bar)
         else:
             emb = mx.zeros((0, self.dim), dtype=mx.float32)
 
@@ -341,14 +344,101 @@ class Embedder:
             if min(row) < 0:
                 raise ValueError(f"ids[{i}] holds the negative token id {min(row)}.")
 
-    def _progress(self, batches: list, show: bool | None, tokens: int):
+    def _run(
+        self, ids: list[list[int]], plan: BatchPlan, task: str | None, show: bool | None
+    ) -> mx.array:
+        """Pooled vectors in input order. Each batch's graph is built while the one
+        before it computes, and the result is checked on the host once, at the end."""
+        start = time.perf_counter()
+        large = len(plan.batches) > 8 or plan.padded_tokens > LARGE_JOB_TOKENS
+        bar = self._progress(len(ids), show, large)
+        pooled: list[mx.array] = []
+        try:
+            for batch in plan.batches:
+                with using_task(task):  # LoRA layers read it while the graph is built
+                    out = self._forward([ids[i] for i in batch])
+                mx.async_eval(out)
+                if pooled:  # wait for the batch before; keeps one graph in flight
+                    mx.eval(pooled[-1])
+                    if bar is not None:
+                        bar.update(len(pooled[-1]))
+                pooled.append(out)
+            emb = mx.concatenate(pooled)[mx.array(np.argsort(plan.order))]
+            finite = mx.all(mx.isfinite(emb))
+            mx.eval(emb, finite)
+            if bar is not None:
+                bar.update(len(pooled[-1]))
+        finally:
+            if bar is not None:
+                bar.close()
+        self.last_stats = EncodeStats(
+            len(ids), len(plan.batches), plan.real_tokens, plan.padded_tokens,
+            time.perf_counter() - start,
+        )
+        if plan.padded_tokens > LARGE_JOB_TOKENS:
+            # Give back the large job's buffers: MLX would keep them cached for reuse.
+            mx.clear_cache()
+        if not finite.item():
+            raise FloatingPointError(
+                f"The model produced inf/NaN in {self.model.norm.weight.dtype}; "
+                "load it with dtype='bfloat16' or 'float32'."
+            )
+        return emb
+
+    @staticmethod
+    def _progress(total: int | None, show: bool | None, large: bool):
+        """A tqdm bar on stderr counting texts, or None. `show=None` shows it for large
+        jobs on a terminal."""
         if show is None:
-            show = sys.stderr.isatty() and (len(batches) > 8 or tokens > 65536)
+            show = large and sys.stderr.isatty()
         if not show:
-            return batches
+            return None
         from tqdm.auto import tqdm
 
-        return tqdm(batches, desc="Encoding", unit="batch", file=sys.stderr)
+        return tqdm(total=total, desc="Encoding", unit="text", file=sys.stderr)
+
+    def encode_iter(
+        self, sentences: Iterable[str], *, chunk_size: int = 1024, **kwargs
+    ) -> Iterator[np.ndarray | mx.array]:
+        """Embed a stream of texts chunk by chunk, for corpora too big to hold at once.
+
+        Args:
+            sentences: Any iterable of strings (a list, a file's lines, a generator),
+                read `chunk_size` texts at a time.
+            chunk_size: Texts per chunk. Larger chunks batch more evenly.
+            **kwargs: As in `encode` (`prompt_name`, `truncate_dim`, `task`, ...).
+
+        Yields:
+            One `(n, dim)` array per chunk, chunks and rows in input order; joined, they
+            equal `encode(list(sentences), **kwargs)`.
+        """
+        if isinstance(sentences, str):
+            raise InputTypeError("sentences must be an iterable of strings, not a str.")
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size={chunk_size!r}; use a positive integer.")
+        show = kwargs.pop("show_progress_bar", None)
+        total = len(sentences) if hasattr(sentences, "__len__") else None
+        bar = self._progress(total, show, total is None or total > chunk_size)
+        it = iter(sentences)
+        try:
+            while chunk := list(islice(it, chunk_size)):
+                yield self.encode(chunk, show_progress_bar=False, **kwargs)
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+
+    @staticmethod
+    def set_cache_limit(limit_bytes: int) -> int:
+        """Cap MLX's buffer cache, for the whole process; returns the previous limit.
+
+        MLX keeps freed buffers for reuse. `encode` empties the cache after large jobs;
+        a limit also bounds it between them (0 turns caching off).
+        """
+        if not isinstance(limit_bytes, int) or limit_bytes < 0:
+            raise ValueError(f"limit_bytes={limit_bytes!r}; use an integer >= 0.")
+        return mx.set_cache_limit(limit_bytes)
 
     def encode_query(self, sentences: str | list[str], **kwargs) -> np.ndarray | mx.array:
         """`encode` with the "query" prompt ("Query: " for retrieval)."""

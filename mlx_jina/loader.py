@@ -240,6 +240,10 @@ def load(
         raise ValueError(f"Unknown task {task!r}. Available tasks: {', '.join(TASKS)}.")
     folder = hub.resolve(path_or_repo, revision=revision, task=task, bits=bits, all_tasks=multitask)
     source = inspect_folder(folder, name=str(path_or_repo), bits=bits)
+    # Before reading any weights: a missing tokenizer shouldn't cost a full load.
+    tokenizer_file = folder / "tokenizer.json"
+    if not tokenizer_file.exists():
+        raise FileNotFoundError(f"No tokenizer.json in {folder}; the model needs its tokenizer.")
     if multitask:
         if not source.adapters:
             raise ValueError(
@@ -285,9 +289,6 @@ def load(
     if adapters and (multitask or quantized):
         # Unmerged LoRA: the base stays as loaded (possibly quantized), adapters float.
         add_adapters(model, adapters)
-    tokenizer_file = folder / "tokenizer.json"
-    if not tokenizer_file.exists():
-        raise FileNotFoundError(f"No tokenizer.json in {folder}; the model needs its tokenizer.")
     prompts, default_prompt_name = read_prompts(folder)
     return Embedder(
         model,

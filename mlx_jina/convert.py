@@ -15,7 +15,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from . import hub, quality
+from . import atomic, hub, quality
 from .loader import DTYPES, TASKS, inspect_folder, load, read_json
 from .quantize import check_settings, quantization_block, quantize_model
 from .weights import FLOAT_FILE, quantized_file
@@ -23,6 +23,9 @@ from .weights import FLOAT_FILE, quantized_file
 MATRYOSHKA_DIMS = (32, 64, 128, 256, 512, 768, 1024)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 QUALITY_FILE = "quantization_quality.json"
+OUTPUT_FILES = {"config.json", "config_sentence_transformers.json", "README.md"}
+OUTPUT_FILES |= {QUALITY_FILE, *TOKENIZER_FILES}
+IGNORED = {".DS_Store"}  # macOS Finder metadata, not the user's files
 
 
 def configure_parser(
@@ -60,7 +63,9 @@ def configure_parser(
         "--upload-repo", help="Upload the result to this Hub repo (ORG/NAME)."
     )
     p.add_argument(
-        "--force", action="store_true", help="Write into an existing --mlx-path."
+        "--force",
+        action="store_true",
+        help="Replace an existing --mlx-path that holds an earlier mlx-jina output.",
     )
     return p
 
@@ -84,7 +89,8 @@ def convert(
     Args:
         hf_path: A local folder or Hub repo id: the base repo (the task's LoRA is merged in
             float32 before quantizing) or an already merged per-task repo.
-        mlx_path: The output folder. It must not exist unless `force`.
+        mlx_path: The output folder: new or empty unless `force`, never overlapping
+            the source. It is written beside, then swapped in as a whole.
         task: The adapter to merge, or "all" for one subfolder per task under `mlx_path`.
         quantize: Write `model-{q_bits}bit.safetensors` instead of `model.safetensors`,
             and measure quantized against float embeddings on a built-in set.
@@ -95,7 +101,8 @@ def convert(
             None keeps the stored dtype.
         revision: A Hub branch, tag or commit of `hf_path`.
         upload_repo: Upload to this Hub repo (with "all", one repo per task: NAME-<task>).
-        force: Write into an existing output folder, replacing its weight files.
+        force: Replace an existing output folder that holds an earlier mlx-jina output
+            (one task, or task subfolders); other folders are refused.
         api: A `huggingface_hub.HfApi`-like object for the upload (default: a new HfApi).
 
     Returns:
@@ -103,12 +110,13 @@ def convert(
     """
     if quantize:
         check_settings(q_bits, q_group_size)
-    root = Path(mlx_path)
-    if root.exists() and any(root.iterdir()) and not force:
-        raise ValueError(
-            f"{root} already exists and is not empty. Pass --force to write into it."
-        )
+    root = _destination(mlx_path)
+    # Check before downloading: a Hub id lives in its cache folder.
+    _refuse_overlap(_source_folder(hf_path), root)
+    _refuse_cwd(root)
+    _check_replaceable(root, force)
     folder = hub.resolve(hf_path, revision=revision, task=task, all_tasks=task == "all")
+    _refuse_overlap(folder, root)
     tasks = [task]
     if task == "all":
         tasks = list(inspect_folder(folder).adapters)
@@ -119,24 +127,130 @@ def convert(
             )
     # In the Hub cache, the snapshot folder is named after the commit.
     commit = folder.name if folder.parent.name == "snapshots" else revision
-    for t in tasks:
-        dst = root / t if task == "all" else root
-        repo = upload_repo and (f"{upload_repo}-{t}" if task == "all" else upload_repo)
-        _convert_one(
-            folder,
-            dst,
-            t,
-            quantize,
-            q_bits,
-            q_group_size,
-            dtype,
-            source=str(hf_path),
-            revision=commit,
-            card_name=repo or dst.name,
-        )
-        if repo:
-            upload(dst, repo, api)
+    subs = {t: t if task == "all" else "" for t in tasks}
+    repos = {t: upload_repo for t in tasks}
+    if task == "all" and upload_repo:
+        repos = {t: f"{upload_repo}-{t}" for t in tasks}
+    written = {}
+    # All tasks go into one new folder, swapped in only when every one succeeded.
+    with atomic.replacing(root.resolve()) as new:
+        for t, sub in subs.items():
+            written[t] = _convert_one(
+                folder,
+                new / sub,
+                t,
+                quantize,
+                q_bits,
+                q_group_size,
+                dtype,
+                source=str(hf_path),
+                revision=commit,
+                card_name=repos[t] or (root / sub).name,
+            )
+    for t, sub in subs.items():
+        print(f"[INFO] Wrote {root / sub / written[t]}")
+    for t, sub in subs.items():
+        if repos[t]:
+            upload(root / sub, repos[t], api)
     return root
+
+
+def _destination(mlx_path: str) -> Path:
+    """`mlx_path` as a Path, with `~` expanded; refuse paths that cannot be a folder."""
+    if not str(mlx_path).strip():
+        raise ValueError("--mlx-path is empty. Pass a folder, such as mlx_model.")
+    root = Path(mlx_path).expanduser()
+    for p in (root, *root.parents):
+        if p.exists() and not p.is_dir():
+            where = "" if p == root else f": {p}"
+            raise ValueError(
+                f"--mlx-path {root}{where} is a file, not a folder. "
+                "Pass a folder path, or move the file away."
+            )
+    return root
+
+
+def _source_folder(hf_path: str) -> Path:
+    """Where the source lives before any download: its folder, or the Hub cache's."""
+    if hub.is_local(hf_path):
+        return Path(hf_path).expanduser()
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE) / f"models--{hf_path.replace('/', '--')}"
+
+
+def _refuse_overlap(source: Path, root: Path) -> None:
+    """Refuse an output that is, holds or is inside the source: the swap deletes it."""
+    src, dst = source.resolve(), root.resolve()
+    # A Hub snapshot's files are links into ../../blobs: check where each really lives.
+    files = [*source.iterdir(), *source.glob("adapters/*/*")] if source.is_dir() else []
+    if dst == src or src in dst.parents:
+        relation = "is" if dst == src else "is inside"
+    elif any(dst == f or dst in f.parents for f in [src, *map(Path.resolve, files)]):
+        relation = "contains"
+    else:
+        return
+    raise ValueError(
+        f"--mlx-path {root} {relation} the source folder {src}, so converting would "
+        f"overwrite the checkpoint it reads. Choose another --mlx-path, outside {src}."
+    )
+
+
+def _refuse_cwd(root: Path) -> None:
+    cwd = Path.cwd().resolve()
+    if root.resolve() in (cwd, *cwd.parents):
+        raise ValueError(
+            f"--mlx-path {root} is or contains the current directory, and convert "
+            "replaces the output folder as a whole. Pass a new folder, e.g. mlx_model."
+        )
+
+
+def _check_replaceable(root: Path, force: bool) -> None:
+    """Refuse a non-empty `root` without `force`, and all but our output with it."""
+    if not root.is_dir() or not [p for p in root.iterdir() if p.name not in IGNORED]:
+        return
+    if not force:
+        raise ValueError(
+            f"{root} already exists and is not empty. Pass --force to replace it."
+        )
+    foreign = _foreign_entries(root)
+    if foreign:
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        raise ValueError(
+            f"{root} is not an mlx-jina output (found {', '.join(foreign[:5])}{more}), "
+            "and --force replaces the whole folder, so it only replaces an empty "
+            "folder or an earlier mlx-jina output. Move those away, or choose another "
+            "--mlx-path."
+        )
+
+
+def _foreign_entries(folder: Path) -> list[str]:
+    """What in `folder` mlx-jina did not write: [] for an earlier output."""
+    names = sorted(p.name for p in folder.iterdir() if p.name not in IGNORED)
+    if _is_output(folder):
+        return [n for n in names if not _is_output_file(folder / n)]
+    found = []
+    for n in names:  # --task all: one output per task subfolder
+        if n in TASKS and _is_output(folder / n):
+            found += [f"{n}/{m}" for m in _foreign_entries(folder / n)]
+        else:
+            found.append(n)
+    return found
+
+
+def _is_output(folder: Path) -> bool:
+    try:
+        return isinstance(read_json(folder / "config.json").get("mlx_jina"), dict)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _is_output_file(path: Path) -> bool:
+    name = path.name
+    ours = name in OUTPUT_FILES or (
+        name.startswith("model") and name.endswith(".safetensors")
+    )
+    return ours and path.is_file()
 
 
 def _convert_one(
@@ -151,7 +265,8 @@ def _convert_one(
     source: str,
     revision: str | None,
     card_name: str,
-) -> None:
+) -> str:
+    """Write one task's folder `dst`; return the weight file's name."""
     embedder = load(folder, task=task, dtype=dtype)
     model = embedder.model
     if any(
@@ -177,14 +292,11 @@ def _convert_one(
         )
         print("[INFO] Quantized vs float:\n" + quality.markdown_table([report]))
 
-    dst.mkdir(parents=True, exist_ok=True)
-    for old in dst.glob("model*.safetensors"):
-        old.unlink()  # --force: never leave a stale weight file beside the new one
+    dst.mkdir(exist_ok=True)
     weight_file = quantized_file(bits) if quantize else FLOAT_FILE
     # Jina's -mlx files prefix every key with "model."; the loader strips it.
     weights = {f"model.{k}": v for k, v in tree_flatten(model.parameters())}
     mx.save_safetensors(str(dst / weight_file), weights, metadata={"format": "mlx"})
-    print(f"[INFO] Wrote {dst / weight_file}")
 
     config = read_json(folder / "config.json")
     for key in ("auto_map", "task_names", "quantization", "quantization_config"):
@@ -225,6 +337,7 @@ def _convert_one(
     if report:
         (dst / QUALITY_FILE).write_text(json.dumps(report, indent=2) + "\n")
     (dst / "README.md").write_text(model_card(config["mlx_jina"], report, card_name))
+    return weight_file
 
 
 def model_card(info: dict, report: dict | None, name: str) -> str:

@@ -221,16 +221,19 @@ def test_task_all_writes_one_folder_per_task(tiny_eurobert_base, tmp_path):
 
 def test_refuses_to_overwrite_without_force(tiny_qwen_base, tmp_path):
     """An existing output folder is left alone unless --force; --force leaves no stale
-    weight file behind."""
+    weight file or quality report behind."""
     dst = tmp_path / "out"
     dst.mkdir()
+    (dst / "config.json").write_text('{"mlx_jina": {"task": "retrieval"}}')
     (dst / "model-4bit.safetensors").write_bytes(b"old")
+    (dst / QUALITY_FILE).write_text("{}")
     args = dict(hf_path=str(tiny_qwen_base), mlx_path=str(dst), task="retrieval")
     with pytest.raises(ValueError, match=r"already exists.*--force"):
         mlx_jina.convert(**args)
     assert (dst / "model-4bit.safetensors").read_bytes() == b"old"
     mlx_jina.convert(**args, force=True)
     assert not (dst / "model-4bit.safetensors").exists()
+    assert not (dst / QUALITY_FILE).exists()
     assert mlx_jina.load(dst).task == "retrieval"
 
 

@@ -25,6 +25,9 @@ import numpy as np
 PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
 SCALAR_PRECISIONS = ("int8", "uint8")
 BINARY_PRECISIONS = ("binary", "ubinary")
+# The numpy dtype of each precision, as encode() returns it; binary ones pack 8 dims a byte.
+DTYPES = {"float32": "float32", "float16": "float16", "int8": "int8", "uint8": "uint8",
+          "binary": "int8", "ubinary": "uint8"}
 RANGE_SIGMAS = 12.0
 
 
@@ -34,12 +37,18 @@ def default_ranges(dim: int) -> np.ndarray:
     return np.array([[-r] * dim, [r] * dim], dtype=np.float32)
 
 
+def storage(dim: int, precision: str) -> tuple[np.dtype, int]:
+    """The dtype and row width of `precision` vectors of `dim` dimensions: (int8, 4) for
+    binary at 32. Files, search and encode() all follow this one rule."""
+    check_precision(precision)
+    width = (dim + 7) // 8 if precision in BINARY_PRECISIONS else dim
+    return np.dtype(DTYPES[precision]), width
+
+
 def bytes_per_vector(dim: int, precision: str) -> int:
     """Storage for one vector, e.g. 4096 bytes for float32 at dim 1024, 128 for binary."""
-    check_precision(precision)
-    if precision in BINARY_PRECISIONS:
-        return (dim + 7) // 8
-    return dim * {"float32": 4, "float16": 2}.get(precision, 1)
+    dtype, width = storage(dim, precision)
+    return width * dtype.itemsize
 
 
 def check_precision(precision: str) -> None:
@@ -75,6 +84,13 @@ def quantize_embeddings(
         )
     if precision in ("float32", "float16"):
         return embeddings.astype(precision)
+    bad = nonfinite_rows(embeddings.reshape(-1, embeddings.shape[-1]))
+    if bad:
+        # NaN > 0 is False and NaN casts to an arbitrary integer: the code would look valid.
+        raise ValueError(
+            f"{bad} vector(s) hold NaN or inf, which have no {precision} code. "
+            "Find where they come from (a float16 overflow?) before quantizing."
+        )
     if precision in BINARY_PRECISIONS:
         packed = np.packbits(embeddings > 0, axis=-1)
         # uint8 - 128 wraps, which is exactly the int8 value minus 128.
@@ -99,13 +115,42 @@ def scalar_ranges(
         ranges = np.stack([calibration.min(axis=0), calibration.max(axis=0)])
     elif ranges is None:
         return default_ranges(dim)
-    ranges = np.asarray(ranges, dtype=np.float32)
+    return check_ranges(ranges, dim)
+
+
+def check_ranges(ranges: np.ndarray, dim: int) -> np.ndarray:
+    """`ranges` as float32 (2, dim), refusing the wrong shape, NaN/inf and min > max."""
+    with np.errstate(over="ignore"):  # what overflows float32 is refused below as inf
+        ranges = np.asarray(ranges, dtype=np.float32)
     if ranges.shape != (2, dim):
         raise ValueError(
             f"ranges has shape {ranges.shape}; int8/uint8 need (2, {dim}): "
             "per-dimension minimums, then maximums."
         )
+    if not np.isfinite(ranges).all():
+        raise ValueError(
+            f"ranges holds {np.count_nonzero(~np.isfinite(ranges))} NaN or inf values "
+            "(float32); int8/uint8 need finite minimums and maximums."
+        )
+    flipped = np.flatnonzero(ranges[0] > ranges[1])
+    if flipped.size:
+        i = flipped[0]
+        raise ValueError(
+            f"ranges has a minimum above its maximum in {flipped.size} dimension(s), e.g. "
+            f"dimension {i}: {ranges[0, i]} > {ranges[1, i]}. Pass [[min...], [max...]]."
+        )
     return ranges
+
+
+def nonfinite_rows(x: np.ndarray, chunk_size: int = 65536) -> int:
+    """How many rows of a 2-D float array hold a NaN or inf; a chunk at a time, so a large
+    corpus needs no full-size mask."""
+    if x.dtype.kind != "f":
+        return 0
+    return sum(
+        int(np.count_nonzero(~np.isfinite(x[i : i + chunk_size]).all(axis=1)))
+        for i in range(0, x.shape[0], chunk_size)
+    )
 
 
 def dequantize_embeddings(

@@ -9,7 +9,7 @@ import math
 import mlx.core as mx
 import numpy as np
 
-from .precision import BINARY_PRECISIONS, SCALAR_PRECISIONS, scalar_ranges
+from .precision import BINARY_PRECISIONS, SCALAR_PRECISIONS, scalar_ranges, storage
 
 CORPUS_PRECISIONS = ("float32", "float16") + SCALAR_PRECISIONS + BINARY_PRECISIONS
 _BIT_SHIFTS = mx.array([7, 6, 5, 4, 3, 2, 1, 0], dtype=mx.uint8)  # np.packbits is big-endian
@@ -51,11 +51,16 @@ def semantic_search(
         (ties: lower corpus_id first). Scores are cosine similarities: float queries
         against float, dequantized int8/uint8 or +/-1 sign vectors; for binary queries,
         `1 - 2 * hamming / bits`.
+
+    Raises:
+        ValueError: For inputs that would rank silently wrong: rows with NaN or inf, a
+            dtype that is not `corpus_precision`'s, ranges that are unused or not finite
+            and ordered, rescore vectors of another shape.
     """
     queries = np.atleast_2d(np.array(query_embeddings))
-    if queries.dtype.kind == "f":
+    query_binary = _check_queries(queries)
+    if not query_binary:
         queries = queries.astype(np.float32)
-    query_binary = queries.dtype in (np.int8, np.uint8)
     if not isinstance(corpus_embeddings, mx.array):
         corpus_embeddings = np.asarray(corpus_embeddings)
     precision = corpus_precision or _infer_precision(queries, corpus_embeddings)
@@ -66,7 +71,7 @@ def semantic_search(
     for name, value in (("top_k", top_k), ("rescore_multiplier", rescore_multiplier),
                         ("query_chunk_size", query_chunk_size),
                         ("corpus_chunk_size", corpus_chunk_size)):
-        if not isinstance(value, int) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}={value!r}; use a positive integer.")
     if query_binary and precision not in BINARY_PRECISIONS:
         raise ValueError(
@@ -77,16 +82,22 @@ def semantic_search(
         raise ValueError("Rescoring needs float queries; pass the float query vectors.")
 
     dim = queries.shape[1] * 8 if query_binary else queries.shape[1]
-    width = math.ceil(dim / 8) if precision in BINARY_PRECISIONS else dim
+    want, width = storage(dim, precision)
     if corpus_embeddings.ndim != 2 or corpus_embeddings.shape[1] != width:
         raise ValueError(
             f"corpus_embeddings has shape {tuple(corpus_embeddings.shape)}; a {precision} corpus "
             f"for {dim}-dimensional queries needs (n, {width}). Encode both with the same "
             "truncate_dim."
         )
-    if precision in SCALAR_PRECISIONS:
-        ranges = scalar_ranges(dim, ranges)
+    _check_corpus_dtype(corpus_embeddings, precision, want)
     n = corpus_embeddings.shape[0]
+    if rescore_embeddings is not None:
+        rescore_embeddings = _check_rescore(rescore_embeddings, n, dim, corpus_chunk_size)
+    # A NaN row scores NaN against every query, and one NaN breaks the whole top k.
+    _check_finite("query_embeddings", queries, query_chunk_size)
+    if precision in ("float32", "float16"):
+        _check_finite("corpus_embeddings", corpus_embeddings, corpus_chunk_size)
+    ranges = _checked_ranges(ranges, dim, precision, rescore_embeddings)
     k = min(top_k * rescore_multiplier if rescore_embeddings is not None else top_k, n)
     if k == 0 or len(queries) == 0:
         return [[] for _ in queries]
@@ -111,7 +122,7 @@ def semantic_search(
     ids, scores = np.concatenate(ids), np.concatenate(scores).astype(np.float64)
 
     if rescore_embeddings is not None:
-        scores = _rescore(queries, ids, rescore_embeddings, ranges, n)
+        scores = _rescore(queries, ids, rescore_embeddings, ranges)
     # Best first; among equal scores the lower corpus id first, as a full sort would.
     order = np.lexsort((ids, -scores), axis=1)[:, :top_k]
     ids, scores = np.take_along_axis(ids, order, 1), np.take_along_axis(scores, order, 1)
@@ -125,8 +136,9 @@ def _to_mx(x) -> mx.array:
     if isinstance(x, mx.array):
         return x
     x = np.asarray(x)
-    # float64 has no GPU kernels in MLX; search in float32.
-    return mx.array(x.astype(np.float32) if x.dtype == np.float64 else x)
+    # float64 has no GPU kernels in MLX; search in float32 (_check_finite refuses overflow).
+    with np.errstate(over="ignore"):
+        return mx.array(x.astype(np.float32) if x.dtype == np.float64 else x)
 
 
 def _dtype(x) -> str:
@@ -195,21 +207,93 @@ def _top_k(scores: mx.array, ids: mx.array, k: int) -> tuple[mx.array, mx.array]
     return mx.take_along_axis(ids, pick, 1), mx.take_along_axis(scores, pick, 1)
 
 
-def _rescore(queries: np.ndarray, ids: np.ndarray, vectors, ranges, n: int) -> np.ndarray:
+def _rescore(queries: np.ndarray, ids: np.ndarray, vectors, ranges) -> np.ndarray:
     """Cosine of each float query with the higher-precision vectors of its candidates."""
-    vectors = vectors if isinstance(vectors, mx.array) else np.asarray(vectors)
-    if vectors.ndim != 2 or vectors.shape[0] != n or vectors.shape[1] != queries.shape[1]:
-        raise ValueError(
-            f"rescore_embeddings has shape {tuple(vectors.shape)}; it needs one "
-            f"{queries.shape[1]}-dimensional row per corpus row: ({n}, {queries.shape[1]})."
-        )
-    kind = _dtype(vectors)
-    precision = kind if kind in SCALAR_PRECISIONS else "float32"
-    if precision in SCALAR_PRECISIONS and ranges is None:
-        ranges = scalar_ranges(queries.shape[1])
+    precision = _dtype(vectors) if _dtype(vectors) in SCALAR_PRECISIONS else "float32"
     q = _normalize(mx.array(queries).astype(mx.float32))
     flat = ids.reshape(-1)
     rows = vectors[mx.array(flat)] if isinstance(vectors, mx.array) else _to_mx(vectors[flat])
     rows = _dequantize(rows, precision, ranges) if precision in SCALAR_PRECISIONS else rows
     cand = _normalize(rows.astype(mx.float32)).reshape(*ids.shape, -1)  # (q, k, dim)
     return np.array((cand @ q[:, :, None])[..., 0]).astype(np.float64)
+
+
+def _check_queries(queries: np.ndarray) -> bool:
+    """Whether the queries are bit-packed; refuse dtypes and shapes that are neither."""
+    if queries.dtype.kind != "f" and queries.dtype not in (np.int8, np.uint8):
+        raise ValueError(
+            f"query_embeddings has dtype {queries.dtype}; pass the float vectors encode() "
+            "returns, or bit-packed binary/ubinary ones (int8/uint8)."
+        )
+    if queries.ndim != 2 or queries.shape[1] == 0:
+        raise ValueError(
+            f"query_embeddings has shape {queries.shape}; pass (n, dim) or (dim,) with dim >= 1."
+        )
+    return queries.dtype.kind != "f"
+
+
+def _check_corpus_dtype(corpus, precision: str, want: np.dtype) -> None:
+    """An int8 corpus read as uint8 (or floats as int8) would rank by garbage scores."""
+    kind = _dtype(corpus)
+    if precision in ("float32", "float16"):
+        ok, want = kind.startswith(("float", "bfloat")), "float"
+    else:
+        ok, want = kind == want.name, want.name
+    if not ok:
+        raise ValueError(
+            f"corpus_embeddings is {kind}, but corpus_precision={precision!r} means {want} "
+            "vectors. Pass the precision it was quantized to, or None to infer it."
+        )
+
+
+def _checked_ranges(ranges, dim: int, precision: str, rescore) -> np.ndarray | None:
+    """The (2, dim) int8/uint8 ranges where some vectors are int8/uint8; else refuse any."""
+    if precision in SCALAR_PRECISIONS or (
+        rescore is not None and _dtype(rescore) in SCALAR_PRECISIONS
+    ):
+        return scalar_ranges(dim, ranges)
+    if ranges is not None:
+        raise ValueError(
+            f"ranges apply to int8/uint8 vectors, and this search has none (a {precision} "
+            "corpus, float or no rescore_embeddings). Leave ranges out."
+        )
+    return None
+
+
+def _check_rescore(vectors, n: int, dim: int, chunk_size: int):
+    vectors = vectors if isinstance(vectors, mx.array) else np.asarray(vectors)
+    if vectors.ndim != 2 or vectors.shape[0] != n or vectors.shape[1] != dim:
+        raise ValueError(
+            f"rescore_embeddings has shape {tuple(vectors.shape)}; it needs one "
+            f"{dim}-dimensional row per corpus row: ({n}, {dim})."
+        )
+    kind = _dtype(vectors)
+    if not kind.startswith(("float", "bfloat")) and kind not in SCALAR_PRECISIONS:
+        raise ValueError(
+            f"rescore_embeddings is {kind}; pass float or int8/uint8 vectors of the corpus."
+        )
+    _check_finite("rescore_embeddings", vectors, chunk_size)
+    return vectors
+
+
+def _check_finite(name: str, x, chunk_size: int) -> None:
+    """Refuse rows with NaN or inf, or a norm beyond float32 (they would score 0)."""
+    if not _dtype(x).startswith(("float", "bfloat")):
+        return
+    bad = 0
+    # Finite iff every value is finite and the squared norm fits in float32.
+    for i in range(0, x.shape[0], chunk_size):
+        rows = x[i : i + chunk_size]
+        if isinstance(rows, mx.array):
+            rows = rows.astype(mx.float32)
+            bad += (~mx.isfinite((rows * rows).sum(axis=1))).sum().item()
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                rows = rows.astype(np.float32, copy=False)
+                bad += np.count_nonzero(~np.isfinite(np.einsum("ij,ij->i", rows, rows)))
+    if bad:
+        raise ValueError(
+            f"{name} has {bad} of {x.shape[0]} rows with NaN or inf values (or a norm too "
+            "large for float32); their scores would be NaN and the ranking wrong. Fix or drop "
+            "those rows."
+        )

@@ -210,3 +210,48 @@ def test_int8_top10_agreement(dim, outliers):
           f"{fixed_agreement:.3f}, calibrated {calibrated_agreement:.3f}")
     assert fixed_agreement >= 0.90
     assert calibrated_agreement >= 0.97
+
+
+# --- values that have no code ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
+def test_nan_or_inf_vectors_have_no_quantized_code(precision):
+    """NaN > 0 is False and NaN casts to an arbitrary integer: a NaN vector became a valid-
+    looking code. Refuse it; float outputs keep the NaN visible."""
+    emb = unit_rows(4, 32)
+    emb[2, 7] = np.nan
+    with pytest.raises(ValueError, match=f"1 vector.*NaN or inf.*no {precision} code"):
+        quantize_embeddings(emb, precision)
+    assert np.isnan(quantize_embeddings(emb, "float16")[2, 7])
+
+
+@pytest.mark.parametrize("ranges, problem", [
+    (np.full((2, 32), np.nan), "NaN or inf"),
+    (np.stack([np.full(32, 0.5), np.full(32, -0.5)]), "minimum above its maximum in 32"),
+    (np.full((2, 32), 1e39), "NaN or inf"),  # inf once float32
+])
+def test_ranges_must_be_finite_and_ordered(ranges, problem):
+    """Flipped or NaN ranges quantized to garbage (or NaN) without a word."""
+    with pytest.raises(ValueError, match=problem):
+        quantize_embeddings(unit_rows(2, 32), "int8", ranges=ranges)
+    with pytest.raises(ValueError, match=problem):
+        dequantize_embeddings(np.zeros((2, 32), np.int8), "int8", ranges=ranges)
+
+
+def test_calibration_with_nan_is_refused():
+    calibration = unit_rows(10, 32)
+    calibration[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        quantize_embeddings(unit_rows(2, 32), "uint8", calibration_embeddings=calibration)
+
+
+def test_storage_is_the_one_layout_rule():
+    """encode()'s outputs, files and search all use storage(): dtype and row width."""
+    from mlx_jina.precision import storage
+
+    for precision in PRECISIONS:
+        for dim in (1, 32, 36, 1024):
+            out = quantize_embeddings(unit_rows(3, dim), precision)
+            assert storage(dim, precision) == (out.dtype, out.shape[1])
+            assert bytes_per_vector(dim, precision) == out[0].nbytes

@@ -211,3 +211,110 @@ def test_binary_rescoring_top10_agreement():
     print(f"\nbinary top-10 agreement: alone {agreement[1]:.3f}, "
           f"rescored x4 with int8 {agreement[4]:.3f}")
     assert agreement[1] < 0.6 and agreement[4] >= 0.9
+
+
+# --- inputs that would give ids or scores that mean nothing ------------------------------
+
+
+@pytest.mark.parametrize("as_mx", [False, True])
+def test_nan_or_inf_rows_are_refused_with_the_count(as_mx):
+    """One NaN corpus row made every query's top 3 come out as ids 0, 1, 2; an inf query
+    scored NaN. Refuse such rows instead, naming the argument and the count."""
+    corpus, queries = unit_rows(50, 64, 20), unit_rows(3, 64, 21)
+    wrap = mx.array if as_mx else (lambda x: x)
+    bad_corpus = corpus.copy()
+    bad_corpus[[4, 9], 0] = [np.nan, np.inf]
+    with pytest.raises(ValueError, match="corpus_embeddings has 2 of 50 rows with NaN or inf"):
+        semantic_search(wrap(queries), wrap(bad_corpus), 3)
+    with pytest.raises(ValueError, match="corpus_embeddings has 2 of 50 rows"):
+        semantic_search(wrap(queries), wrap(bad_corpus.astype(np.float16)), 3)
+    bad_queries = queries.copy()
+    bad_queries[1, 5] = -np.inf
+    with pytest.raises(ValueError, match="query_embeddings has 1 of 3 rows with NaN or inf"):
+        semantic_search(wrap(bad_queries), wrap(corpus), 3)
+    with pytest.raises(ValueError, match="rescore_embeddings has 2 of 50 rows"):
+        semantic_search(wrap(queries), quantize_embeddings(corpus, "binary"), 3,
+                        rescore_embeddings=wrap(bad_corpus))
+
+
+def test_vectors_too_large_for_float32_are_refused():
+    """float64 values past float32's range became inf (NaN scores); float32 rows whose norm
+    overflows normalized to 0 (every score 0)."""
+    corpus, queries = unit_rows(20, 64, 22), unit_rows(2, 64, 23)
+    with pytest.raises(ValueError, match="corpus_embeddings has 20 of 20 rows"):
+        semantic_search(queries, corpus.astype(np.float64) * 1e300, 3)
+    with pytest.raises(ValueError, match="query_embeddings has 2 of 2 rows.*too large"):
+        semantic_search(queries * 1e20, corpus, 3)
+
+
+@pytest.mark.parametrize("corpus_precision, corpus", [
+    ("int8", unit_rows(20, 64, 24)),                                         # float
+    ("uint8", quantize_embeddings(unit_rows(20, 64, 24), "int8")),
+    ("float32", quantize_embeddings(unit_rows(20, 64, 24), "int8")),
+    ("binary", quantize_embeddings(unit_rows(20, 64, 24), "ubinary")),
+])
+def test_corpus_dtype_must_fit_corpus_precision(corpus_precision, corpus):
+    """A float corpus read as int8 (or int8 as uint8, ubinary as binary) ranked silently
+    by garbage scores."""
+    with pytest.raises(ValueError, match=f"corpus_precision='{corpus_precision}' means"):
+        semantic_search(unit_rows(2, 64, 25), corpus, 3, corpus_precision=corpus_precision)
+
+
+@pytest.mark.parametrize("queries, problem", [
+    (np.ones((2, 64), np.int64), "dtype int64"),             # was searched as floats
+    (unit_rows(2, 64, 26) > 0, "dtype bool"),                # was searched as 0/1 floats
+    (unit_rows(2, 64, 26).astype(np.complex64), "dtype complex64"),  # imaginary part dropped
+    (unit_rows(2, 64, 26)[None], r"shape \(1, 2, 64\)"),
+    (np.zeros((2, 0), np.float32), r"shape \(2, 0\)"),       # every score was 0
+])
+def test_queries_of_the_wrong_kind_are_refused(queries, problem):
+    corpus = unit_rows(20, 64, 27)
+    with pytest.raises(ValueError, match=f"query_embeddings has {problem}"):
+        semantic_search(queries, corpus if queries.shape[-1] else corpus[:, :0], 3)
+
+
+def test_ranges_are_checked_wherever_they_are_used():
+    """Bad ranges gave NaN scores, a reversed ranking or an MLX broadcast error; ranges
+    nothing used were silently ignored."""
+    corpus, queries = unit_rows(40, 64, 28), unit_rows(2, 64, 29)
+    int8, binary = quantize_embeddings(corpus, "int8"), quantize_embeddings(corpus, "binary")
+    ranges = np.stack([np.full(64, -0.5), np.full(64, 0.5)])
+    with pytest.raises(ValueError, match=r"ranges has shape \(2, 32\)"):
+        semantic_search(queries, binary, 3, rescore_embeddings=int8, ranges=ranges[:, :32])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        semantic_search(queries, int8, 3, ranges=np.full((2, 64), np.nan))
+    with pytest.raises(ValueError, match="minimum above its maximum in 64"):
+        semantic_search(queries, int8, 3, ranges=ranges[::-1])
+    with pytest.raises(ValueError, match="ranges apply to int8/uint8 vectors"):
+        semantic_search(queries, corpus, 3, ranges=ranges)
+    with pytest.raises(ValueError, match="ranges apply to int8/uint8 vectors"):
+        semantic_search(queries, binary, 3, rescore_embeddings=corpus, ranges=ranges)
+
+
+def test_rescore_embeddings_are_checked_before_the_search():
+    corpus, queries = unit_rows(30, 64, 30), unit_rows(2, 64, 31)
+    binary = quantize_embeddings(corpus, "binary")
+    for rows in (29, 31):
+        with pytest.raises(ValueError, match=f"rescore_embeddings has shape \\({rows}, 64\\)"):
+            semantic_search(queries, binary, 3, rescore_embeddings=unit_rows(rows, 64, 32))
+    with pytest.raises(ValueError, match="rescore_embeddings is int16"):
+        semantic_search(queries, binary, 3, rescore_embeddings=(corpus * 1000).astype(np.int16))
+
+
+def test_bool_counts_are_refused():
+    """top_k=True was taken as 1 by the check, then failed inside with a slicing error."""
+    with pytest.raises(ValueError, match="top_k=True"):
+        semantic_search(unit_rows(2, 64, 33), unit_rows(5, 64, 34), True)
+
+
+def test_every_id_exists_and_every_score_is_finite():
+    """Whatever kind of corpus, ids are real rows and scores are finite cosines."""
+    corpus, queries = unit_rows(37, 40, 35), unit_rows(4, 40, 36)
+    for precision in ("float32", "float16", "int8", "uint8", "binary", "ubinary"):
+        c = quantize_embeddings(corpus, precision)
+        for q in (queries, quantize_embeddings(queries, precision)):
+            if q.dtype.kind != "f" and precision not in ("binary", "ubinary"):
+                continue
+            for row in semantic_search(q, c, 50, corpus_precision=precision):
+                assert sorted(h["corpus_id"] for h in row) == list(range(37))
+                assert all(-1.0001 <= h["score"] <= 1.0001 for h in row)

@@ -6,7 +6,6 @@ adapters/). Only JSON, tokenizer.json and safetensors are read; Python files in 
 folder are never imported.
 """
 
-import json
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -18,16 +17,28 @@ from tokenizers import Tokenizer
 
 from . import hub
 from .embedder import Embedder
-from .lora import ADAPTER_WEIGHTS, merge, read_adapter
+from .lora import ADAPTER_WEIGHTS, check_adapter, merge, read_adapter
 from .models import MODELS
 from .models.base import sanitize
 from .multitask import add_adapters
 from .quantize import check_settings, infer_quantization, quantize_like, quantize_model
-from .weights import load_weights, pick_weight_files, quantized_file
+from .weights import (
+    FLOATS,
+    TOKENIZER_LIMIT,
+    TensorInfo,
+    list_problems,
+    load_weights,
+    open_regular,
+    pick_weight_files,
+    quantized_file,
+    read_headers,
+    read_json,
+)
 
 TASKS = ("retrieval", "text-matching", "classification", "clustering")
 DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32}
 TASK_SUFFIX = re.compile(r"-(retrieval|text-matching|classification|clustering)(-mlx)?$")
+LAYER = re.compile(r"layers\.(\d+)\.")
 
 
 @dataclass
@@ -51,19 +62,15 @@ class Source:
         return (task,) if task else ()
 
 
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}).") from None
-
-
 def inspect_folder(folder: Path, name: str | None = None, bits: int | None = None) -> Source:
     config_file = folder / "config.json"
     if not config_file.exists():
         raise FileNotFoundError(f"No config.json in {folder}. Is this a model folder?")
     config = read_json(config_file)
-    files = {p.name for p in folder.iterdir() if p.is_file()}
+    check_loader_fields(config, config_file)
+    # Every name, not only regular files: a FIFO or folder in a weight file's place
+    # is refused by name when it is read, rather than silently skipped.
+    files = {p.name for p in folder.iterdir()}
     adapter_root = folder / "adapters"
     adapters = {}
     if adapter_root.is_dir():
@@ -85,12 +92,31 @@ def inspect_folder(folder: Path, name: str | None = None, bits: int | None = Non
     return Source(folder, name or folder.name, config, layout, weight_files, adapters)
 
 
+def check_loader_fields(config: dict, path: Path) -> None:
+    """Types of the fields the loader reads itself; ModelArgs checks the backbone's."""
+    lists = ("architectures", "task_names")
+    for key in (*lists, "mlx_jina", "quantization", "quantization_config"):
+        value = config.get(key)
+        if key in lists:
+            ok = isinstance(value, list) and all(isinstance(x, str) for x in value)
+        else:
+            ok = isinstance(value, dict)
+        if value is not None and not ok:
+            need = "a list of strings" if key in lists else "an object"
+            raise ValueError(f"{path} has {key}={value!r}"[:200] + f"; it must be {need}.")
+    task = (config.get("mlx_jina") or {}).get("task")
+    if task is not None and task not in TASKS:
+        raise ValueError(
+            f"{path} has mlx_jina.task={task!r}"[:200] + f"; it must be one of {', '.join(TASKS)}."
+        )
+
+
 def detect_backbone(config: dict, keys: set[str]) -> str:
     """'qwen3' (small, causal) or 'eurobert' (nano, bidirectional)."""
     model_type = config.get("model_type")
     has_q_norm = any(k.endswith("self_attn.q_norm.weight") for k in keys)
     has_layers = any(".self_attn." in k for k in keys)
-    if model_type in MODELS:
+    if isinstance(model_type, str) and model_type in MODELS:
         kind = model_type
     elif model_type == "jina_embeddings_v5":
         archs = " ".join(config.get("architectures") or []).lower()
@@ -106,8 +132,8 @@ def detect_backbone(config: dict, keys: set[str]) -> str:
             )
     else:
         raise ValueError(
-            f"Unsupported model_type {model_type!r}; expected 'jina_embeddings_v5', 'qwen3' "
-            "or 'eurobert'."
+            f"Unsupported model_type {model_type!r}"[:100] + "; expected 'jina_embeddings_v5', "
+            "'qwen3' or 'eurobert'."
         )
     if has_layers and has_q_norm != (kind == "qwen3"):
         raise ValueError(
@@ -151,54 +177,93 @@ def cast_floats(weights: dict[str, mx.array], dtype: str | None) -> dict[str, mx
     }
 
 
-def fill_head_shapes(config: dict, weights: dict[str, mx.array]) -> dict:
-    """Missing head_dim / num_key_value_heads, read from the q/k projection shapes.
+def check_checkpoint(config: dict, tensors: dict[str, TensorInfo], where: str):
+    """Check config.json against the weight files' headers, before anything is built.
 
-    Qwen3's head_dim needn't be hidden / heads (transformers would assume 128): the
-    weights know. Packed quantized weights keep the output size as their first axis.
+    Returns the backbone module, its args and the quantized layers. Every problem ends
+    in one ValueError that lists a few and counts the rest.
     """
-    q = weights.get("layers.0.self_attn.q_proj.weight")
-    k = weights.get("layers.0.self_attn.k_proj.weight")
-    heads = config.get("num_attention_heads")
-    if q is None or k is None or not heads:
-        return config
-    config = dict(config)
-    if config.get("head_dim") is None:
-        config["head_dim"] = q.shape[0] // heads
-    if config.get("num_key_value_heads") is None:
-        config["num_key_value_heads"] = k.shape[0] // config["head_dim"]
-    return config
+    kind = detect_backbone(config, set(tensors))
+    module = MODELS[kind]
+    args = module.ModelArgs.from_dict(config, {k: t.shape for k, t in tensors.items()})
+    problem = f"The weights don't fit a {kind} model built from config.json ({where}):"
+    # Count first: a config claiming 100,000 layers must not cost 100,000 of anything.
+    layers = {m.group(1) for k in tensors if (m := LAYER.match(k))}
+    if len(layers) != args.num_hidden_layers:
+        raise ValueError(
+            f"{problem} config.json says num_hidden_layers={args.num_hidden_layers}, the "
+            f"weights hold {len(layers)} layers."
+        )
+    shapes = module.weight_shapes(args)
+    quantized, problems = infer_quantization(shapes, tensors, config, where)
+    # Layers with scales were judged above, right or wrong.
+    packed = {k.removesuffix(".scales") for k in tensors if k.endswith(".scales")}
+    for key, shape in shapes.items():
+        t = tensors.get(key)
+        if t is None:
+            problems.append(f"{key} is missing")
+        elif key.removesuffix(".weight") in packed:
+            continue
+        elif t.dtype not in FLOATS:
+            problems.append(f"{key} is {t.dtype}; float weights must be F16, BF16 or F32")
+        elif t.shape != shape:
+            problems.append(f"{key} has shape {t.shape}; config.json implies {shape}")
+    judged = {f"{p}.{s}" for p in packed for s in ("scales", "biases")}
+    problems += [f"unexpected tensor {k}" for k in sorted(set(tensors) - set(shapes) - judged)]
+    if problems:
+        raise ValueError(problem + list_problems(problems))
+    return module, args, quantized
 
 
 def build_model(
-    config: dict, weights: dict[str, mx.array], dtype: str | None, where: str = "the weights"
+    module, args, quantized: dict[str, tuple[int, int]], weights: dict[str, mx.array], dtype
 ) -> nn.Module:
-    weights = sanitize(weights)
-    kind = detect_backbone(config, set(weights))
-    module = MODELS[kind]
-    config = fill_head_shapes(config, weights)
-    model = module.Model(module.ModelArgs.from_dict(config))
+    """The model, from weights that `check_checkpoint` accepted."""
+    model = module.Model(args)
     # Quantize exactly the layers the checkpoint stores quantized (`<path>.scales`).
-    quantize_like(model, infer_quantization(model, weights, config, where))
+    quantize_like(model, quantized)
     if dtype is not None:
         weights = cast_floats(weights, dtype)
     else:
         # The stored float dtype; quantized layers' packed words are uint32.
         floats = [v.dtype for v in weights.values() if mx.issubdtype(v.dtype, mx.floating)]
         model.set_dtype(floats[0] if floats else mx.float32)
-    try:
-        model.load_weights(list(weights.items()), strict=True)
-    except ValueError as e:
-        raise ValueError(f"The weights don't fit a {kind} model built from config.json: {e}") from None
+    model.load_weights(list(weights.items()), strict=True)
     mx.eval(model.parameters())
     return model
 
 
+def read_tokenizer(folder: Path) -> Tokenizer:
+    path = folder / "tokenizer.json"
+    if not path.exists():
+        raise FileNotFoundError(f"No tokenizer.json in {folder}; the model needs its tokenizer.")
+    with open_regular(path, TOKENIZER_LIMIT) as f:
+        raw = f.read(TOKENIZER_LIMIT + 1)
+    try:
+        return Tokenizer.from_str(raw.decode())
+    except Exception as e:  # tokenizers raises bare Exceptions
+        raise ValueError(
+            f"{path} is not a tokenizer.json the tokenizers library can read "
+            f"({str(e)[:200]}). Replace it with the file from the model repo."
+        ) from None
+
+
 def read_prompts(folder: Path) -> tuple[dict[str, str], str]:
-    st_file = folder / "config_sentence_transformers.json"
-    st = read_json(st_file) if st_file.exists() else {}
+    path = folder / "config_sentence_transformers.json"
+    st = read_json(path) if path.exists() else {}
     prompts = st.get("prompts") or {"query": "Query: ", "document": "Document: "}
-    return dict(prompts), st.get("default_prompt_name") or "document"
+    default = st.get("default_prompt_name") or "document"
+    if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+        raise ValueError(
+            f"{path} has prompts={prompts!r}"[:200] + "; it must be an object of names and "
+            'texts, like {"query": "Query: ", "document": "Document: "}.'
+        )
+    if not isinstance(default, str) or default not in prompts:
+        raise ValueError(
+            f"{path} has default_prompt_name={default!r}"[:200] + "; it must name one of its "
+            f"prompts: {', '.join(sorted(prompts))}."
+        )
+    return dict(prompts), default
 
 
 def load(
@@ -231,8 +296,14 @@ def load(
 
     Returns:
         An `Embedder` with `encode`, `encode_query` and `encode_document`.
+
+    Raises:
+        ValueError: A bad setting, path or repo id, or files that disagree: config.json
+            against the weight headers (names, shapes, dtypes), adapters, tokenizer.json.
+            All of it is checked before any tensor data is read or any layer built.
+        FileNotFoundError: No such folder, config.json, tokenizer.json or weight file.
     """
-    if dtype is not None and dtype not in DTYPES:
+    if dtype is not None and (not isinstance(dtype, str) or dtype not in DTYPES):
         raise ValueError(f"dtype={dtype!r}; choose one of {', '.join(DTYPES)} or None.")
     if bits is not None:
         check_settings(bits, group_size)
@@ -240,10 +311,9 @@ def load(
         raise ValueError(f"Unknown task {task!r}. Available tasks: {', '.join(TASKS)}.")
     folder = hub.resolve(path_or_repo, revision=revision, task=task, bits=bits, all_tasks=multitask)
     source = inspect_folder(folder, name=str(path_or_repo), bits=bits)
-    # Before reading any weights: a missing tokenizer shouldn't cost a full load.
-    tokenizer_file = folder / "tokenizer.json"
-    if not tokenizer_file.exists():
-        raise FileNotFoundError(f"No tokenizer.json in {folder}; the model needs its tokenizer.")
+    # Small files first: a bad tokenizer or prompt file shouldn't cost a full load.
+    tokenizer = read_tokenizer(folder)
+    prompts, default_prompt_name = read_prompts(folder)
     if multitask:
         if not source.adapters:
             raise ValueError(
@@ -252,24 +322,31 @@ def load(
             )
         if task is not None and task not in source.tasks:
             raise ValueError(f"Unknown task {task!r}. Available tasks: {', '.join(source.tasks)}.")
-        adapters = [read_adapter(path, name) for name, path in source.adapters.items()]
+        tasks = list(source.adapters)
     else:
         task = pick_task(source, task)
-        adapters = [read_adapter(source.adapters[task], task)] if source.adapters else []
+        tasks = [task] if source.adapters else []
     if bits is not None and not source.weight_files:
         have = sorted(p.name for p in folder.glob("model-*bit.safetensors"))
         raise FileNotFoundError(
             f"No {quantized_file(bits)} and no float weights to quantize in {folder} "
             f"(it has {', '.join(have) or 'no model*.safetensors'}). Load with bits=None."
         )
+    where = ", ".join(str(folder / f) for f in source.weight_files)
+    # Headers only: config.json and every tensor's dtype and shape agree before any
+    # data is read or any layer built.
+    tensors = sanitize(read_headers(folder, source.weight_files))
+    module, args, quantized = check_checkpoint(source.config, tensors, where)
+    adapters = [read_adapter(source.adapters[t], t) for t in tasks]
+    shapes = module.weight_shapes(args)
+    for adapter in adapters:  # the float shapes, whether merged or not, quantized or not
+        check_adapter(shapes, adapter)
     weights = sanitize(load_weights(folder, source.weight_files))
-    quantized = any(k.endswith(".scales") for k in weights)
     if adapters and not (multitask or quantized):
         # Cast first: a float32 load of 16-bit files then merges without rounding.
         weights = cast_floats(weights, dtype)
         weights = merge(weights, adapters[0])
-    where = ", ".join(str(folder / f) for f in source.weight_files)
-    model = build_model(source.config, weights, dtype, where)
+    model = build_model(module, args, quantized, weights, dtype)
     if quantized and bits is not None:
         kinds = (nn.QuantizedLinear, nn.QuantizedEmbedding)
         found = {m.bits for _, m in model.named_modules() if isinstance(m, kinds)}
@@ -289,10 +366,9 @@ def load(
     if adapters and (multitask or quantized):
         # Unmerged LoRA: the base stays as loaded (possibly quantized), adapters float.
         add_adapters(model, adapters)
-    prompts, default_prompt_name = read_prompts(folder)
     return Embedder(
         model,
-        Tokenizer.from_file(str(tokenizer_file)),
+        tokenizer,
         task=task,
         tasks=source.tasks,
         multitask=multitask,
@@ -300,6 +376,6 @@ def load(
         revision=folder.name if folder.parent.name == "snapshots" else revision,
         prompts=prompts,
         default_prompt_name=default_prompt_name,
-        max_length=int(source.config.get("max_position_embeddings") or model.args.max_position_embeddings),
+        max_length=args.max_position_embeddings,
         source=source.name,
     )

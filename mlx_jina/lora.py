@@ -5,14 +5,20 @@ PEFT stores `lora_A` as (r, in) and `lora_B` as (out, r) under keys like
 `W + scale * B @ A` with `scale = lora_alpha / r` (or `/ sqrt(r)` with rsLoRA).
 """
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
 
-from .weights import load_safetensors
+from .weights import (
+    FLOATS,
+    TensorInfo,
+    list_problems,
+    load_safetensors,
+    read_header,
+    read_json,
+)
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -28,23 +34,80 @@ class Adapter:
 
 def lora_scale(config: dict, r: int, where: Path) -> float:
     """`lora_alpha / r` from a PEFT adapter_config.json, refusing variants we don't run."""
+    if problems := config_type_problems(config):
+        raise ValueError(f"{where} has fields of the wrong type: {', '.join(problems)}.")
     problems = []
     if config.get("peft_type", "LORA") != "LORA":
-        problems.append(f"peft_type={config.get('peft_type')!r} (need 'LORA')")
+        problems.append(f"peft_type={config.get('peft_type')!r}"[:100] + " (need 'LORA')")
     if config.get("use_dora"):
         problems.append("use_dora=true")
     if config.get("fan_in_fan_out"):
         problems.append("fan_in_fan_out=true")
     if config.get("bias", "none") != "none":
-        problems.append(f"bias={config.get('bias')!r} (need 'none')")
+        problems.append(f"bias={config.get('bias')!r}"[:100] + " (need 'none')")
     if config.get("modules_to_save"):
-        problems.append(f"modules_to_save={config['modules_to_save']!r}")
+        problems.append(f"modules_to_save={config['modules_to_save']!r}"[:100])
     if problems:
-        raise ValueError(f"Unsupported adapter in {where}: {', '.join(problems)}.")
+        raise ValueError(f"Unsupported adapter in {where}: {', '.join(problems[:5])}.")
     if config.get("r", r) != r:
         raise ValueError(f"{where} says r={config['r']} but the tensors have rank {r}.")
     alpha = config.get("lora_alpha", r)
     return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
+
+
+def config_type_problems(config: dict) -> list[str]:
+    """Fields of the wrong type or range: junk must not reach the arithmetic."""
+    problems = []
+    for key, ok, need in [
+        ("r", lambda v: type(v) is int and v >= 1, "a whole number >= 1"),
+        ("lora_alpha", lambda v: type(v) in (int, float) and math.isfinite(v), "a number"),
+        ("use_rslora", lambda v: type(v) is bool, "true or false"),
+        ("use_dora", lambda v: type(v) is bool, "true or false"),
+        ("fan_in_fan_out", lambda v: type(v) is bool, "true or false"),
+    ]:
+        if config.get(key) is not None and not ok(config[key]):
+            problems.append(f"{key}={config[key]!r}"[:100] + f" (need {need})")
+    return problems
+
+
+def pair_keys(header: dict[str, TensorInfo], path: Path) -> dict[str, tuple[str, str]]:
+    """Base weight key -> (lora_A key, lora_B key); anything else is refused."""
+    a_keys, b_keys, unknown = {}, {}, []
+    for key in header:
+        base = key.removeprefix("base_model.model.").removeprefix("model.")
+        if base.endswith(".lora_A.weight"):
+            a_keys[base.removesuffix(".lora_A.weight") + ".weight"] = key
+        elif base.endswith(".lora_B.weight"):
+            b_keys[base.removesuffix(".lora_B.weight") + ".weight"] = key
+        else:
+            unknown.append(key)
+    unpaired = sorted(set(a_keys) ^ set(b_keys))
+    if unknown or unpaired or not a_keys:
+        raise ValueError(
+            f"{path} is not a LoRA adapter: unexpected keys "
+            f"{(unknown + unpaired)[:5] or '(no lora_A/lora_B tensors)'}."
+        )
+    return {k: (a_keys[k], b_keys[k]) for k in a_keys}
+
+
+def adapter_rank(header: dict[str, TensorInfo], pairs: dict, path: Path) -> int:
+    """The one LoRA rank of an adapter file; float 2-D tensors only."""
+    problems, ranks = [], set()
+    for a_key, b_key in pairs.values():
+        a, b = header[a_key], header[b_key]
+        for key, t in ((a_key, a), (b_key, b)):
+            if t.dtype not in FLOATS:
+                problems.append(f"{key} is {t.dtype}; adapters must be F16, BF16 or F32")
+            elif len(t.shape) != 2:
+                problems.append(f"{key} has shape {t.shape}; LoRA matrices are 2-D")
+        if len(a.shape) == len(b.shape) == 2 and a.shape[0] != b.shape[1]:
+            problems.append(f"{b_key} has rank {b.shape[1]} but its lora_A has rank {a.shape[0]}")
+        ranks.add(a.shape[0] if a.shape else 0)
+    if problems:
+        raise ValueError(f"{path} is not a LoRA adapter:{list_problems(problems)}")
+    if len(ranks) != 1:
+        raise ValueError(f"{path} mixes LoRA ranks {sorted(ranks)[:10]}.")
+    return ranks.pop()
 
 
 def read_adapter(folder: Path, task: str) -> Adapter:
@@ -53,50 +116,35 @@ def read_adapter(folder: Path, task: str) -> Adapter:
     Unified MLX repos may ship `adapter_model.safetensors` without `adapter_config.json`;
     then `lora_alpha = r` (scale 1.0), the value every published Jina adapter uses.
     """
-    tensors = load_safetensors(folder / ADAPTER_WEIGHTS)
-    a_parts, b_parts, unknown = {}, {}, []
-    for key, value in tensors.items():
-        base = key.removeprefix("base_model.model.").removeprefix("model.")
-        if base.endswith(".lora_A.weight"):
-            a_parts[base.removesuffix(".lora_A.weight") + ".weight"] = value
-        elif base.endswith(".lora_B.weight"):
-            b_parts[base.removesuffix(".lora_B.weight") + ".weight"] = value
-        else:
-            unknown.append(key)
-    unpaired = sorted(set(a_parts) ^ set(b_parts))
-    if unknown or unpaired or not a_parts:
-        raise ValueError(
-            f"{folder / ADAPTER_WEIGHTS} is not a LoRA adapter: unexpected keys "
-            f"{(unknown + unpaired)[:5] or '(no lora_A/lora_B tensors)'}."
-        )
-    ranks = {a.shape[0] for a in a_parts.values()}
-    if len(ranks) != 1:
-        raise ValueError(f"{folder / ADAPTER_WEIGHTS} mixes LoRA ranks {sorted(ranks)}.")
+    path = folder / ADAPTER_WEIGHTS
+    # Check names, dtypes and ranks from the header before reading any data.
+    header = read_header(path)
+    pairs = pair_keys(header, path)
+    rank = adapter_rank(header, pairs, path)
     config_file = folder / ADAPTER_CONFIG
-    config = json.loads(config_file.read_text()) if config_file.exists() else {}
-    scale = lora_scale(config, ranks.pop(), config_file)
-    return Adapter(task, scale, {k: (a_parts[k], b_parts[k]) for k in a_parts})
+    config = read_json(config_file) if config_file.exists() else {}
+    scale = lora_scale(config, rank, config_file)
+    tensors = load_safetensors(path)
+    return Adapter(task, scale, {k: (tensors[a], tensors[b]) for k, (a, b) in pairs.items()})
 
 
-def check_adapter(weights: dict[str, mx.array], adapter: Adapter) -> None:
-    """Every adapter pair must match a base weight's shape; report all mismatches at once."""
+def check_adapter(shapes: dict[str, tuple[int, ...]], adapter: Adapter) -> None:
+    """Every adapter pair must match a base weight's (float) shape; one error lists them."""
     errors = []
     for key, (a, b) in adapter.pairs.items():
-        w = weights.get(key)
-        if w is None:
+        shape = shapes.get(key)
+        if shape is None:
             errors.append(f"{key}: no such base weight")
-        elif w.ndim != 2 or b.shape[0] != w.shape[0] or a.shape[1] != w.shape[1]:
-            shape = None if w is None else tuple(w.shape)
-            errors.append(f"{key}: B@A is {(b.shape[0], a.shape[1])}, base is {shape}")
+        elif len(shape) != 2 or (b.shape[0], a.shape[1]) != tuple(shape):
+            errors.append(f"{key}: B@A is {(b.shape[0], a.shape[1])}, base is {tuple(shape)}")
     if errors:
-        raise ValueError(
-            f"The {adapter.task!r} adapter does not fit this model:\n  " + "\n  ".join(errors)
-        )
+        problems = list_problems(errors)
+        raise ValueError(f"The {adapter.task!r} adapter does not fit this model:{problems}")
 
 
 def merge(weights: dict[str, mx.array], adapter: Adapter) -> dict[str, mx.array]:
     """A new weight dict with the adapter merged in float32 and cast back to each weight's dtype."""
-    check_adapter(weights, adapter)
+    check_adapter({k: tuple(w.shape) for k, w in weights.items()}, adapter)
     merged = dict(weights)
     for key, (a, b) in adapter.pairs.items():
         w = weights[key]

@@ -5,8 +5,9 @@ and `biases` `[out, in / group_size]` (model-facts §10), so a checkpoint's shap
 its bits and group size even when config.json has no "quantization" block.
 """
 
-import mlx.core as mx
 import mlx.nn as nn
+
+from .weights import FLOATS, TensorInfo
 
 BITS = (4, 8)
 GROUP_SIZES = (32, 64, 128)
@@ -16,9 +17,9 @@ STORED_BITS = (2, 3, 4, 5, 6, 8)
 
 def check_settings(bits: int, group_size: int, hidden_size: int | None = None) -> None:
     """Refuse bits and group sizes we don't write, before any work is done."""
-    if bits not in BITS:
+    if type(bits) is not int or bits not in BITS:
         raise ValueError(f"bits={bits!r}; choose 4 or 8 (or None for float weights).")
-    if group_size not in GROUP_SIZES:
+    if type(group_size) is not int or group_size not in GROUP_SIZES:
         raise ValueError(
             f"group_size={group_size!r}; MLX affine quantization takes "
             f"{', '.join(map(str, GROUP_SIZES))} (64 is the default and what Jina used)."
@@ -51,62 +52,95 @@ def quantize_model(model: nn.Module, bits: int, group_size: int = 64) -> list[st
     return skipped
 
 
-def infer_quantization(
-    model: nn.Module, weights: dict[str, mx.array], config: dict, where: str
-) -> dict[str, tuple[int, int]]:
-    """Module path -> (bits, group_size) for each layer whose `<path>.scales` is in `weights`.
+def quantization_config(config: dict) -> dict:
+    """The "quantization" block of config.json (mlx-lm also copies it to "quantization_config")."""
+    key = "quantization" if config.get("quantization") is not None else "quantization_config"
+    block = config.get(key) or {}
+    if not isinstance(block, dict):
+        raise ValueError(
+            f"config.json has {key}={block!r}"[:150] + '; it must be an object like '
+            '{"group_size": 64, "bits": 4, "mode": "affine"}.'
+        )
+    return block
 
-    `model` is the float model built from config.json; its layer shapes give each layer's
-    input size. A "quantization" block in the config, when present, must agree.
+
+def infer_quantization(
+    shapes: dict[str, tuple[int, ...]], tensors: dict[str, TensorInfo], config: dict, where: str
+) -> tuple[dict[str, tuple[int, int]], list[str]]:
+    """Module path -> (bits, group_size) for each layer whose `<path>.scales` is in `tensors`,
+    and the problems found.
+
+    `shapes` are the float shapes config.json implies; a layer's input size is the second
+    axis. `tensors` come from the file headers. A "quantization" block, when present,
+    must agree with them.
     """
-    modules = dict(model.named_modules())
-    block = config.get("quantization") or config.get("quantization_config") or {}
+    block = quantization_config(config)
     if block.get("mode", "affine") != "affine":
         raise ValueError(
-            f"{where} uses quantization mode {block['mode']!r}; mlx_jina reads 'affine' only."
+            f"{where} uses quantization mode {block['mode']!r}"[:300]
+            + "; mlx_jina reads 'affine' only."
         )
     found, errors = {}, []
-    for key in sorted(k for k in weights if k.endswith(".scales")):
+    for key in sorted(k for k in tensors if k.endswith(".scales")):
         path = key.removesuffix(".scales")
-        module = modules.get(path)
-        packed, scales = weights.get(f"{path}.weight"), weights[key]
-        if not hasattr(module, "to_quantized") or packed is None:
+        shape = shapes.get(f"{path}.weight")
+        packed, biases = tensors.get(f"{path}.weight"), tensors.get(f"{path}.biases")
+        scales = tensors[key]
+        if shape is None or len(shape) != 2 or packed is None:
             errors.append(f"{key}: no matching Linear or Embedding layer with a weight")
             continue
-        if f"{path}.biases" not in weights:
+        if biases is None:
             errors.append(f"{path}: scales without biases (not affine quantization)")
             continue
-        n_in = module.weight.shape[1]
-        bits, bits_rem = divmod(packed.shape[1] * 32, n_in)
-        group_size, group_rem = divmod(n_in, scales.shape[1])
-        if (
-            packed.dtype != mx.uint32
-            or bits_rem
-            or group_rem
-            or bits not in STORED_BITS
-        ):
-            errors.append(
-                f"{path}: weight {packed.dtype} {tuple(packed.shape)} and scales "
-                f"{tuple(scales.shape)} don't fit a quantized layer with {n_in} inputs"
-            )
+        if problem := packing_problem(path, shape, packed, scales, biases):
+            errors.append(problem)
             continue
+        n_in = shape[1]
+        bits, group_size = packed.shape[1] * 32 // n_in, n_in // scales.shape[1]
         # mlx-lm's mixed-precision recipes store per-layer overrides under the layer path.
         layer = block.get(f"model.{path}", block.get(path))
         layer = layer if isinstance(layer, dict) else block
         stated = (layer.get("bits", bits), layer.get("group_size", group_size))
         if stated != (bits, group_size):
             errors.append(
-                f"{path}: the config's quantization block says bits={stated[0]}, "
-                f"group_size={stated[1]}, the tensors have bits={bits}, group_size={group_size}"
+                f"{path}: the config's quantization block says bits={stated[0]!r}, "
+                f"group_size={stated[1]!r}, the tensors have bits={bits}, group_size={group_size}"
             )
             continue
         found[path] = (bits, group_size)
-    if errors:
-        raise ValueError(
-            f"Quantized weights in {where} don't fit the model:\n  "
-            + "\n  ".join(errors)
+    return found, errors
+
+
+def packing_problem(
+    path: str, shape: tuple, packed: TensorInfo, scales: TensorInfo, biases: TensorInfo
+) -> str | None:
+    """Why uint32 words plus scales and biases are not an affine-quantized `shape` layer."""
+    for name, t in ((f"{path}.scales", scales), (f"{path}.biases", biases)):
+        if t.dtype not in FLOATS:
+            return f"{name} is {t.dtype}; scales and biases must be F16, BF16 or F32"
+    if packed.dtype != "U32":
+        return f"{path}.weight is {packed.dtype}; a quantized weight is U32"
+    if biases.shape != scales.shape:
+        return f"{path}.biases has shape {biases.shape}; the scales have {scales.shape}"
+    (out, n_in), ok = shape, len(packed.shape) == len(scales.shape) == 2
+    bits, bits_rem = divmod(packed.shape[1] * 32, n_in) if ok else (0, 1)
+    groups = scales.shape[1] if ok else 0
+    if (
+        not ok
+        or packed.shape[0] != out
+        or scales.shape[0] != out
+        or bits_rem
+        or bits not in STORED_BITS
+        or not groups
+        or n_in % groups
+    ):
+        return (
+            f"{path}: weight {packed.dtype} {packed.shape} and scales {scales.shape} "
+            f"don't fit a quantized layer of shape {shape}"
         )
-    return found
+    if n_in // groups not in GROUP_SIZES:
+        return f"{path}: group size {n_in // groups}; MLX runs group sizes 32, 64 and 128"
+    return None
 
 
 def quantize_like(model: nn.Module, layers: dict[str, tuple[int, int]]) -> None:

@@ -1,26 +1,96 @@
-"""Pieces shared by both backbones: config parsing and the rope theta lookup."""
+"""Pieces shared by both backbones: config parsing and checks, head shapes, rope theta."""
 
-import inspect
-from dataclasses import dataclass
+import math
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
+
+Q_PROJ = "layers.0.self_attn.q_proj.weight"
+K_PROJ = "layers.0.self_attn.k_proj.weight"
+# The models have 32K (small) and 8K (nano); more is a broken config, not a long context.
+MAX_CONTEXT = 1 << 24
 
 
 @dataclass
 class BaseModelArgs:
     @classmethod
-    def from_dict(cls, params: dict[str, Any]):
-        """Build the args from a config.json dict, dropping keys the model doesn't use."""
-        fields = inspect.signature(cls).parameters
-        required = [k for k, p in fields.items() if p.default is p.empty and k != "rope_theta"]
+    def from_dict(cls, params: dict[str, Any], shapes: dict[str, tuple] | None = None):
+        """Build the args from a config.json dict, dropping keys the model doesn't use.
+
+        Every field is checked for type and range. `shapes` (tensor name -> shape, from
+        the weight files) supplies a missing head_dim / num_key_value_heads.
+        """
+        types = {f.name: f.type for f in fields(cls)}
+        required = [f.name for f in fields(cls) if f.default is MISSING]
+        required.remove("rope_theta")  # either place; rope_theta() says which is missing
         if missing := [k for k in required if params.get(k) is None]:
             raise ValueError(f"config.json lacks {', '.join(missing)}; is this a model config?")
-        kwargs = {k: v for k, v in params.items() if k in fields}
+        kwargs = {k: v for k, v in params.items() if k in types and v is not None}
+        for name, value in kwargs.items():
+            check_field(name, value, types[name])
         kwargs["rope_theta"] = rope_theta(params)
-        if kwargs.get("num_key_value_heads") is None:
-            kwargs["num_key_value_heads"] = params["num_attention_heads"]
-        if kwargs.get("head_dim") is None:
-            kwargs["head_dim"] = params["hidden_size"] // params["num_attention_heads"]
+        kwargs["head_dim"], kwargs["num_key_value_heads"] = head_shapes(kwargs, shapes or {})
         return cls(**kwargs)
+
+
+def check_field(name: str, value: Any, kind: Any) -> None:
+    """Sizes and counts are whole numbers >= 1; eps and theta positive and finite."""
+    if kind is bool:
+        ok, need = type(value) is bool, "true or false"
+    elif kind is float:
+        ok = type(value) in (int, float) and math.isfinite(value) and value > 0
+        need = "a positive number"
+    else:  # int or int | None
+        limit = MAX_CONTEXT if name == "max_position_embeddings" else math.inf
+        ok = type(value) is int and 1 <= value <= limit
+        need = "a whole number >= 1" + (f" and <= {limit:,}" if limit < math.inf else "")
+    if not ok:
+        raise ValueError(f"config.json has {name}={value!r}"[:150] + f"; it must be {need}.")
+
+
+def head_shapes(args: dict[str, Any], shapes: dict[str, tuple]) -> tuple[int, int]:
+    """head_dim and num_key_value_heads, by one rule: config.json's values; else read from
+    the q_proj / k_proj rows when the weights are known; else transformers' defaults
+    (hidden_size / heads, one KV head per query head).
+
+    Qwen3's head_dim needn't be hidden / heads (transformers would assume 128): the
+    weights know. Packed quantized weights keep the output size as their first axis.
+    """
+    heads, head_dim = args["num_attention_heads"], args.get("head_dim")
+    if head_dim is None:
+        q = shapes.get(Q_PROJ)
+        hidden = args["hidden_size"]
+        if q:
+            rows, what = q[0], f"{Q_PROJ} has {q[0]} rows,"
+        else:
+            rows, what = hidden, f"hidden_size={hidden} is"
+        if rows % heads or rows < heads:
+            raise ValueError(
+                f"config.json has no head_dim, and {what} not a multiple of "
+                f"num_attention_heads={heads}. Set head_dim in config.json."
+            )
+        head_dim = rows // heads
+    kv = args.get("num_key_value_heads")
+    if kv is None:
+        k = shapes.get(K_PROJ)
+        if k and (k[0] % head_dim or k[0] < head_dim):
+            raise ValueError(
+                f"{K_PROJ} has {k[0]} rows, not a multiple of head_dim={head_dim}; "
+                "set num_key_value_heads in config.json."
+            )
+        kv = k[0] // head_dim if k else heads
+    if heads % kv:
+        raise ValueError(
+            f"num_key_value_heads={kv} does not divide num_attention_heads={heads}: each "
+            "key/value head serves a whole group of query heads. Fix config.json."
+        )
+    return head_dim, kv
+
+
+def rope_block(config: dict[str, Any], key: str) -> dict[str, Any]:
+    value = config.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(f"config.json has {key}={value!r}"[:150] + "; it must be an object.")
+    return value or {}
 
 
 def rope_theta(config: dict[str, Any]) -> float:
@@ -28,9 +98,11 @@ def rope_theta(config: dict[str, Any]) -> float:
 
     Never defaults: a wrong theta gives plausible but worse vectors.
     """
-    params = config.get("rope_parameters") or {}
-    scaling = config.get("rope_scaling") or {}
+    params, scaling = rope_block(config, "rope_parameters"), rope_block(config, "rope_scaling")
     top, nested = config.get("rope_theta"), params.get("rope_theta")
+    for name, value in (("rope_theta", top), ("rope_parameters.rope_theta", nested)):
+        if value is not None:
+            check_field(name, value, float)
     if top is not None and nested is not None and float(top) != float(nested):
         raise ValueError(
             f"config.json has rope_theta={top} and rope_parameters.rope_theta={nested}; "
@@ -44,11 +116,11 @@ def rope_theta(config: dict[str, Any]) -> float:
         )
     for block in (params, scaling):
         kind = block.get("rope_type", block.get("type", "default"))
-        factor = float(block.get("factor", 1.0) or 1.0)
         # EuroBERT's remote code rewrites "default" as "linear" with factor 1.0.
-        if kind not in ("default", "linear") or factor != 1.0:
+        if kind not in ("default", "linear") or block.get("factor", 1.0) not in (None, 1.0):
             raise ValueError(
-                f"Unsupported RoPE scaling {block!r}; only the default RoPE is supported."
+                f"Unsupported RoPE scaling {block!r}"[:200]
+                + "; only the default RoPE is supported."
             )
     return float(theta)
 

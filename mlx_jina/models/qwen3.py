@@ -101,3 +101,26 @@ class Model(nn.Module):
         return self.norm(h)
 
     sanitize = staticmethod(sanitize)
+
+
+def weight_shapes(args: ModelArgs) -> dict[str, tuple[int, ...]]:
+    """Every tensor a checkpoint must hold, by module path: checked before building."""
+    D, F, hd = args.hidden_size, args.intermediate_size, args.head_dim
+    q, kv = args.num_attention_heads * hd, args.num_key_value_heads * hd
+    layer = {
+        "self_attn.q_proj.weight": (q, D),
+        "self_attn.k_proj.weight": (kv, D),
+        "self_attn.v_proj.weight": (kv, D),
+        "self_attn.o_proj.weight": (D, q),
+        "self_attn.q_norm.weight": (hd,),
+        "self_attn.k_norm.weight": (hd,),
+        "mlp.gate_proj.weight": (F, D),
+        "mlp.up_proj.weight": (F, D),
+        "mlp.down_proj.weight": (D, F),
+        "input_layernorm.weight": (D,),
+        "post_attention_layernorm.weight": (D,),
+    }
+    shapes = {"embed_tokens.weight": (args.vocab_size, D), "norm.weight": (D,)}
+    for i in range(args.num_hidden_layers):
+        shapes.update({f"layers.{i}.{k}": v for k, v in layer.items()})
+    return shapes

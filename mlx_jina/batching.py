@@ -26,6 +26,22 @@ class BatchPlan:
         return [i for batch in self.batches for i in batch]
 
 
+def fits(
+    rows: int,
+    width: int,
+    real: int,
+    length: int,
+    max_batch_tokens: int,
+    max_padding: int = BATCH_PADDING,
+) -> bool:
+    """Whether a row of `length` tokens may join a batch of `rows` rows padded to `width`
+    and holding `real` real tokens: the batch stays within the token budget and its
+    padding within `max_padding`. An empty batch takes any row."""
+    width = max(width, length)
+    padded = (rows + 1) * width
+    return rows == 0 or (padded <= max_batch_tokens and padded - real - length <= max_padding)
+
+
 def plan_batches(
     lengths: list[int],
     batch_size: int,
@@ -39,21 +55,20 @@ def plan_batches(
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
-    width = padding = 0
+    real = 0
     for i in order:
         cur = batches[-1] if batches else None
         # Sorted longest first, so a batch pads to the length of its first row.
         if (
             cur
             and len(cur) < batch_size
-            and (len(cur) + 1) * width <= max_batch_tokens
-            and padding + width - lengths[i] <= max_padding
+            and fits(len(cur), lengths[cur[0]], real, lengths[i], max_batch_tokens, max_padding)
         ):
             cur.append(i)
-            padding += width - lengths[i]
+            real += lengths[i]
         else:
             batches.append([i])
-            width, padding = lengths[i], 0
+            real = lengths[i]
     padded = sum(len(b) * lengths[b[0]] for b in batches)
     return BatchPlan(batches, sum(lengths), padded)
 

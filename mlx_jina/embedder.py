@@ -140,17 +140,27 @@ class Embedder:
         return prompts[name]
 
     def tokenize(
-        self, texts: list[str], max_length: int | None = None, truncate: bool = True
+        self,
+        texts: list[str],
+        max_length: int | None = None,
+        truncate: bool = True,
+        split_special_tokens: bool = False,
     ) -> list[list[int]]:
         """Token ids per text, special tokens as tokenizer.json's post-processor adds them.
 
         Inputs over `max_length` tokens are cut (keeping the special tokens) with a warning
-        that counts them, or raise when `truncate=False`.
+        that counts them, or raise when `truncate=False`. With `split_special_tokens`, a
+        special token's text inside an input ("<|endoftext|>") is tokenized as plain text.
         """
         max_length = self._check_max_length(max_length)
+        if not isinstance(split_special_tokens, bool):
+            raise InputTypeError(
+                f"split_special_tokens={split_special_tokens!r}; use True or False."
+            )
         with self._tokenizer_lock:
             self.tokenizer.no_padding()
             self.tokenizer.enable_truncation(max_length)
+            self.tokenizer.encode_special_tokens = split_special_tokens
             encodings = self.tokenizer.encode_batch(texts)
         cut = [i for i, e in enumerate(encodings) if e.overflowing]
         if cut and not truncate:
@@ -201,12 +211,7 @@ class Embedder:
         ids = np.zeros((len(rows), L), dtype=np.int32)
         for r, row in enumerate(rows):
             ids[r, : len(row)] = row
-        vocab = self.model.args.vocab_size
-        if ids.max() >= vocab:
-            raise ValueError(
-                f"Token id {int(ids.max())} is outside the model's {vocab}-row embedding table; "
-                "the tokenizer doesn't match the model."
-            )
+        self._check_vocab(int(ids.max()))
         # Qwen3 needs no mask: right padding comes after every real token, so the fused
         # "causal" path is exact. EuroBERT hides pad keys, when the batch has any.
         mask = None
@@ -231,6 +236,7 @@ class Embedder:
         max_batch_tokens: int = 8192,
         truncate: bool = True,
         task: str | None = None,
+        split_special_tokens: bool = False,
     ) -> np.ndarray | mx.array:
         """Embed one text or a list of texts.
 
@@ -253,6 +259,9 @@ class Embedder:
             truncate: False raises instead of cutting inputs longer than `max_length`.
             task: The adapter for this call, on a model loaded with `multitask=True`; it
                 also picks the prompts. A single-task model accepts only its own task.
+            split_special_tokens: Tokenize special-token strings in the text, such as
+                "<|endoftext|>", as plain text instead of as the special token. False
+                (the default) matches transformers; True is safer for untrusted text.
 
         Returns:
             The embeddings, `(dim,)` for a string, `(n, dim)` for a list. Afterwards
@@ -270,7 +279,11 @@ class Embedder:
             )
         task = self.check_task(task)
         text_prompt = self.resolve_prompt(prompt_name, prompt, task)
-        ids = self.tokenize([text_prompt + t for t in texts], max_length, truncate) if texts else []
+        ids = (
+            self.tokenize([text_prompt + t for t in texts], max_length, truncate, split_special_tokens)
+            if texts
+            else []
+        )
         emb = self.encode_ids(
             ids,
             batch_size=batch_size,
@@ -305,22 +318,66 @@ class Embedder:
         `encode` is `tokenize` plus this; the server uses it to batch across requests.
         Arguments as in `encode`. Returns `(len(ids), dim)` in input order.
         """
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision={precision!r}; choose one of {', '.join(PRECISIONS)}.")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}; use a positive integer.")
         if not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens={max_batch_tokens!r}; use a positive integer.")
-        dim = self._check_truncate_dim(truncate_dim)
-        self._check_ids(ids)
-        task = self.check_task(task)
-
+        task = self.validate(ids, task=task, truncate_dim=truncate_dim, precision=precision)
         if ids:
             plan = plan_batches([len(row) for row in ids], batch_size, max_batch_tokens)
             emb = self._run(ids, plan, task, show_progress_bar)
         else:
             emb = mx.zeros((0, self.dim), dtype=mx.float32)
+        emb = self.finish(
+            emb,
+            truncate_dim=truncate_dim,
+            normalize_embeddings=normalize_embeddings,
+            precision=precision,
+        )
+        return np.array(emb) if convert_to_numpy else emb
 
+    def validate(
+        self,
+        ids: list[list[int]],
+        *,
+        task: str | None = None,
+        truncate_dim: int | None = None,
+        precision: str = "float32",
+    ) -> str | None:
+        """Check `encode_ids` arguments before any work; returns the task to run with."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}; choose one of {', '.join(PRECISIONS)}.")
+        self._check_truncate_dim(truncate_dim)
+        self._check_ids(ids)
+        return self.check_task(task)
+
+    def embed_batch(self, ids: list[list[int]], task: str | None = None) -> mx.array:
+        """Pooled float32 vectors of ONE forward pass over `ids`, padded to the longest row.
+
+        Builds the graph only. `encode_ids` plans its own batches; the server's worker
+        gathers rows of several requests into one, then calls `finish` per request.
+        """
+        with using_task(task):  # LoRA layers read it while the graph is built
+            return self._forward(ids)
+
+    def finish(
+        self,
+        emb: mx.array,
+        *,
+        truncate_dim: int | None = None,
+        normalize_embeddings: bool = True,
+        precision: str = "float32",
+    ) -> mx.array:
+        """Pooled vectors to output: cut to `truncate_dim`, normalize, then `precision`.
+
+        Raises FloatingPointError when the model produced inf or NaN.
+        """
+        dim = self._check_truncate_dim(truncate_dim)
+        if not mx.all(mx.isfinite(emb)).item():
+            raise FloatingPointError(
+                f"The model produced inf/NaN in {self.model.norm.weight.dtype}; "
+                "load it with dtype='bfloat16' or 'float32'."
+            )
         emb = emb[:, :dim]
         if normalize_embeddings:
             emb = normalize(emb)
@@ -328,7 +385,7 @@ class Embedder:
             # After the cut and normalization: the int8 ranges assume unit vectors.
             emb = mx.array(quantize_embeddings(np.array(emb), precision))
         mx.eval(emb)
-        return np.array(emb) if convert_to_numpy else emb
+        return emb
 
     def _check_ids(self, ids: list[list[int]]) -> None:
         if not isinstance(ids, (list, tuple)):
@@ -343,20 +400,29 @@ class Embedder:
                 )
             if min(row) < 0:
                 raise ValueError(f"ids[{i}] holds the negative token id {min(row)}.")
+        if ids:
+            self._check_vocab(max(max(row) for row in ids))
+
+    def _check_vocab(self, top: int) -> None:
+        vocab = self.model.args.vocab_size
+        if top >= vocab:
+            raise ValueError(
+                f"Token id {top} is outside the model's {vocab}-row embedding table; "
+                "the tokenizer doesn't match the model."
+            )
 
     def _run(
         self, ids: list[list[int]], plan: BatchPlan, task: str | None, show: bool | None
     ) -> mx.array:
-        """Pooled vectors in input order. Each batch's graph is built while the one
-        before it computes, and the result is checked on the host once, at the end."""
+        """Pooled vectors in input order, evaluated. Each batch's graph is built while
+        the one before it computes."""
         start = time.perf_counter()
         large = len(plan.batches) > 8 or plan.padded_tokens > LARGE_JOB_TOKENS
         bar = self._progress(len(ids), show, large)
         pooled: list[mx.array] = []
         try:
             for batch in plan.batches:
-                with using_task(task):  # LoRA layers read it while the graph is built
-                    out = self._forward([ids[i] for i in batch])
+                out = self.embed_batch([ids[i] for i in batch], task)
                 mx.async_eval(out)
                 if pooled:  # wait for the batch before; keeps one graph in flight
                     mx.eval(pooled[-1])
@@ -364,8 +430,7 @@ class Embedder:
                         bar.update(len(pooled[-1]))
                 pooled.append(out)
             emb = mx.concatenate(pooled)[mx.array(np.argsort(plan.order))]
-            finite = mx.all(mx.isfinite(emb))
-            mx.eval(emb, finite)
+            mx.eval(emb)
             if bar is not None:
                 bar.update(len(pooled[-1]))
         finally:
@@ -378,11 +443,6 @@ class Embedder:
         if plan.padded_tokens > LARGE_JOB_TOKENS:
             # Give back the large job's buffers: MLX would keep them cached for reuse.
             mx.clear_cache()
-        if not finite.item():
-            raise FloatingPointError(
-                f"The model produced inf/NaN in {self.model.norm.weight.dtype}; "
-                "load it with dtype='bfloat16' or 'float32'."
-            )
         return emb
 
     @staticmethod

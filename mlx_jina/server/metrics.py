@@ -32,6 +32,7 @@ class Metrics:
         self._lock = threading.Lock()
         self.requests: dict[tuple[str, int], int] = {}
         self.inputs = self.tokens = self.batches = 0
+        self.cancelled = self.timed_out = self.abandoned_tokens = 0
         self.batch_requests = Histogram((1, 2, 4, 8, 16, 32, 64, 128))
         self.batch_tokens = Histogram((64, 256, 1024, 4096, 16384, 65536))
         self.latency = Histogram((0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
@@ -53,6 +54,16 @@ class Metrics:
             self.batch_requests.observe(requests)
             self.batch_tokens.observe(tokens)
 
+    def dropped(self, tokens: int, *, timed_out: bool) -> None:
+        """A job dropped unfinished (client gone, or past its deadline) after `tokens`
+        computed tokens."""
+        with self._lock:
+            if timed_out:
+                self.timed_out += 1
+            else:
+                self.cancelled += 1
+            self.abandoned_tokens += tokens
+
     def render(self, queue_depth: int) -> str:
         p = "mlx_jina"
         with self._lock:
@@ -67,7 +78,14 @@ class Metrics:
             for name, value, help_text in (
                 ("inputs_total", self.inputs, "Inputs embedded."),
                 ("tokens_total", self.tokens, "Tokens embedded (usage.prompt_tokens)."),
-                ("batches_total", self.batches, "Worker batches run."),
+                ("batches_total", self.batches, "Forward batches run by the worker."),
+                ("cancelled_total", self.cancelled, "Jobs dropped because the client left."),
+                ("timed_out_total", self.timed_out, "Jobs dropped at --request-timeout."),
+                (
+                    "abandoned_tokens_total",
+                    self.abandoned_tokens,
+                    "Tokens computed for jobs that were then dropped.",
+                ),
             ):
                 lines += [
                     f"# HELP {p}_{name} {help_text}",
@@ -82,7 +100,9 @@ class Metrics:
             lines += self.batch_requests.render(
                 f"{p}_batch_requests", "Requests embedded together in one worker batch."
             )
-            lines += self.batch_tokens.render(f"{p}_batch_tokens", "Tokens per worker batch.")
+            lines += self.batch_tokens.render(
+                f"{p}_batch_tokens", "Tokens per worker batch, padding included."
+            )
             lines += self.latency.render(
                 f"{p}_request_duration_seconds", "Latency of /v1/embeddings requests."
             )

@@ -40,6 +40,10 @@ class Limits:
     max_body_bytes: int = 16 * 2**20
     max_queue: int = 256  # requests waiting for the worker; more get 429
     max_batch_tokens: int = 16384  # tokens gathered per worker batch and per forward pass
+    request_timeout: float | None = 300.0  # seconds a request may take; then its work is dropped
+    cache_limit: int = 256 * 2**20  # bytes of freed buffers MLX may keep for reuse
+    read_timeout: float = 30.0  # seconds to receive a request's headers, and again its body
+    max_connections: int = 128  # open sockets; more get 503 (macOS allows 256 files by default)
 
 
 class ApiError(Exception):
@@ -80,6 +84,8 @@ class EmbeddingRequest:
     normalized: bool
     truncate: bool
     output: str  # float | base64 | binary | ubinary | int8
+    model: str | None = None
+    split_special_tokens: bool | None = None  # None: the server's default
 
 
 def _field(body: dict, name: str, kind: type, what: str) -> Any:
@@ -133,6 +139,16 @@ def parse_input(value: Any, max_inputs: int) -> tuple[list[str] | None, list[lis
     if all(isinstance(x, str) for x in value):
         if empty := [i for i, x in enumerate(value) if not x]:
             raise ApiError(400, f"input[{empty[0]}] is an empty string.", param="input")
+        for i, text in enumerate(value):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:  # JSON may escape lone surrogates; text can't hold them
+                raise ApiError(
+                    400,
+                    f"input[{i}] is not valid text: character {e.start} is a lone surrogate "
+                    f"({text[e.start]!r}). Send UTF-8 text.",
+                    param="input",
+                ) from None
         return value, None
     if all(isinstance(x, list) for x in value):
         for i, row in enumerate(value):
@@ -155,7 +171,7 @@ def parse_request(body: Any, max_inputs: int) -> EmbeddingRequest:
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.")
     texts, ids = parse_input(body.get("input"), max_inputs)
-    _field(body, "model", str, "a string")
+    model = _field(body, "model", str, "a string")
     _field(body, "user", str, "a string")
     task = _field(body, "task", str, "a string")
     if task is not None and task not in JINA_TASKS:
@@ -178,6 +194,7 @@ def parse_request(body: Any, max_inputs: int) -> EmbeddingRequest:
             param="embedding_type",
         )
     normalized = _field(body, "normalized", bool, "true or false")
+    split = _field(body, "split_special_tokens", bool, "true or false")
     truncate = _field(body, "truncate", bool, "true or false")
     adapter, prompt_name = JINA_TASKS[task] if task else (None, None)
     return EmbeddingRequest(
@@ -191,6 +208,8 @@ def parse_request(body: Any, max_inputs: int) -> EmbeddingRequest:
         truncate=bool(truncate),
         # The OpenAI SDK always sends encoding_format, so Jina's embedding_type wins.
         output=kind or fmt or "float",
+        model=model,
+        split_special_tokens=split,
     )
 
 

@@ -1,52 +1,112 @@
-"""The embedding worker: one thread that owns the model and embeds queued jobs in shared batches.
+"""The embedding worker: one thread that owns the model and embeds queued jobs.
 
 MLX arrays belong to the thread that created them, so the worker thread loads the model
 and runs every forward pass; request handlers only enqueue token ids.
+
+The worker runs one forward batch at a time and picks each batch afresh, by self-clocked
+fair queuing over computed tokens: each job carries a start tag (the tokens it has been
+given, counted from the virtual clock when it arrived), and the job whose next batch
+would finish first opens the batch; other jobs of the same adapter fill the rest of the
+token budget. A one-word query thus goes ahead of the next batch of a long request, and
+a long request still gets a batch for every budget's worth of newcomers: nobody waits for
+ever. So a short request waits for about one
+batch, not for a long request, and concurrent small requests share forward passes.
+Cancelled and expired jobs are dropped before their next batch.
 """
 
 from __future__ import annotations
 
-import queue
+import ctypes
+import itertools
+import sys
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
 import mlx.core as mx
+import numpy as np
 
+from ..batching import BATCH_PADDING, fits
 from ..embedder import Embedder
 from .metrics import Metrics
 from .protocol import Limits
 
-
-@dataclass
-class Job:
-    """Token ids of one request, embedded with one set of output options."""
-
-    adapter: str | None
-    rows: list[list[int]]
-    truncate_dim: int | None
-    normalized: bool
-    precision: str
-    future: Future = field(default_factory=Future)
-
-    @property
-    def tokens(self) -> int:
-        return sum(len(r) for r in self.rows)
-
-    @property
-    def options(self) -> tuple:
-        return (self.adapter, self.truncate_dim, self.normalized, self.precision)
+# Seconds without work before the worker gives memory back to the system.
+IDLE_SECONDS = 1.0
+# A forward pass's fixed cost, in tokens of work (see batching.BATCH_PADDING): fair
+# queuing charges it to the job that opens a batch, so tiny jobs are not free.
+BATCH_COST = BATCH_PADDING
 
 
 class QueueFull(Exception):
     pass
 
 
-class Worker:
-    """One thread that loads the model and embeds queued jobs in shared batches.
+class DeadlineExceeded(Exception):
+    """A job ran past its deadline; its remaining work was dropped."""
 
-    `load_model` runs on the worker thread, so every MLX array lives there.
+
+@dataclass(eq=False)
+class Job:
+    """Token ids of one request, embedded with one set of output options.
+
+    `deadline` is a `time.monotonic()` value, or None for no limit.
+    """
+
+    adapter: str | None
+    rows: list[list[int]]
+    truncate_dim: int | None
+    normalized: bool
+    precision: str
+    deadline: float | None = None
+    future: Future = field(default_factory=Future)
+    _cancelled: bool = field(default=False, init=False, repr=False)
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(r) for r in self.rows)
+
+    def cancel(self) -> None:
+        """Drop the job (thread-safe): no more of its batches run; the future is cancelled."""
+        self._cancelled = True
+        self.future.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        # asyncio.wrap_future cancels the future when the awaiting task is cancelled.
+        return self._cancelled or self.future.cancelled()
+
+
+class _Work:
+    """A job's progress on the worker: rows longest first, and what has been computed."""
+
+    def __init__(self, job: Job, seq: int, task: str | None, dim: int):
+        self.job, self.seq, self.task = job, seq, task
+        self.order = sorted(range(len(job.rows)), key=lambda i: -len(job.rows[i]))
+        self.done = 0  # rows of `order` computed
+        self.served = 0  # computed tokens, padding included
+        self.start = 0  # fair-queuing start tag: the virtual clock at arrival + served
+        self.out = np.empty((len(job.rows), dim), np.float32)  # pooled, batch by batch
+        self.solo = False  # failed in a shared batch: retried alone
+
+    def length(self, k: int) -> int:
+        return len(self.job.rows[self.order[k]])
+
+    def next_cost(self, budget: int) -> int:
+        """The cost of this job's next batch if it ran alone (about): padded tokens plus
+        a pass's fixed cost."""
+        return min(self.length(self.done) * (len(self.order) - self.done), budget) + BATCH_COST
+
+
+class Worker:
+    """One thread that loads the model and embeds submitted jobs, batch by batch.
+
+    `load_model` runs on the worker thread, so every MLX array lives there. `schedule`
+    "fair" interleaves jobs' batches by fair queuing; "fifo" runs jobs in arrival
+    order, each to its end (the old policy, kept for benchmarks). While it runs, MLX's
+    buffer cache is capped at `limits.cache_limit`, and emptied after IDLE_SECONDS idle.
     """
 
     def __init__(
@@ -55,11 +115,20 @@ class Worker:
         *,
         limits: Limits | None = None,
         metrics: Metrics | None = None,
+        schedule: str = "fair",
     ):
+        if schedule not in ("fair", "fifo"):
+            raise ValueError(f"schedule={schedule!r}; use 'fair' or 'fifo'.")
         self.limits = limits or Limits()
         self.metrics = metrics or Metrics()
+        self.schedule = schedule
         self._load_model = load_model
-        self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=self.limits.max_queue)
+        self._cond = threading.Condition()
+        self._incoming: list[Job] = []  # submitted, not yet taken by the worker
+        self._held = self._in_batch = 0  # jobs the worker holds; of those, in this batch
+        self._stopping = False
+        self._seq = itertools.count()  # arrival order
+        self._clock = 0  # fair queuing's virtual time: the finish tag of the last batch opener
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="mlx-jina-worker", daemon=True)
@@ -74,8 +143,11 @@ class Worker:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Finish the jobs already submitted, then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
         if self._thread.is_alive():
-            self._jobs.put(None)  # blocks only while the queue is full; the worker drains it
             self._thread.join(timeout)
 
     @property
@@ -84,18 +156,21 @@ class Worker:
 
     @property
     def queue_depth(self) -> int:
-        return self._jobs.qsize()
+        """Jobs waiting for the worker: submitted and unfinished, not in the running batch."""
+        with self._cond:
+            return len(self._incoming) + self._held - self._in_batch
 
     def full(self) -> bool:
-        return self._jobs.full()
+        return self.queue_depth >= self.limits.max_queue
 
     def submit(self, job: Job) -> Future:
-        if not self.alive:
-            raise RuntimeError("The embedding worker is not running.")
-        try:
-            self._jobs.put_nowait(job)
-        except queue.Full:
-            raise QueueFull from None
+        with self._cond:
+            if not self.alive or self._stopping:
+                raise RuntimeError("The embedding worker is not running.")
+            if len(self._incoming) + self._held - self._in_batch >= self.limits.max_queue:
+                raise QueueFull
+            self._incoming.append(job)
+            self._cond.notify()
         return job.future
 
     def _run(self) -> None:
@@ -106,52 +181,177 @@ class Worker:
             return
         finally:
             self._ready.set()
-        stopping = False
-        while not stopping:
-            job = self._jobs.get()
-            if job is None:
-                break
-            jobs, tokens = [job], job.tokens
-            # Take whatever else is waiting, up to the token budget.
-            while tokens < self.limits.max_batch_tokens:
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stopping = True
-                    break
-                jobs.append(job)
-                tokens += job.tokens
-            self.metrics.batch(len(jobs), tokens)
-            self._embed(jobs)
-            if self._jobs.empty():
-                # MLX keeps freed buffers per size; each new padded length adds more. Free
-                # them when idle so a long-running server does not grow.
-                mx.clear_cache()
-
-    def _embed(self, jobs: list[Job]) -> None:
-        groups: dict[tuple, list[Job]] = {}
-        for job in jobs:
-            groups.setdefault(job.options, []).append(job)
-        for (adapter, truncate_dim, normalized, precision), group in groups.items():
-            rows = [row for job in group for row in job.rows]
+        previous = mx.set_cache_limit(self.limits.cache_limit)
+        work: list[_Work] = []
+        while self._take(work):
             try:
-                out = self.model.encode_ids(
-                    rows,
-                    task=adapter if self.model.multitask else None,
-                    batch_size=len(rows),  # the token budget bounds each forward pass
-                    truncate_dim=truncate_dim,
-                    normalize_embeddings=normalized,
-                    precision=precision,
-                    show_progress_bar=False,
-                    max_batch_tokens=self.limits.max_batch_tokens,
+                self._step(work)
+            except Exception as e:  # a bug: fail the jobs held, but keep serving
+                for w in work:
+                    self._settle(w.job, error=e)
+                work.clear()
+            with self._cond:
+                self._held, self._in_batch = len(work), 0
+        mx.set_cache_limit(previous)
+
+    def _take(self, work: list[_Work]) -> bool:
+        """Add newly submitted jobs to `work`. With nothing to do, wait for some, and give
+        memory back once idle for IDLE_SECONDS. False: stopped, and nothing left to do."""
+        if not work:
+            with self._cond:
+                idle = not self._cond.wait_for(self._news, IDLE_SECONDS)
+            if idle:
+                release_memory()
+        with self._cond:
+            self._cond.wait_for(lambda: work or self._news())
+            new, self._incoming = self._incoming, []
+            self._held += len(new)
+        for job in new:
+            if w := self._admit(job):
+                # Start at the clock, not at zero: else a stream of newcomers would keep
+                # a partly served job waiting for ever.
+                w.start = self._clock
+                work.append(w)
+        return bool(work) or not self._stopping
+
+    def _news(self) -> bool:
+        return bool(self._incoming) or self._stopping
+
+    def _admit(self, job: Job) -> _Work | None:
+        """Check the job's arguments up front, so a bad job fails alone and costs nothing."""
+        try:
+            task = self.model.validate(
+                job.rows,
+                task=job.adapter if self.model.multitask else None,
+                truncate_dim=job.truncate_dim,
+                precision=job.precision,
+            )
+        except Exception as e:
+            self._settle(job, error=e)
+            return None
+        w = _Work(job, next(self._seq), task, self.model.dim)
+        if not job.rows:
+            self._finish(w)
+            return None
+        return w
+
+    def _step(self, work: list[_Work]) -> None:
+        """Drop cancelled and expired jobs, then run one batch and hand out its rows."""
+        now = time.monotonic()
+        for w in list(work):
+            if w.job.cancelled:
+                self.metrics.dropped(w.served, timed_out=False)
+            elif w.job.deadline is not None and now >= w.job.deadline:
+                limit = self.limits.request_timeout
+                limit = f"{limit:g} s" if limit is not None else "its deadline"
+                self._settle(
+                    w.job,
+                    error=DeadlineExceeded(
+                        f"The request took longer than {limit} (--request-timeout); its "
+                        "remaining inputs were dropped. Send fewer or shorter inputs per "
+                        "request, or raise --request-timeout."
+                    ),
                 )
-            except Exception as e:
-                for job in group:
-                    job.future.set_exception(e)
+                self.metrics.dropped(w.served, timed_out=True)
+            else:
                 continue
-            start = 0
-            for job in group:
-                job.future.set_result(out[start : start + len(job.rows)])
-                start += len(job.rows)
+            work.remove(w)
+        if not work:
+            return
+        batch, width = self._plan(work)
+        with self._cond:
+            self._in_batch = len(batch)
+        rows = [w.job.rows[i] for w, n in batch for i in w.order[w.done : w.done + n]]
+        try:
+            vectors = np.array(self.model.embed_batch(rows, batch[0][0].task))
+        except Exception as e:
+            if len(batch) > 1:  # rows of several jobs: retry each alone to find the culprit
+                for w, _ in batch:
+                    w.solo = True
+            else:
+                self._settle(batch[0][0].job, error=e)
+                work.remove(batch[0][0])
+            return
+        self.metrics.batch(len(batch), len(rows) * width)
+        start = 0
+        for w, n in batch:
+            w.out[w.order[w.done : w.done + n]] = vectors[start : start + n]
+            start += n
+            w.done += n
+            w.served += n * width
+            w.start += n * width + (BATCH_COST if w is batch[0][0] else 0)
+            if w.done == len(w.order):
+                work.remove(w)
+                self._finish(w)
+        self._clock = max(self._clock, batch[0][0].start)  # the opener's finish tag
+
+    def _plan(self, work: list[_Work]) -> tuple[list[tuple[_Work, int]], int]:
+        """The next batch: (job, rows taken) pairs and the padded width.
+
+        The first job in line opens it with its longest rows; jobs of the same task, in
+        line order, fill what the token budget and the padding cap leave.
+        """
+        budget = self.limits.max_batch_tokens
+        if self.schedule == "fifo":
+            line = sorted(work, key=lambda w: w.seq)
+        else:
+            line = sorted(work, key=lambda w: (w.start + w.next_cost(budget), w.seq))
+        first = line[0]
+        batch, count, width, real = [], 0, 0, 0
+        for w in line:
+            if w is not first and (w.task != first.task or w.solo or first.solo):
+                continue
+            n = 0
+            while w.done + n < len(w.order):
+                length = w.length(w.done + n)
+                if not fits(count, width, real, length, self.limits.max_batch_tokens):
+                    break
+                count, width, real, n = count + 1, max(width, length), real + length, n + 1
+            if n:
+                batch.append((w, n))
+        return batch, width
+
+    def _finish(self, w: _Work) -> None:
+        job = w.job
+        if job.cancelled:  # during its last batch
+            self.metrics.dropped(w.served, timed_out=False)
+            return
+        try:
+            out = self.model.finish(
+                mx.array(w.out),
+                truncate_dim=job.truncate_dim,
+                normalize_embeddings=job.normalized,
+                precision=job.precision,
+            )
+            self._settle(job, result=np.array(out))
+        except Exception as e:
+            self._settle(job, error=e)
+
+    @staticmethod
+    def _settle(job: Job, *, result=None, error: BaseException | None = None) -> None:
+        try:
+            if error is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(error)
+        except InvalidStateError:  # cancelled meanwhile; nobody waits for it
+            pass
+
+
+def release_memory() -> None:
+    """Give freed memory back to the system: MLX's buffer cache, then glibc's free heap."""
+    mx.clear_cache()
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _find_malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc; musl has none
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _find_malloc_trim()

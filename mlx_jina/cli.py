@@ -30,6 +30,43 @@ def positive_int(text: str) -> int:
     return value
 
 
+def byte_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes (0 or more)")
+    return value
+
+
+def seconds(text: str, zero_ok: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (0 <= value if zero_ok else 0 < value) or value == float("inf") or value != value:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a {'' if zero_ok else 'positive '}number of seconds"
+        )
+    return value
+
+
+def positive_float(text: str) -> float:
+    return seconds(text)
+
+
+def seconds_or_zero(text: str) -> float:
+    return seconds(text, zero_ok=True)
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    if not items:
+        raise argparse.ArgumentTypeError(f"{text!r} names nothing; give a comma-separated list")
+    return items
+
+
 def one_line(message: str) -> str:
     return "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
 
@@ -88,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="tokens per input; longer inputs are cut with a warning",
     )
+    p.add_argument(
+        "--split-special-tokens",
+        action="store_true",
+        help="tokenize special-token strings in the text (e.g. <|endoftext|>) as plain text; "
+        "safer for untrusted text, differs from transformers",
+    )
     p.add_argument("-o", "--output", metavar="FILE.npy", help="save one .npy array instead")
     p.set_defaults(handler=run_embed, parser=p)
 
@@ -103,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--multitask", action="store_true", help="serve every adapter the model has")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=int, default=8080, help="port to bind (default: 8080)")
     p.add_argument(
         "--api-key",
         default=os.environ.get("MLX_JINA_API_KEY"),
@@ -143,7 +186,62 @@ def build_parser() -> argparse.ArgumentParser:
         help="request body size (default: 16 MiB)",
     )
     p.add_argument(
-        "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
+        "--read-timeout",
+        type=positive_float,
+        default=30.0,
+        metavar="S",
+        help="seconds a client has to send a request's headers, and again its body; "
+        "slower requests get 408 (default: 30)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=seconds_or_zero,
+        default=300.0,
+        metavar="S",
+        help="seconds of work per request; after that its remaining inputs are dropped "
+        "and it gets 504; 0 for no limit (default: 300)",
+    )
+    p.add_argument(
+        "--cache-limit",
+        type=byte_count,
+        default=256 * 2**20,
+        metavar="BYTES",
+        help="freed GPU/CPU buffers MLX keeps for reuse; emptied after 1 s idle "
+        "(default: 256 MiB)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=128,
+        metavar="N",
+        help="open connections; more get 503 (default: 128)",
+    )
+    p.add_argument(
+        "--allowed-hosts",
+        type=comma_list,
+        metavar="HOST,...",
+        help="Host header names accepted, '*' for any (default: localhost, 127.0.0.1 and ::1 "
+        "when bound to loopback, any otherwise); guards against DNS rebinding",
+    )
+    p.add_argument(
+        "--cors-origins",
+        type=comma_list,
+        default=(),
+        metavar="ORIGIN,...",
+        help="web origins (e.g. http://localhost:3000) allowed to call the API from a "
+        "browser, '*' for any (default: none)",
+    )
+    p.add_argument(
+        "--split-special-tokens",
+        action="store_true",
+        help="default for requests: tokenize special-token strings in the input as plain "
+        'text (a request\'s "split_special_tokens" wins)',
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="uvicorn's log level (default: info)",
     )
     p.set_defaults(handler=run_serve, parser=p)
 
@@ -223,6 +321,7 @@ def run_embed(args: argparse.Namespace) -> None:
         precision=args.precision,
         batch_size=args.batch_size,
         max_length=args.max_length,
+        split_special_tokens=args.split_special_tokens,
     )
     if args.output:
         out = Path(args.output)
@@ -266,6 +365,10 @@ def run_serve(args: argparse.Namespace) -> None:
         max_body_bytes=args.max_body_bytes,
         max_queue=args.max_queue,
         max_batch_tokens=args.max_batch_tokens,
+        read_timeout=args.read_timeout,
+        request_timeout=args.request_timeout or None,
+        max_connections=args.max_connections,
+        cache_limit=args.cache_limit,
     )
     serve(
         args.model,
@@ -279,6 +382,9 @@ def run_serve(args: argparse.Namespace) -> None:
         api_key=args.api_key,
         model_name=args.served_model_name,
         limits=limits,
+        allowed_hosts=args.allowed_hosts,
+        cors_origins=args.cors_origins,
+        split_special_tokens=args.split_special_tokens,
         log_level=args.log_level,
     )
 

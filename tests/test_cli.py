@@ -340,7 +340,7 @@ def test_serve_subprocess(tiny_qwen_base, direct):
             except httpx.TransportError:
                 time.sleep(0.2)
         client = openai.OpenAI(base_url=url + "/v1", api_key="env-key", max_retries=0)
-        result = client.embeddings.create(model="x", input=TEXTS)
+        result = client.embeddings.create(model=tiny_qwen_base.name, input=TEXTS)
         got = np.array([d.embedding for d in result.data], dtype=np.float32)
         np.testing.assert_allclose(got, direct.encode(TEXTS), atol=1e-6)
         assert httpx.post(url + "/v1/embeddings", json={"input": "a"}).status_code == 401

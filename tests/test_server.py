@@ -10,12 +10,10 @@ and the retrieval vectors also against the independent torch + peft reference.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import random
 import re
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -24,10 +22,10 @@ import httpx
 import numpy as np
 import openai
 import pytest
-import uvicorn
 
 import mlx_jina
 from checkpoints import reference_embeddings, reference_token_ids
+from live_server import live_server
 from mlx_jina.server import Limits, Worker, create_app
 
 KEY = "test-key"
@@ -49,26 +47,6 @@ JINA_TASKS = {
     "classification": ("classification", "Document: "),
     "clustering": ("clustering", "Document: "),
 }
-
-
-@contextlib.contextmanager
-def live_server(app) -> str:
-    """Run `app` with uvicorn on a free 127.0.0.1 port in a thread; yield its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -140,7 +118,7 @@ def post(url: str, body, headers=AUTH, **kwargs) -> httpx.Response:
 def test_openai_sdk_default_base64(server, reference):
     """The SDK asks for base64 by default; it must decode to the direct-encode vectors."""
     client = openai.OpenAI(base_url=server + "/v1", api_key=KEY, max_retries=0)
-    raw = client.embeddings.with_raw_response.create(model="anything", input=TEXTS)
+    raw = client.embeddings.with_raw_response.create(model="tiny-jina", input=TEXTS)
     sent = json.loads(raw.http_request.content)
     assert sent["encoding_format"] == "base64"  # the SDK default this server must honour
     wire = raw.http_response.json()
@@ -192,7 +170,7 @@ def test_openai_sdk_token_ids(server, reference):
 def test_jina_task(server, reference, task):
     """Each Jina task picks its adapter and prompt; retrieval.query uses "Query: "."""
     adapter, prompt = JINA_TASKS[task]
-    r = post(server, {"model": "jina-embeddings-v5-text-small", "input": TEXTS, "task": task})
+    r = post(server, {"model": "tiny-jina", "input": TEXTS, "task": task})
     assert r.status_code == 200, r.text
     got = np.array([d["embedding"] for d in r.json()["data"]])
     assert_same(got, reference(adapter).encode(TEXTS, prompt=prompt))
@@ -400,7 +378,8 @@ def test_body_too_large_without_content_length(server):
         for _ in range(70):
             yield b" " * 1024
 
-    r = httpx.post(server + "/v1/embeddings", content=chunks(), headers=AUTH)
+    headers = {**AUTH, "Content-Type": "application/json"}
+    r = httpx.post(server + "/v1/embeddings", content=chunks(), headers=headers)
     assert r.status_code == 413 and "65536" in r.json()["detail"]
 
 
@@ -438,14 +417,14 @@ def test_queue_full(limits_server, limits_model):
     url, worker = limits_server
     model = worker.model
     entered, release = threading.Event(), threading.Event()
-    original = model.encode_ids
+    original = model.embed_batch
 
     def blocked(*args, **kwargs):
         entered.set()
         assert release.wait(30)
         return original(*args, **kwargs)
 
-    model.encode_ids = blocked  # the worker calls the instance attribute
+    model.embed_batch = blocked  # the worker calls the instance attribute
     results = {}
 
     def send(name, text):
@@ -467,7 +446,7 @@ def test_queue_full(limits_server, limits_model):
         assert r.json()["error"]["type"] == "rate_limit_error"
     finally:
         release.set()
-        del model.encode_ids
+        del model.embed_batch
     first.join(30)
     second.join(30)
     direct = mlx_jina.load(limits_model, task="retrieval")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import mlx_jina
+from mlx_jina.atomic import replacing
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("queries", nargs="*", help="questions to answer from the documents")
@@ -31,8 +32,16 @@ args = parser.parse_args()
 if not 0 <= args.overlap < args.chunk_tokens:
     parser.error(f"--overlap {args.overlap} must be at least 0 and below --chunk-tokens.")
 
-model = mlx_jina.load(args.model, task="retrieval")
 index = args.index or args.docs / ".mlx_jina_index"
+# The index is replaced as a whole when written, so that its three files always agree:
+# never a folder that holds anything else.
+INDEX_FILES = {"manifest.json", "binary.safetensors", "int8.safetensors"}
+foreign = sorted({p.name for p in index.iterdir()} - INDEX_FILES) if index.is_dir() else []
+if foreign:
+    parser.error(f"--index {index} holds other files ({', '.join(foreign[:5])}); "
+                 "pass an empty or new folder.")
+
+model = mlx_jina.load(args.model, task="retrieval")
 # Leave room in the model's context for the "Document: " prompt and special tokens.
 chunk_tokens = min(args.chunk_tokens, model.max_length - 32)
 settings = {"chunk_tokens": chunk_tokens, "overlap": args.overlap}
@@ -87,9 +96,12 @@ for path in sorted(p for p in args.docs.rglob("*") if p.suffix in (".txt", ".md"
 if not files:
     parser.error(f"No .txt or .md files under {args.docs}.")
 binary, int8 = np.concatenate(binary), np.concatenate(int8)
-mlx_jina.save_embeddings(index / "binary.safetensors", binary, fp_binary)
-mlx_jina.save_embeddings(index / "int8.safetensors", int8, fp_int8)
-(index / "manifest.json").write_text(json.dumps({"settings": settings, "files": files}))
+# Write all three beside the index, then swap the folder in: a kill at any moment leaves
+# the old index or the new one, never new vectors under an old manifest.
+with replacing(index.resolve()) as new:
+    mlx_jina.save_embeddings(new / "binary.safetensors", binary, fp_binary)
+    mlx_jina.save_embeddings(new / "int8.safetensors", int8, fp_int8)
+    (new / "manifest.json").write_text(json.dumps({"settings": settings, "files": files}))
 removed = len(set(old["files"]) - set(files))
 print(f"indexed {len(files)} files: {embedded} embedded, {len(files) - embedded} unchanged, "
       f"{removed} removed; {len(binary)} chunks in {index}")

@@ -1,4 +1,8 @@
-"""Replace a folder as a whole: write beside it, then swap the finished folder in.
+"""Replace a file or a folder as a whole: write beside it, then swap the finished one in.
+
+`replacing_file(path)` yields a new file opened for writing beside `path`; when the block
+ends without an error it is synced and renamed over `path`, so a reader (or a crash)
+sees the old file or the new one, never half of one.
 
 `replacing(dst)` yields an empty folder `.NAME.tmp-<8 hex>` next to `dst`. When the
 block ends without an error, that folder is exchanged with `dst` in one atomic call
@@ -17,6 +21,7 @@ import secrets
 import shutil
 import sys
 from collections.abc import Iterator
+from typing import BinaryIO
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -167,3 +172,35 @@ def _remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
         except OSError:
             pass
+
+
+@contextmanager
+def replacing_file(path: Path) -> Iterator[BinaryIO]:
+    """Yield a binary file beside `path`; if the block succeeds, sync it and rename it over
+    `path`. New files get the usual permissions (0o666 less the umask)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; pass a file path.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    # Sync the folder too, so the rename survives a crash (not every platform can).
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)

@@ -6,6 +6,7 @@ Heavy modules (mlx, the loader, the server) are imported inside each handler, so
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -306,6 +307,9 @@ def format_row(row) -> str:
 
 
 def run_embed(args: argparse.Namespace) -> None:
+    if args.output and args.input not in (None, "-"):
+        if Path(args.output).resolve() == Path(args.input).resolve():
+            args.parser.error(f"-o {args.output} is the input file; write to another file")
     texts = read_texts(args)
     import numpy as np
 
@@ -324,8 +328,11 @@ def run_embed(args: argparse.Namespace) -> None:
         split_special_tokens=args.split_special_tokens,
     )
     if args.output:
+        from .atomic import replacing_file
+
         out = Path(args.output)
-        np.save(out, emb)
+        with replacing_file(out) as f:  # the named file exactly, whole or not at all
+            np.save(f, emb)
         print(f"[INFO] Saved {emb.shape[0]} x {emb.shape[1]} {emb.dtype} to {out}", file=sys.stderr)
         return
     sys.stdout.write("".join(format_row(row) + "\n" for row in emb))
@@ -393,17 +400,11 @@ def run_serve(args: argparse.Namespace) -> None:
 # info
 
 
-def safetensors_header(path: Path) -> dict:
-    """Tensor name -> {dtype, shape, data_offsets}, read without loading any data."""
-    with open(path, "rb") as f:
-        size = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(size))
-    header.pop("__metadata__", None)
-    return header
+def tensor_bytes(tensors: dict) -> int:
+    """Bytes of data the headers' tensors hold (`weights.TensorInfo` values)."""
+    from .weights import DTYPE_SIZES
 
-
-def tensor_bytes(header: dict) -> int:
-    return sum(end - start for start, end in (t["data_offsets"] for t in header.values()))
+    return sum(math.prod(t.shape) * DTYPE_SIZES[t.dtype] for t in tensors.values())
 
 
 def human_size(n: int) -> str:
@@ -414,19 +415,22 @@ def human_size(n: int) -> str:
 
 
 def model_facts(source: str, revision: str | None = None) -> dict:
+    """What a folder or repo holds, from its JSON files and the weight headers alone.
+
+    The checkpoint is checked as `load` checks it, so a broken one fails the same way.
+    """
     from . import hub
-    from .loader import detect_backbone, inspect_folder
+    from .loader import check_checkpoint, inspect_folder
     from .models.base import sanitize
+    from .weights import read_header, read_headers
 
     folder = hub.resolve(source, revision=revision, all_tasks=True)
     found = inspect_folder(folder, name=source)
     config = found.config
-    headers = {name: safetensors_header(folder / name) for name in found.weight_files}
-    if not headers:
-        raise FileNotFoundError(f"No model*.safetensors in {folder}. Is this a model folder?")
-    tensors = {k: v for h in headers.values() for k, v in h.items()}
-    keys = set(sanitize(dict.fromkeys(tensors)))
-    backbone = detect_backbone(config, keys)
+    tensors = read_headers(folder, found.weight_files)
+    where = ", ".join(str(folder / f) for f in found.weight_files)
+    module, args, _ = check_checkpoint(config, sanitize(tensors), where)
+    backbone = module.__name__.rsplit(".", 1)[-1]
     quant = config.get("quantization") or config.get("quantization_config")
     if quant:
         quantization = f"{quant.get('bits')}-bit, group size {quant.get('group_size')}"
@@ -439,7 +443,7 @@ def model_facts(source: str, revision: str | None = None) -> dict:
         for task, path in found.adapters.items()
         if (path / "adapter_model.safetensors").exists()
     }
-    dim = config["hidden_size"]
+    dim = args.hidden_size
     weights = tensor_bytes({k: v for k, v in tensors.items() if not k.startswith("lm_head.")})
     return {
         "source": source,
@@ -450,9 +454,9 @@ def model_facts(source: str, revision: str | None = None) -> dict:
         "tasks": list(found.tasks),
         "dim": dim,
         "matryoshka_dims": [32, dim],
-        "context": config.get("max_position_embeddings"),
-        "layers": config.get("num_hidden_layers"),
-        "dtypes": sorted({t["dtype"] for t in tensors.values()}),
+        "context": args.max_position_embeddings,
+        "layers": args.num_hidden_layers,
+        "dtypes": sorted({t.dtype for t in tensors.values()}),
         "quantization": quantization,
         "files": {
             **{name: (folder / name).stat().st_size for name in found.weight_files},
@@ -461,7 +465,7 @@ def model_facts(source: str, revision: str | None = None) -> dict:
         # One task's adapter is merged into the weights; --multitask keeps all unmerged.
         "memory_bytes": weights,
         "multitask_memory_bytes": weights
-        + sum(tensor_bytes(safetensors_header(p)) for p in adapters.values()),
+        + sum(tensor_bytes(read_header(p)) for p in adapters.values()),
     }
 
 

@@ -9,11 +9,9 @@ file's own fingerprint before it returns vectors, because a wrong shape or a NaN
 not fail later, it silently gives wrong search results. save_embeddings writes atomically.
 """
 
-import contextlib
 import json
 import math
 import os
-import secrets
 import stat
 import struct
 from dataclasses import asdict, dataclass
@@ -22,6 +20,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
+from .atomic import replacing_file
 from .precision import (
     BINARY_PRECISIONS,
     PRECISIONS,
@@ -150,7 +149,7 @@ def save_embeddings(
             f"({len(fp.prompt):,} characters)."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, header, tensors)
+    _write(path, header, tensors)
     return path
 
 
@@ -395,28 +394,10 @@ def _header(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
     return struct.pack("<Q", len(raw)) + raw
 
 
-def _write_atomically(path: Path, header: bytes, tensors: dict[str, np.ndarray]) -> None:
-    """Write a temporary file beside `path`, sync it and rename it over `path`, so a crash
-    leaves the old file whole, and a reader that has the old file open keeps it."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    # Mode 0o666 less the umask, as for any new file (tempfile would make it 0o600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header)
-            for array in tensors.values():
-                array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-                f.write(array.reshape(-1).view(np.uint8).data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    # Sync the folder too, so the rename survives a crash (not every platform can).
-    with contextlib.suppress(OSError):
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _write(path: Path, header: bytes, tensors: dict[str, np.ndarray]) -> None:
+    """The safetensors file, written beside `path` and renamed over it (atomic.py)."""
+    with replacing_file(path) as f:
+        f.write(header)
+        for array in tensors.values():
+            array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+            f.write(array.reshape(-1).view(np.uint8).data)

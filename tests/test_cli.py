@@ -353,3 +353,42 @@ def test_serve_subprocess(tiny_qwen_base, direct):
             raise
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_info_refuses_broken_checkpoints_without_hanging(tiny_qwen_merged, tmp_path):
+    """`info` parsed weight headers by hand: a FIFO in the weight file's place hung it and
+    a bad config passed. It now checks the files as `load` does: one line, exit 2."""
+    import shutil
+
+    fifo = tmp_path / "fifo"
+    shutil.copytree(tiny_qwen_merged, fifo)
+    (fifo / "model.safetensors").unlink()
+    os.mkfifo(fifo / "model.safetensors")
+    layers = tmp_path / "layers"
+    shutil.copytree(tiny_qwen_merged, layers)
+    config = json.loads((layers / "config.json").read_text())
+    config["num_hidden_layers"] = 100_000
+    (layers / "config.json").write_text(json.dumps(config))
+    for folder, words in ((fifo, "not a regular file"), (layers, "num_hidden_layers=100000")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "mlx_jina", "info", "-m", str(folder)],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )
+        assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+        assert len(proc.stderr.splitlines()) == 1
+
+
+def test_embed_output_is_atomic_and_never_the_input(tiny_qwen_base, direct, capsys, tmp_path):
+    """-o wrote in place (a kill left half an array) and could name the input file."""
+    docs = tmp_path / "docs.txt"
+    docs.write_text("\n".join(TEXTS))
+    with pytest.raises(SystemExit) as e:
+        main(["embed", "-m", str(tiny_qwen_base), "--task", "retrieval", "-i", str(docs),
+              "-o", str(tmp_path / "." / "docs.txt")])
+    assert e.value.code == 2 and "is the input file" in capsys.readouterr().err
+    assert docs.read_text() == "\n".join(TEXTS)
+    out = tmp_path / "vectors.npy"
+    out.write_bytes(b"old")
+    run(["embed", "-m", tiny_qwen_base, "--task", "retrieval", "-i", docs, "-o", out], capsys)
+    np.testing.assert_array_equal(np.load(out), direct.encode(TEXTS))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.txt", "vectors.npy"]

@@ -156,3 +156,66 @@ def test_matryoshka_table(tiny_qwen_base):
         kept.append([set(np.argsort(-row)[:3]) for row in q @ d.T])
     overlap = np.mean([len(a & b) / 3 for a, b in zip(*kept)])
     assert rows[32][3] == f"{overlap:.2f}"
+
+
+def test_rag_index_survives_a_kill_mid_write(docs, tiny_qwen_base, tmp_path):
+    """The index is three files. Killed after writing the new vectors but before the new
+    manifest, the next run reused rows by the old manifest's offsets from the new vectors:
+    silently wrong passages. The index folder is now replaced as a whole."""
+    index = tmp_path / "index"
+    rag(docs, tiny_qwen_base, index)
+    (docs / "doc0.md").write_text("Venus is hot. " * 40)  # more chunks: rows move
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import os, runpy, signal, sys\n"
+        "import mlx_jina\n"
+        "save, calls = mlx_jina.save_embeddings, []\n"
+        "def dying(*a, **k):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return save(*a, **k)\n"
+        "mlx_jina.save_embeddings = dying\n"
+        "sys.argv = sys.argv[1:]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, str(driver), str(ROOT / "examples" / "rag.py"), "--docs", str(docs),
+         "--index", str(index), "--model", str(tiny_qwen_base), "--chunk-tokens", "48",
+         "--overlap", "8"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == -9, proc.stderr
+    (docs / "doc1.md").write_text("Mercury is small. " * 30)  # another change: run again
+    rag(docs, tiny_qwen_base, index)
+    fresh = tmp_path / "fresh"
+    rag(docs, tiny_qwen_base, fresh)
+    for name in ("binary", "int8"):
+        got = mlx_jina_load(index / f"{name}.safetensors")
+        want = mlx_jina_load(fresh / f"{name}.safetensors")
+        np.testing.assert_array_equal(got, want)
+    assert json.loads((index / "manifest.json").read_text()) == json.loads(
+        (fresh / "manifest.json").read_text()
+    )
+
+
+def mlx_jina_load(path: Path) -> np.ndarray:
+    import mlx_jina
+
+    return mlx_jina.load_embeddings(path).embeddings
+
+
+def test_rag_refuses_an_index_folder_holding_other_files(docs, tiny_qwen_base, tmp_path):
+    """--index is replaced as a whole when it is written: a folder of yours is refused."""
+    index = tmp_path / "mine"
+    index.mkdir()
+    (index / "notes.txt").write_text("keep me")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "rag.py"), "--docs", str(docs), "--index",
+         str(index), "--model", str(tiny_qwen_base)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 2 and "notes.txt" in proc.stderr
+    assert (index / "notes.txt").read_text() == "keep me"

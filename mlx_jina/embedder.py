@@ -1,5 +1,6 @@
 """Embedder: prompts, tokenization, batching, last-token pooling and normalization."""
 
+import atexit
 import sys
 import threading
 import time
@@ -15,6 +16,12 @@ from tokenizers import Tokenizer
 from .batching import BatchPlan, EncodeStats, plan_batches
 from .multitask import using_task
 from .precision import PRECISIONS, quantize_embeddings
+
+# MLX used from a thread other than the main one (the server's worker, a thread pool)
+# can abort the process at exit, "terminate called without an active exception"
+# (ml-explore/mlx#3126, still seen with 0.32.4 on the CPU), unless the streams are
+# synchronized before the interpreter tears down.
+atexit.register(mx.synchronize)
 
 MIN_DIM = 32
 # A job over this many padded tokens clears MLX's buffer cache and (on a terminal)

@@ -229,3 +229,24 @@ def test_token_id_outside_table(tiny_qwen_merged):
     model.model.args.vocab_size = 5
     with pytest.raises(ValueError, match="outside the model's 5-row embedding table"):
         model.encode("hello")
+
+
+def test_process_exits_cleanly_after_encoding_in_a_thread(tiny_qwen_base):
+    """Loading and encoding in a worker thread (as the server does) made about half of the
+    processes abort at exit with "terminate called without an active exception" (an MLX
+    teardown race). Six runs in a row must all exit with 0."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, threading, mlx_jina\n"
+        "def work():\n"
+        "    mlx_jina.load(sys.argv[1], task='retrieval').encode(['hello world'] * 4)\n"
+        "t = threading.Thread(target=work); t.start(); t.join()\n"
+    )
+    for _ in range(6):
+        proc = subprocess.run(
+            [sys.executable, "-c", script, str(tiny_qwen_base)],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr[-300:]

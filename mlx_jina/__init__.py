@@ -2,7 +2,8 @@
 
 from .convert import convert
 from .embedder import Embedder
-from .loader import TASKS, load
+from .loader import load
+from .tasks import TASKS
 from .precision import quantize_embeddings
 from .search import semantic_search
 from .store import Fingerprint, fingerprint, load_embeddings, save_embeddings

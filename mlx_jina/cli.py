@@ -11,7 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-TASK_NAMES = ("retrieval", "text-matching", "classification", "clustering")
+from .tasks import TASKS, matryoshka_dims
+
 
 
 class Parser(argparse.ArgumentParser):
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--jsonl", action="store_true", help="read the input as JSON lines")
     add_model_args(p)
-    p.add_argument("--task", choices=TASK_NAMES, help="adapter to use (needed for base repos)")
+    p.add_argument("--task", choices=TASKS, help="adapter to use (needed for base repos)")
     p.add_argument(
         "--prompt-name", choices=("query", "document"), help="prompt to add (default: document)"
     )
@@ -142,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(p)
     p.add_argument(
         "--task",
-        choices=TASK_NAMES,
+        choices=TASKS,
         help="adapter to load; with --multitask, the default for requests without one",
     )
     p.add_argument("--multitask", action="store_true", help="serve every adapter the model has")
@@ -453,7 +454,7 @@ def model_facts(source: str, revision: str | None = None) -> dict:
         "attention": "causal" if backbone == "qwen3" else "bidirectional",
         "tasks": list(found.tasks),
         "dim": dim,
-        "matryoshka_dims": [32, dim],
+        "matryoshka_dims": matryoshka_dims(dim),
         "context": args.max_position_embeddings,
         "layers": args.num_hidden_layers,
         "dtypes": sorted({t.dtype for t in tensors.values()}),

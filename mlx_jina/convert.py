@@ -16,11 +16,11 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from . import atomic, hub, quality
-from .loader import DTYPES, TASKS, inspect_folder, load, read_json
+from .loader import DTYPES, inspect_folder, load, read_json
+from .tasks import TASKS, matryoshka_dims
 from .quantize import check_settings, quantization_block, quantize_model
 from .weights import FLOAT_FILE, quantized_file
 
-MATRYOSHKA_DIMS = (32, 64, 128, 256, 512, 768, 1024)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 QUALITY_FILE = "quantization_quality.json"
 OUTPUT_FILES = {"config.json", "config_sentence_transformers.json", "README.md"}
@@ -320,7 +320,7 @@ def _convert_one(
         "revision": revision,
         "task": embedder.task,
         "prompts": embedder.prompts,
-        "dims": [d for d in MATRYOSHKA_DIMS if d < dim] + [dim],
+        "dims": matryoshka_dims(dim),
         "max_length": embedder.max_length,
         "weights": weight_file,
     }

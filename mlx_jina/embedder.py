@@ -16,6 +16,7 @@ from tokenizers import Tokenizer
 from .batching import BatchPlan, EncodeStats, plan_batches
 from .multitask import using_task
 from .precision import PRECISIONS, quantize_embeddings
+from .tasks import MIN_DIM, task_prompts
 
 # MLX used from a thread other than the main one (the server's worker, a thread pool)
 # can abort the process at exit, "terminate called without an active exception"
@@ -23,12 +24,9 @@ from .precision import PRECISIONS, quantize_embeddings
 # synchronized before the interpreter tears down.
 atexit.register(mx.synchronize)
 
-MIN_DIM = 32
 # A job over this many padded tokens clears MLX's buffer cache and (on a terminal)
 # shows a progress bar.
 LARGE_JOB_TOKENS = 65536
-# Tasks trained on symmetric pairs embed every input as a document.
-SYMMETRIC_TASKS = ("text-matching", "classification", "clustering")
 
 
 class InputTypeError(TypeError, ValueError):
@@ -100,10 +98,7 @@ class Embedder:
 
     def prompts_for(self, task: str | None) -> dict[str, str]:
         """Prompt name -> text for `task`: only retrieval has a distinct query prompt."""
-        if task in SYMMETRIC_TASKS:
-            doc = self._prompts.get("document", "Document: ")
-            return {name: doc for name in self._prompts}
-        return dict(self._prompts)
+        return task_prompts(self._prompts, task)
 
     def check_task(self, task: str | None) -> str | None:
         """The task a call runs with: `task`, or the loaded one when None."""
@@ -251,8 +246,8 @@ class Embedder:
             sentences: A string (gives a 1-D vector) or a list of strings (gives a 2-D array
                 in input order).
             prompt_name: "query" or "document" (default: the model's default, "document").
-                For text-matching, classification and clustering every name maps to the
-                "Document: " prompt, as Jina trained them.
+                For the symmetric tasks (all but retrieval) every name maps to the
+                document prompt, as Jina trained them.
             prompt: A literal prefix that wins over `prompt_name`; "" adds none.
             batch_size: Most inputs per forward pass.
             truncate_dim: Matryoshka size from 32 to the model's dimension; cut, then normalize.

@@ -6,6 +6,7 @@ adapters/). Only JSON, tokenizer.json and safetensors are read; Python files in 
 folder are never imported.
 """
 
+import json
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import mlx.nn as nn
 from tokenizers import Tokenizer
 
 from . import hub
+from .tasks import DEFAULT_PROMPT_NAME, DEFAULT_PROMPTS, TASK_SUFFIX, TASKS
 from .embedder import Embedder
 from .lora import ADAPTER_WEIGHTS, check_adapter, merge, read_adapter
 from .models import MODELS
@@ -35,9 +37,7 @@ from .weights import (
     read_json,
 )
 
-TASKS = ("retrieval", "text-matching", "classification", "clustering")
 DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32}
-TASK_SUFFIX = re.compile(r"-(retrieval|text-matching|classification|clustering)(-mlx)?$")
 LAYER = re.compile(r"layers\.(\d+)\.")
 
 
@@ -251,12 +251,12 @@ def read_tokenizer(folder: Path) -> Tokenizer:
 def read_prompts(folder: Path) -> tuple[dict[str, str], str]:
     path = folder / "config_sentence_transformers.json"
     st = read_json(path) if path.exists() else {}
-    prompts = st.get("prompts") or {"query": "Query: ", "document": "Document: "}
-    default = st.get("default_prompt_name") or "document"
+    prompts = st.get("prompts") or DEFAULT_PROMPTS
+    default = st.get("default_prompt_name") or DEFAULT_PROMPT_NAME
     if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
         raise ValueError(
             f"{path} has prompts={prompts!r}"[:200] + "; it must be an object of names and "
-            'texts, like {"query": "Query: ", "document": "Document: "}.'
+            f"texts, like {json.dumps(DEFAULT_PROMPTS)}."
         )
     if not isinstance(default, str) or default not in prompts:
         raise ValueError(
@@ -281,7 +281,8 @@ def load(
     Args:
         path_or_repo: A local folder or a Hugging Face repo id, in any published layout:
             the base repo with LoRA adapters, a merged per-task repo, or a -mlx repo.
-        task: `retrieval`, `text-matching`, `classification` or `clustering`. Its adapter
+        task: One of `mlx_jina.TASKS` (retrieval, text matching, classification,
+            clustering). Its adapter
             is merged at load time. Needed when the source has several adapters. With
             `multitask=True` it is only the default for `encode(task=...)`.
         bits: 4 or 8 for quantized weights: `model-{bits}bit.safetensors` when the folder

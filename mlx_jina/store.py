@@ -21,6 +21,7 @@ import mlx.core as mx
 import numpy as np
 
 from .atomic import replacing_file
+from .tasks import MIN_DIM
 from .precision import (
     BINARY_PRECISIONS,
     PRECISIONS,
@@ -82,8 +83,11 @@ def fingerprint(
     check_precision(precision)
     task = model.check_task(task)
     dims = model.dim if truncate_dim is None else truncate_dim
-    if not isinstance(dims, int) or not 1 <= dims <= model.dim:
-        raise ValueError(f"truncate_dim={truncate_dim!r}; use 1 to {model.dim} or None.")
+    if not isinstance(dims, int) or not MIN_DIM <= dims <= model.dim:
+        raise ValueError(
+            f"truncate_dim={truncate_dim!r}; use an integer from {MIN_DIM} to the embedding "
+            f"size {model.dim}, or None."
+        )
     return Fingerprint(
         model=model.source,
         revision=getattr(model, "revision", None),

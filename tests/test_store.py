@@ -127,3 +127,14 @@ def test_fingerprint_is_plain_json_in_the_header(retrieval, tmp_path):
         meta = json.loads(f.metadata()["fingerprint"])
     assert meta["task"] == "retrieval" and meta["prompt"] == "Document: "
     assert meta["dims"] == retrieval.dim and meta["version"] == mlx_jina.__version__
+
+
+def test_fingerprint_dims_follow_the_matryoshka_minimum(retrieval):
+    """fingerprint() took dims from 1 while encode() takes them from 32: one rule now."""
+    from mlx_jina.tasks import MIN_DIM
+
+    with pytest.raises(ValueError, match=f"from {MIN_DIM} to the embedding size"):
+        fingerprint(retrieval, truncate_dim=MIN_DIM - 1)
+    with pytest.raises(ValueError, match=f"from {MIN_DIM}"):
+        retrieval.encode("a", truncate_dim=MIN_DIM - 1)
+    assert fingerprint(retrieval, truncate_dim=MIN_DIM).dims == MIN_DIM

@@ -21,10 +21,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..embedder import MIN_DIM, Embedder
+from ..embedder import Embedder
+from ..tasks import API_TASKS, MIN_DIM
 from .protocol import (
     EMBEDDING_TYPES,
-    JINA_TASKS,
     ApiError,
     EmbeddingRequest,
     Limits,
@@ -44,7 +44,7 @@ def model_info(model_name: str, model: Embedder, created: int) -> dict:
         "object": "model",
         "created": created,
         "owned_by": "jinaai",
-        "tasks": [t for t, (adapter, _) in JINA_TASKS.items() if serves(model, adapter)],
+        "tasks": [t for t, (adapter, _) in API_TASKS.items() if serves(model, adapter)],
         "dimensions": model.dim,
         "max_input_tokens": model.max_length,
     }
@@ -73,7 +73,7 @@ class EmbeddingService:
         if serves(self.model, adapter):
             return adapter
         loaded = self.model.tasks if self.model.multitask else (self.model.task,)
-        accepted = [t for t, (a, _) in JINA_TASKS.items() if a in loaded]
+        accepted = [t for t, (a, _) in API_TASKS.items() if a in loaded]
         raise ApiError(
             400,
             f"This server runs the {', '.join(map(repr, loaded))} adapter, not {adapter!r}. "

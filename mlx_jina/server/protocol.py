@@ -13,14 +13,8 @@ from typing import Any
 import numpy as np
 from starlette.responses import JSONResponse
 
-# Jina API task -> (adapter, prompt name); only retrieval tells queries from documents.
-JINA_TASKS = {
-    "retrieval.query": ("retrieval", "query"),
-    "retrieval.passage": ("retrieval", "document"),
-    "text-matching": ("text-matching", "document"),
-    "classification": ("classification", "document"),
-    "clustering": ("clustering", "document"),
-}
+from ..tasks import API_TASKS
+
 # embedding_type / encoding_format -> Embedder precision.
 EMBEDDING_TYPES = {
     "float": "float32",
@@ -174,9 +168,9 @@ def parse_request(body: Any, max_inputs: int) -> EmbeddingRequest:
     model = _field(body, "model", str, "a string")
     _field(body, "user", str, "a string")
     task = _field(body, "task", str, "a string")
-    if task is not None and task not in JINA_TASKS:
+    if task is not None and task not in API_TASKS:
         raise ApiError(
-            400, f"Unknown task {task!r}. Valid tasks: {', '.join(JINA_TASKS)}.", param="task"
+            400, f"Unknown task {task!r}. Valid tasks: {', '.join(API_TASKS)}.", param="task"
         )
     dims = _field(body, "dimensions", int, "an integer")
     fmt = _field(body, "encoding_format", str, "a string")
@@ -196,7 +190,7 @@ def parse_request(body: Any, max_inputs: int) -> EmbeddingRequest:
     normalized = _field(body, "normalized", bool, "true or false")
     split = _field(body, "split_special_tokens", bool, "true or false")
     truncate = _field(body, "truncate", bool, "true or false")
-    adapter, prompt_name = JINA_TASKS[task] if task else (None, None)
+    adapter, prompt_name = API_TASKS[task] if task else (None, None)
     return EmbeddingRequest(
         texts=texts,
         ids=ids,

@@ -2,14 +2,14 @@
 first-served schedule (each job to its end) against the fair one (self-clocked fair queuing,
 batch by batch).
 
-A tiny random model is built in-process (as the tests build theirs) and the Worker is
+A tiny random model is built in-process (benchmarks/checkpoint.py) and the Worker is
 driven from threads, no HTTP: two clients send large requests back to back, and a third
 sends a one-word query every 100 ms whatever happens to the earlier ones. It prints one
 Markdown table. About a minute on a 2-core Linux box:
 
     python benchmarks/bench_fairness.py [--seconds 20] [--out results.md]
 
-Needs the test extra (torch and peft build the random checkpoint).
+Needs the server extra; the random checkpoint is built with numpy.
 """
 
 import argparse
@@ -22,16 +22,27 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-import mlx_jina  # noqa: E402
-from checkpoints import build_base, tiny_tokenizer_json  # noqa: E402
-from mlx_jina.server import Limits, Worker  # noqa: E402
-from mlx_jina.server.worker import Job  # noqa: E402
+import mlx_jina
+
+import internals
+from checkpoint import build
+
+Job, Limits, Worker = internals.server()
 
 BATCH_TOKENS = 1024  # per forward pass: ~8 rows of a large request
 LARGE = (128, 128)  # rows, tokens a row: 16 batches
-QUERY = [311, 4, 2]  # a word, "." and <|eos|>
+QUERY = [311, 4, 2]  # token ids, as long as a one-word query
 QUERY_EVERY = 0.1  # seconds
+# The tests' tiny Qwen3, with 512 embedding rows for the made-up ids above.
+TINY_QWEN3 = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    intermediate_size=96,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    vocab_size=512,
+)
 
 
 def log(*args) -> None:
@@ -39,8 +50,8 @@ def log(*args) -> None:
 
 
 def build_model(root: Path) -> Path:
-    tokenizer = tiny_tokenizer_json(root / "tokenizer.json", add_eos=True)
-    return build_base(root / "model", "qwen3", tokenizer=tokenizer, seed=0)
+    folder = root / "model"
+    return build(folder, "qwen3", tasks=["retrieval"], r=4, lora_alpha=8, **TINY_QWEN3)
 
 
 def percentile(values: list[float], q: float) -> float:

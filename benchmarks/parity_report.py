@@ -1,6 +1,6 @@
 """Print the parity table in the README: mlx_jina vs transformers + peft, per layout.
 
-Builds tiny random checkpoints with tests/checkpoints.py (needs the test extra) and reports
+Builds tiny random checkpoints with tests/builders/ (needs the test extra) and reports
 the minimum cosine over every task, both prompts and a mixed multilingual text set.
 
 python benchmarks/parity_report.py
@@ -15,16 +15,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 import mlx_jina  # noqa: E402
-from checkpoints import (  # noqa: E402
-    LLAMA_TOKENIZER,
-    QWEN_TOKENIZER,
+from builders.layouts import (  # noqa: E402
     TASKS,
     build_base,
     build_merged,
     build_mlx_task,
     build_mlx_unified,
-    reference_embeddings,
 )
+from builders.reference import reference_embeddings  # noqa: E402
+from builders.tokenizers import LLAMA_TOKENIZER, QWEN_TOKENIZER  # noqa: E402
 from test_parity import TEXTS, prompt_for  # noqa: E402
 
 

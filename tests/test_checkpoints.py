@@ -16,19 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from checkpoints import (
-    LORA_TARGETS,
-    MERGED_TASKS,
-    SENTINEL,
-    TASKS,
-    backbone_arch,
-    build_base,
-    executed_sentinels,
-    read_safetensors,
-    reference_embeddings,
-    reference_token_ids,
-    tiny_tokenizer_json,
-)
+from builders.configs import backbone_arch
+from builders.files import SENTINEL, executed_sentinels, read_safetensors
+from builders.layouts import MERGED_TASKS, TASKS, build_base
+from builders.reference import reference_embeddings, reference_token_ids
+from builders.tokenizers import tiny_tokenizer_json
+from builders.weights import LORA_TARGETS
 
 TEXTS = [
     "Paris is the capital of France.",
@@ -368,7 +361,7 @@ def test_mlx_unified_layout(request, prefix):
 
 
 def test_mlx_task_can_carry_lm_head(make_checkpoint, tiny_qwen_base):
-    from checkpoints import build_mlx_task
+    from builders.layouts import build_mlx_task
 
     folder = make_checkpoint(
         build_mlx_task, tiny_qwen_base, "retrieval", with_lm_head=True

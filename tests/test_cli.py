@@ -37,11 +37,6 @@ class TTY(io.StringIO):
         return True
 
 
-@pytest.fixture(scope="module")
-def direct(tiny_qwen_base):
-    return mlx_jina.load(tiny_qwen_base, task="retrieval")
-
-
 def run(argv, capsys, stdin: str | None = None, monkeypatch=None) -> tuple[str, str]:
     if stdin is not None:
         monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
@@ -58,14 +53,14 @@ def rows(stdout: str) -> np.ndarray:
 # embed
 
 
-def test_embed_args(tiny_qwen_base, direct, capsys):
+def test_embed_args(tiny_qwen_base, qwen, capsys):
     """Texts as arguments: one JSON array per text, floats that read back exactly."""
     out, err = run(["embed", "-m", tiny_qwen_base, "--task", "retrieval", *TEXTS], capsys)
     assert len(out.splitlines()) == len(TEXTS) and err == ""
-    np.testing.assert_array_equal(rows(out).astype(np.float32), direct.encode(TEXTS))
+    np.testing.assert_array_equal(rows(out).astype(np.float32), qwen.encode(TEXTS))
 
 
-def test_embed_options(tiny_qwen_base, direct, capsys):
+def test_embed_options(tiny_qwen_base, qwen, capsys):
     """--prompt-name, --dims, --precision, --batch-size, --max-length reach encode."""
     argv = [
         "embed",
@@ -84,17 +79,17 @@ def test_embed_options(tiny_qwen_base, direct, capsys):
         *TEXTS,
     ]
     out, _ = run(argv, capsys)
-    want = direct.encode(TEXTS, prompt_name="query", truncate_dim=32)
+    want = qwen.encode(TEXTS, prompt_name="query", truncate_dim=32)
     np.testing.assert_array_equal(rows(out).astype(np.float32), want)
     out, _ = run(argv + ["--precision", "binary"], capsys)
-    want = direct.encode(TEXTS, prompt_name="query", truncate_dim=32, precision="binary")
+    want = qwen.encode(TEXTS, prompt_name="query", truncate_dim=32, precision="binary")
     np.testing.assert_array_equal(rows(out), want)
 
 
-def test_embed_stdin_and_files(tiny_qwen_base, direct, capsys, monkeypatch, tmp_path):
+def test_embed_stdin_and_files(tiny_qwen_base, qwen, capsys, monkeypatch, tmp_path):
     """Texts from stdin (piped or -i -), a text file (one per line) and a JSONL file."""
     base = ["embed", "-m", tiny_qwen_base, "--task", "retrieval"]
-    want = direct.encode(TEXTS)
+    want = qwen.encode(TEXTS)
     out, _ = run(base, capsys, stdin="\n".join(TEXTS) + "\n", monkeypatch=monkeypatch)
     np.testing.assert_array_equal(rows(out).astype(np.float32), want)
     out, _ = run(base + ["-i", "-"], capsys, stdin="\n".join(TEXTS), monkeypatch=monkeypatch)
@@ -112,14 +107,14 @@ def test_embed_stdin_and_files(tiny_qwen_base, direct, capsys, monkeypatch, tmp_
     np.testing.assert_array_equal(rows(out).astype(np.float32), want)
 
 
-def test_embed_npy_output(tiny_qwen_base, direct, capsys, tmp_path):
+def test_embed_npy_output(tiny_qwen_base, qwen, capsys, tmp_path):
     """-o saves one .npy array, prints nothing on stdout and one [INFO] line on stderr."""
     path = tmp_path / "out.npy"
     out, err = run(
         ["embed", "-m", tiny_qwen_base, "--task", "retrieval", "-o", path, *TEXTS], capsys
     )
     assert out == "" and err.startswith("[INFO] Saved 3 x 64 float32")
-    np.testing.assert_array_equal(np.load(path), direct.encode(TEXTS))
+    np.testing.assert_array_equal(np.load(path), qwen.encode(TEXTS))
 
 
 def test_embed_bits(tiny_qwen_base, capsys):
@@ -131,7 +126,7 @@ def test_embed_bits(tiny_qwen_base, capsys):
     np.testing.assert_allclose(rows(out), want, atol=1e-6)
 
 
-def test_python_m_pipes_stdin(tiny_qwen_base, direct):
+def test_python_m_pipes_stdin(tiny_qwen_base, qwen):
     """`echo ... | python -m mlx_jina embed` in a real process prints only JSON lines."""
     proc = subprocess.run(
         [
@@ -151,7 +146,7 @@ def test_python_m_pipes_stdin(tiny_qwen_base, direct):
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
-    np.testing.assert_array_equal(rows(proc.stdout).astype(np.float32), direct.encode(TEXTS))
+    np.testing.assert_array_equal(rows(proc.stdout).astype(np.float32), qwen.encode(TEXTS))
 
 
 def test_console_script_declared():
@@ -219,7 +214,7 @@ def test_info_other_layouts(tiny_eurobert_mlx_unified, tiny_qwen_mlx_task, capsy
 # convert
 
 
-def test_convert_delegates(tiny_qwen_base, direct, capsys, tmp_path):
+def test_convert_delegates(tiny_qwen_base, qwen, capsys, tmp_path):
     """`mlx-jina convert` runs the converter; its output embeds like the source."""
     out_dir = tmp_path / "converted"
     main(
@@ -235,7 +230,7 @@ def test_convert_delegates(tiny_qwen_base, direct, capsys, tmp_path):
     )
     capsys.readouterr()
     converted = mlx_jina.load(out_dir)
-    np.testing.assert_allclose(converted.encode(TEXTS), direct.encode(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(converted.encode(TEXTS), qwen.encode(TEXTS), atol=1e-6)
 
 
 # ---------------------------------------------------------------------------
@@ -302,7 +297,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_subprocess(tiny_qwen_base, direct):
+def test_serve_subprocess(tiny_qwen_base, qwen):
     """`python -m mlx_jina serve` starts, answers the OpenAI SDK with direct-encode vectors,
     enforces --api-key, and stops cleanly on SIGINT."""
     port = free_port()
@@ -342,7 +337,7 @@ def test_serve_subprocess(tiny_qwen_base, direct):
         client = openai.OpenAI(base_url=url + "/v1", api_key="env-key", max_retries=0)
         result = client.embeddings.create(model=tiny_qwen_base.name, input=TEXTS)
         got = np.array([d.embedding for d in result.data], dtype=np.float32)
-        np.testing.assert_allclose(got, direct.encode(TEXTS), atol=1e-6)
+        np.testing.assert_allclose(got, qwen.encode(TEXTS), atol=1e-6)
         assert httpx.post(url + "/v1/embeddings", json={"input": "a"}).status_code == 401
     finally:
         proc.send_signal(signal.SIGINT)
@@ -378,7 +373,7 @@ def test_info_refuses_broken_checkpoints_without_hanging(tiny_qwen_merged, tmp_p
         assert len(proc.stderr.splitlines()) == 1
 
 
-def test_embed_output_is_atomic_and_never_the_input(tiny_qwen_base, direct, capsys, tmp_path):
+def test_embed_output_is_atomic_and_never_the_input(tiny_qwen_base, qwen, capsys, tmp_path):
     """-o wrote in place (a kill left half an array) and could name the input file."""
     docs = tmp_path / "docs.txt"
     docs.write_text("\n".join(TEXTS))
@@ -390,5 +385,5 @@ def test_embed_output_is_atomic_and_never_the_input(tiny_qwen_base, direct, caps
     out = tmp_path / "vectors.npy"
     out.write_bytes(b"old")
     run(["embed", "-m", tiny_qwen_base, "--task", "retrieval", "-i", docs, "-o", out], capsys)
-    np.testing.assert_array_equal(np.load(out), direct.encode(TEXTS))
+    np.testing.assert_array_equal(np.load(out), qwen.encode(TEXTS))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.txt", "vectors.npy"]

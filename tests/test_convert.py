@@ -16,7 +16,9 @@ import pytest
 
 import mlx_jina
 from _quantize_fixtures import cosines, dequantized_state, float_folder
-from checkpoints import TASKS, merged_state_dict, read_safetensors, reference_embeddings
+from builders.files import read_safetensors
+from builders.layouts import TASKS
+from builders.reference import merged_state_dict, reference_embeddings
 from mlx_jina import quality
 from mlx_jina.convert import QUALITY_FILE, configure_parser, main
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import mlx_jina
-from checkpoints import TASKS
+from builders.layouts import TASKS
 from mlx_jina import cli
 from mlx_jina.convert import QUALITY_FILE, main
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import mlx_jina
-from checkpoints import reference_embeddings, reference_token_ids
+from builders.reference import reference_embeddings, reference_token_ids
 
 MIXED = [
     "short",
@@ -20,16 +20,6 @@ MIXED = [
     "Les documents longs et les requêtes courtes partagent un lot. " * 5,
     "medium length text here",
 ]
-
-
-@pytest.fixture(scope="module")
-def qwen(tiny_qwen_base):
-    return mlx_jina.load(tiny_qwen_base, task="retrieval")
-
-
-@pytest.fixture(scope="module")
-def nano(tiny_eurobert_base):
-    return mlx_jina.load(tiny_eurobert_base, task="retrieval")
 
 
 def test_str_gives_1d_list_gives_2d(qwen):

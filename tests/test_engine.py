@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import mlx_jina
-from checkpoints import reference_embeddings
+from builders.reference import reference_embeddings
 from mlx_jina import attention
 from mlx_jina.batching import plan_batches
 
@@ -20,16 +20,6 @@ WORDS = "alpha beta gamma delta planet mars red river fox dog Paris capital".spl
 
 def random_texts(rng: random.Random, n: int, max_words: int) -> list[str]:
     return [" ".join(rng.choices(WORDS, k=rng.randint(1, max_words))) for _ in range(n)]
-
-
-@pytest.fixture(scope="module")
-def qwen(tiny_qwen_base):
-    return mlx_jina.load(tiny_qwen_base, task="retrieval")
-
-
-@pytest.fixture(scope="module")
-def nano(tiny_eurobert_base):
-    return mlx_jina.load(tiny_eurobert_base, task="retrieval")
 
 
 # ---------------------------------------------------------------------------

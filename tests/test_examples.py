@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from checkpoints import reference_embeddings
+from builders.reference import reference_embeddings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import mlx_jina
-from checkpoints import executed_sentinels, reference_embeddings
+from builders.files import executed_sentinels
+from builders.reference import reference_embeddings
 from mlx_jina import hub
 from mlx_jina.loader import inspect_folder
 

@@ -14,7 +14,8 @@ from mlx.utils import tree_flatten
 
 import mlx_jina
 from _quantize_fixtures import cosines, dequantized_state, float_folder, model_tensors
-from checkpoints import TASKS, build_base, reference_embeddings
+from builders.layouts import TASKS, build_base
+from builders.reference import reference_embeddings
 from mlx_jina.multitask import LoRALinear
 
 TEXTS = [

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import mlx_jina
-from checkpoints import TASKS, build_base, build_mlx_unified, executed_sentinels, reference_embeddings
+from builders.files import executed_sentinels
+from builders.layouts import TASKS, build_base, build_mlx_unified
+from builders.reference import reference_embeddings
 
 TEXTS = [
     "Which planet is known as the Red Planet?",

@@ -24,11 +24,6 @@ def unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-@pytest.fixture(scope="module")
-def model(tiny_qwen_base):
-    return mlx_jina.load(tiny_qwen_base, task="retrieval")
-
-
 @pytest.mark.parametrize("dim", [32, 64, 40, 1024])
 def test_binary_is_packbits_of_signs(dim):
     """binary/ubinary are sentence-transformers' definitions, bit for bit."""
@@ -124,47 +119,47 @@ DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8"
 
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("truncate_dim", [None, 32, 40])
-def test_encode_shapes_and_dtypes(model, precision, truncate_dim):
+def test_encode_shapes_and_dtypes(qwen, precision, truncate_dim):
     """Every precision, with and without truncate_dim, for a list and a single string."""
-    dim = truncate_dim or model.dim
+    dim = truncate_dim or qwen.dim
     width = (dim + 7) // 8 if precision.endswith("binary") else dim
-    batch = model.encode(TEXTS, precision=precision, truncate_dim=truncate_dim)
-    one = model.encode(TEXTS[0], precision=precision, truncate_dim=truncate_dim)
+    batch = qwen.encode(TEXTS, precision=precision, truncate_dim=truncate_dim)
+    one = qwen.encode(TEXTS[0], precision=precision, truncate_dim=truncate_dim)
     assert batch.shape == (len(TEXTS), width) and batch.dtype == DTYPES[precision]
     assert one.shape == (width,) and one.dtype == DTYPES[precision]
-    as_mx = model.encode(TEXTS, precision=precision, truncate_dim=truncate_dim, convert_to_numpy=False)
+    as_mx = qwen.encode(TEXTS, precision=precision, truncate_dim=truncate_dim, convert_to_numpy=False)
     assert isinstance(as_mx, mx.array) and np.array_equal(np.array(as_mx), batch)
 
 
 @pytest.mark.parametrize("truncate_dim", [None, 32])
-def test_encode_quantizes_the_normalized_cut_vector(model, truncate_dim, tiny_qwen_base):
+def test_encode_quantizes_the_normalized_cut_vector(qwen, truncate_dim, tiny_qwen_base):
     """precision applies after truncate_dim and normalization, with the published formulas."""
-    from checkpoints import reference_embeddings
+    from builders.reference import reference_embeddings
 
     ref = reference_embeddings(
         tiny_qwen_base, TEXTS, task="retrieval", prompt="Document: ", truncate_dim=truncate_dim
     )
-    floats = model.encode(TEXTS, truncate_dim=truncate_dim)
+    floats = qwen.encode(TEXTS, truncate_dim=truncate_dim)
     assert np.allclose(floats, ref, atol=1e-4)  # independent torch reference
     packed = np.packbits(floats > 0, axis=-1)
-    assert np.array_equal(model.encode(TEXTS, precision="ubinary", truncate_dim=truncate_dim), packed)
+    assert np.array_equal(qwen.encode(TEXTS, precision="ubinary", truncate_dim=truncate_dim), packed)
     assert np.array_equal(
-        model.encode(TEXTS, precision="binary", truncate_dim=truncate_dim).astype(np.int16),
+        qwen.encode(TEXTS, precision="binary", truncate_dim=truncate_dim).astype(np.int16),
         packed.astype(np.int16) - 128,
     )
     ranges = default_ranges(floats.shape[1])
     levels = np.clip(np.floor((floats - ranges[0]) / ((ranges[1] - ranges[0]) / 255)), 0, 255)
     assert np.array_equal(
-        model.encode(TEXTS, precision="int8", truncate_dim=truncate_dim), (levels - 128).astype(np.int8)
+        qwen.encode(TEXTS, precision="int8", truncate_dim=truncate_dim), (levels - 128).astype(np.int8)
     )
 
 
-def test_int8_single_query_equals_its_row_in_a_batch(model):
+def test_int8_single_query_equals_its_row_in_a_batch(qwen):
     """One query quantizes alone (sentence-transformers' batch ranges can't) and the same
     as in any batch, so a query and a stored corpus share one scale."""
-    one = model.encode_query("Which planet is red?", precision="int8")
-    batch = model.encode_query(["a", "Which planet is red?", "bb"], precision="int8")
-    assert one.shape == (model.dim,) and one.dtype == np.int8
+    one = qwen.encode_query("Which planet is red?", precision="int8")
+    batch = qwen.encode_query(["a", "Which planet is red?", "bb"], precision="int8")
+    assert one.shape == (qwen.dim,) and one.dtype == np.int8
     assert np.array_equal(one, batch[1])
     assert len(np.unique(one)) > 10  # really quantized values, not a constant
 

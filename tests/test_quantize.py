@@ -21,7 +21,7 @@ from _quantize_fixtures import (
     float_folder,
     model_tensors,
 )
-from checkpoints import reference_embeddings
+from builders.reference import reference_embeddings
 
 TEXTS = [
     "Which planet is known as the Red Planet?",

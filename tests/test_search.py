@@ -155,7 +155,7 @@ def test_chunked_equals_unchunked_for_every_corpus_kind():
 
 def test_end_to_end_with_a_model_matches_the_reference(tiny_eurobert_base):
     """encode + semantic_search on a tiny model equals brute force on the torch reference."""
-    from checkpoints import reference_embeddings
+    from builders.reference import reference_embeddings
 
     docs = ["Paris is the capital of France.", "Mars is red.", "The quick brown fox.",
             "Machine learning models", "Berlin and Rome", "Numbers 1 2 3"]

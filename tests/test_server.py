@@ -24,7 +24,7 @@ import openai
 import pytest
 
 import mlx_jina
-from checkpoints import reference_embeddings, reference_token_ids
+from builders.reference import reference_embeddings, reference_token_ids
 from live_server import live_server
 from mlx_jina.server import Limits, Worker, create_app
 
@@ -59,19 +59,6 @@ def assert_same(got, want) -> None:
     assert got.shape == want.shape
     assert cosines(got, want).min() >= 0.99999
     np.testing.assert_allclose(got, want, atol=1e-4)
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_qwen_base):
-    """Direct single-task Embedders (merged adapters), one per task, on the test thread."""
-    cache = {}
-
-    def get(task: str) -> mlx_jina.Embedder:
-        if task not in cache:
-            cache[task] = mlx_jina.load(tiny_qwen_base, task=task)
-        return cache[task]
-
-    return get
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +102,7 @@ def post(url: str, body, headers=AUTH, **kwargs) -> httpx.Response:
 # the OpenAI SDK
 
 
-def test_openai_sdk_default_base64(server, reference):
+def test_openai_sdk_default_base64(server, qwen_for):
     """The SDK asks for base64 by default; it must decode to the direct-encode vectors."""
     client = openai.OpenAI(base_url=server + "/v1", api_key=KEY, max_retries=0)
     raw = client.embeddings.with_raw_response.create(model="tiny-jina", input=TEXTS)
@@ -125,18 +112,18 @@ def test_openai_sdk_default_base64(server, reference):
     assert all(isinstance(d["embedding"], str) for d in wire["data"])
     result = raw.parse()
     got = np.array([d.embedding for d in sorted(result.data, key=lambda d: d.index)])
-    assert_same(got, reference("retrieval").encode(TEXTS))
+    assert_same(got, qwen_for("retrieval").encode(TEXTS))
     assert result.model == "tiny-jina"
     # usage counts the real tokenizer's tokens, "Document: " prompt and specials included
-    ids = reference_token_ids(server_tokenizer(reference), TEXTS, prompt="Document: ")
+    ids = reference_token_ids(server_tokenizer(qwen_for), TEXTS, prompt="Document: ")
     assert result.usage.prompt_tokens == result.usage.total_tokens == sum(map(len, ids))
 
 
-def server_tokenizer(reference) -> Path:
-    return Path(reference("retrieval").source) / "tokenizer.json"
+def server_tokenizer(qwen_for) -> Path:
+    return Path(qwen_for("retrieval").source) / "tokenizer.json"
 
 
-def test_openai_sdk_float_and_dimensions(server, reference):
+def test_openai_sdk_float_and_dimensions(server, qwen_for):
     """encoding_format=float and dimensions (Matryoshka: cut, then renormalize)."""
     client = openai.OpenAI(base_url=server + "/v1", api_key=KEY, max_retries=0)
     result = client.embeddings.create(
@@ -144,17 +131,17 @@ def test_openai_sdk_float_and_dimensions(server, reference):
     )
     got = np.array([d.embedding for d in result.data])
     assert got.shape == (3, 32)
-    assert_same(got, reference("retrieval").encode(TEXTS[:3], truncate_dim=32))
+    assert_same(got, qwen_for("retrieval").encode(TEXTS[:3], truncate_dim=32))
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
     one = client.embeddings.create(model="tiny-jina", input="hello", dimensions=48)
-    assert_same(one.data[0].embedding, reference("retrieval").encode("hello", truncate_dim=48))
+    assert_same(one.data[0].embedding, qwen_for("retrieval").encode("hello", truncate_dim=48))
 
 
-def test_openai_sdk_token_ids(server, reference):
+def test_openai_sdk_token_ids(server, qwen_for):
     """Token id input is embedded as sent: the ids of "Document: hello" give encode("hello")."""
     client = openai.OpenAI(base_url=server + "/v1", api_key=KEY, max_retries=0)
-    ids = reference_token_ids(server_tokenizer(reference), ["hello", TEXTS[2]], prompt="Document: ")
-    want = reference("retrieval").encode(["hello", TEXTS[2]])
+    ids = reference_token_ids(server_tokenizer(qwen_for), ["hello", TEXTS[2]], prompt="Document: ")
+    want = qwen_for("retrieval").encode(["hello", TEXTS[2]])
     many = client.embeddings.create(model="tiny-jina", input=ids, encoding_format="float")
     assert_same([d.embedding for d in many.data], want)
     assert many.usage.prompt_tokens == sum(map(len, ids))
@@ -167,15 +154,15 @@ def test_openai_sdk_token_ids(server, reference):
 
 
 @pytest.mark.parametrize("task", list(JINA_TASKS))
-def test_jina_task(server, reference, task):
+def test_jina_task(server, qwen_for, task):
     """Each Jina task picks its adapter and prompt; retrieval.query uses "Query: "."""
     adapter, prompt = JINA_TASKS[task]
     r = post(server, {"model": "tiny-jina", "input": TEXTS, "task": task})
     assert r.status_code == 200, r.text
     got = np.array([d["embedding"] for d in r.json()["data"]])
-    assert_same(got, reference(adapter).encode(TEXTS, prompt=prompt))
+    assert_same(got, qwen_for(adapter).encode(TEXTS, prompt=prompt))
     if task.startswith("retrieval"):  # independent check: torch + peft merge
-        model_dir = Path(reference(adapter).source)
+        model_dir = Path(qwen_for(adapter).source)
         want = reference_embeddings(model_dir, TEXTS, task=adapter, prompt=prompt)
         assert cosines(got, want).min() >= 0.9999
 
@@ -188,7 +175,7 @@ def test_query_and_passage_differ(server):
 
 
 @pytest.mark.parametrize("kind", ["float", "base64", "binary", "ubinary", "int8"])
-def test_jina_embedding_type(server, reference, kind):
+def test_jina_embedding_type(server, qwen_for, kind):
     """embedding_type wins over the SDK's encoding_format and matches encode(precision=)."""
     body = {
         "input": TEXTS,
@@ -200,7 +187,7 @@ def test_jina_embedding_type(server, reference, kind):
     r = post(server, body)
     assert r.status_code == 200, r.text
     data = [d["embedding"] for d in r.json()["data"]]
-    model = reference("text-matching")
+    model = qwen_for("text-matching")
     if kind in ("float", "base64"):
         if kind == "base64":
             data = [np.frombuffer(base64.b64decode(s), dtype="<f4") for s in data]
@@ -217,25 +204,25 @@ def test_jina_embedding_type(server, reference, kind):
         assert np.abs(got - want.astype(int)).max() <= 1
 
 
-def test_jina_normalized_false(server, reference):
+def test_jina_normalized_false(server, qwen_for):
     """normalized: false returns the raw pooled state (cut to dimensions, no L2 norm)."""
     r = post(
         server,
         {"input": TEXTS[:2], "task": "classification", "normalized": False, "dimensions": 40},
     )
     got = np.array([d["embedding"] for d in r.json()["data"]])
-    want = reference("classification").encode(
+    want = qwen_for("classification").encode(
         TEXTS[:2], truncate_dim=40, normalize_embeddings=False
     )
     assert_same(got, want)
     assert np.abs(np.linalg.norm(got, axis=1) - 1).max() > 0.01
 
 
-def test_jina_text_objects(server, reference):
+def test_jina_text_objects(server, qwen_for):
     """Jina's {"text": ...} input objects are accepted."""
     r = post(server, {"input": [{"text": t} for t in TEXTS[:2]], "task": "clustering"})
     assert_same(
-        [d["embedding"] for d in r.json()["data"]], reference("clustering").encode(TEXTS[:2])
+        [d["embedding"] for d in r.json()["data"]], qwen_for("clustering").encode(TEXTS[:2])
     )
 
 
@@ -269,11 +256,11 @@ def metric(text: str, name: str) -> float:
     return float(match.group(1))
 
 
-def test_concurrent_clients_share_batches(server, reference):
+def test_concurrent_clients_share_batches(server, qwen_for):
     """16 threads x 25 requests of 1-8 texts: every vector equals direct encode, no errors,
     and the worker put several requests into one batch."""
     pool = [f"{t} ({i})" for i, t in enumerate(TEXTS * 4)]
-    want = {t: v for t, v in zip(pool, reference("retrieval").encode(pool), strict=True)}
+    want = {t: v for t, v in zip(pool, qwen_for("retrieval").encode(pool), strict=True)}
     before = httpx.get(server + "/metrics", headers=AUTH).text
     errors, checked = [], []
 
@@ -307,8 +294,8 @@ def test_concurrent_clients_share_batches(server, reference):
     batches = metric(after, "mlx_jina_batch_requests_count") - metric(
         before, "mlx_jina_batch_requests_count"
     )
-    single = metric(after, 'mlx_jina_batch_requests_bucket{le="1"}') - metric(
-        before, 'mlx_jina_batch_requests_bucket{le="1"}'
+    single = metric(after, 'mlx_jina_batch_requests_bucket{le="1.0"}') - metric(
+        before, 'mlx_jina_batch_requests_bucket{le="1.0"}'
     )
     assert batches < 400 and single < batches  # some batches held several requests
 
@@ -456,7 +443,7 @@ def test_queue_full(limits_server, limits_model):
     assert httpx.get(url + "/health").json()["status"] == "ok"
 
 
-def test_healthy_after_bad_requests(server, reference):
+def test_healthy_after_bad_requests(server, qwen_for):
     """After every bad request above, the server still answers and still embeds correctly."""
     for _, body, _, _ in BAD_REQUESTS:
         if not isinstance(body, bytes):
@@ -465,7 +452,7 @@ def test_healthy_after_bad_requests(server, reference):
     assert health.status_code == 200 and health.json()["status"] == "ok"
     r = post(server, {"input": TEXTS[:2]})
     assert_same(
-        [d["embedding"] for d in r.json()["data"]], reference("retrieval").encode(TEXTS[:2])
+        [d["embedding"] for d in r.json()["data"]], qwen_for("retrieval").encode(TEXTS[:2])
     )
     text = httpx.get(server + "/metrics", headers=AUTH).text
     assert 'status="500"' not in text

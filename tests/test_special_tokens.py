@@ -18,7 +18,7 @@ import pytest
 from transformers import PreTrainedTokenizerFast
 
 import mlx_jina
-from checkpoints import reference_embeddings
+from builders.reference import reference_embeddings
 from live_server import live_server
 from mlx_jina.cli import main
 from mlx_jina.server import Worker, create_app

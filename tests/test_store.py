@@ -17,30 +17,20 @@ from mlx_jina.precision import PRECISIONS, quantize_embeddings
 DOCS = ["Paris is the capital of France.", "Mars is red.", "quick brown fox"]
 
 
-@pytest.fixture(scope="module")
-def retrieval(tiny_qwen_base):
-    return mlx_jina.load(tiny_qwen_base, task="retrieval")
-
-
-@pytest.fixture(scope="module")
-def clustering(tiny_qwen_base):
-    return mlx_jina.load(tiny_qwen_base, task="clustering")
-
-
-def test_fingerprint_records_the_settings(retrieval, tiny_qwen_base):
-    fp = fingerprint(retrieval, truncate_dim=32, precision="binary")
+def test_fingerprint_records_the_settings(qwen, tiny_qwen_base):
+    fp = fingerprint(qwen, truncate_dim=32, precision="binary")
     assert fp == Fingerprint(model=str(tiny_qwen_base), revision=None, task="retrieval",
                              prompt="Document: ", dims=32, precision="binary",
                              version=mlx_jina.__version__)
-    query = fingerprint(retrieval, prompt_name="query")
-    assert (query.prompt, query.dims, query.precision) == ("Query: ", retrieval.dim, "float32")
+    query = fingerprint(qwen, prompt_name="query")
+    assert (query.prompt, query.dims, query.precision) == ("Query: ", qwen.dim, "float32")
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
-def test_round_trip_is_exact(retrieval, tmp_path, precision):
+def test_round_trip_is_exact(qwen, tmp_path, precision):
     """What encode returned comes back bit for bit, with its fingerprint."""
-    emb = retrieval.encode_document(DOCS, precision=precision, truncate_dim=40)
-    fp = fingerprint(retrieval, truncate_dim=40, precision=precision)
+    emb = qwen.encode_document(DOCS, precision=precision, truncate_dim=40)
+    fp = fingerprint(qwen, truncate_dim=40, precision=precision)
     path = save_embeddings(tmp_path / "docs.safetensors", emb, fp)
     loaded = load_embeddings(path, fp)
     assert loaded.embeddings.dtype == emb.dtype
@@ -48,42 +38,43 @@ def test_round_trip_is_exact(retrieval, tmp_path, precision):
     assert loaded.fingerprint == fp and loaded.ranges is None
 
 
-def test_round_trip_keeps_custom_int8_ranges(retrieval, tmp_path):
-    floats = retrieval.encode_document(DOCS)
+def test_round_trip_keeps_custom_int8_ranges(qwen, tmp_path):
+    floats = qwen.encode_document(DOCS)
     ranges = np.stack([floats.min(0), floats.max(0)])
     emb = quantize_embeddings(floats, "int8", ranges=ranges)
-    fp = fingerprint(retrieval, precision="int8")
+    fp = fingerprint(qwen, precision="int8")
     loaded = load_embeddings(save_embeddings(tmp_path / "d.safetensors", emb, fp, ranges=ranges))
     assert np.array_equal(loaded.ranges, ranges) and np.array_equal(loaded.embeddings, emb)
 
 
-def test_mismatched_fingerprint_is_refused(retrieval, clustering, tmp_path):
+def test_mismatched_fingerprint_is_refused(qwen, qwen_for, tmp_path):
     """A corpus embedded with another task, size or prompt is refused with every difference
     named, unless forced."""
+    clustering = qwen_for("clustering")
     emb = clustering.encode(DOCS, truncate_dim=32)
     path = save_embeddings(tmp_path / "c.safetensors", emb, fingerprint(clustering, truncate_dim=32))
     with pytest.raises(ValueError) as err:
-        load_embeddings(path, fingerprint(retrieval))
+        load_embeddings(path, fingerprint(qwen))
     message = str(err.value)
     assert "task 'clustering' (expected 'retrieval')" in message
-    assert f"dims 32 (expected {retrieval.dim})" in message
+    assert f"dims 32 (expected {qwen.dim})" in message
     assert "force=True" in message and str(path) in message
     assert "prompt" not in message  # both used "Document: "
-    forced = load_embeddings(path, fingerprint(retrieval), force=True)
+    forced = load_embeddings(path, fingerprint(qwen), force=True)
     assert np.array_equal(forced.embeddings, emb)
 
 
-def test_query_prompt_corpus_is_refused(retrieval, tmp_path):
+def test_query_prompt_corpus_is_refused(qwen, tmp_path):
     """Documents embedded with the query prompt don't match the document-side fingerprint."""
-    fp = fingerprint(retrieval, prompt_name="query")
-    path = save_embeddings(tmp_path / "q.safetensors", retrieval.encode_query(DOCS), fp)
+    fp = fingerprint(qwen, prompt_name="query")
+    path = save_embeddings(tmp_path / "q.safetensors", qwen.encode_query(DOCS), fp)
     with pytest.raises(ValueError, match="prompt 'Query: ' \\(expected 'Document: '\\)"):
-        load_embeddings(path, fingerprint(retrieval))
+        load_embeddings(path, fingerprint(qwen))
 
 
-def test_other_model_or_revision_is_refused(retrieval, tmp_path):
-    fp = fingerprint(retrieval)
-    path = save_embeddings(tmp_path / "d.safetensors", retrieval.encode_document(DOCS), fp)
+def test_other_model_or_revision_is_refused(qwen, tmp_path):
+    fp = fingerprint(qwen)
+    path = save_embeddings(tmp_path / "d.safetensors", qwen.encode_document(DOCS), fp)
     other = Fingerprint(**{**fp.__dict__, "model": "jinaai/jina-embeddings-v5-text-nano",
                            "revision": "abc123"})
     with pytest.raises(ValueError, match="model .* revision None \\(expected 'abc123'\\)"):
@@ -101,12 +92,12 @@ def test_revision_comes_from_a_hub_snapshot_folder(tiny_qwen_base, tmp_path):
     assert fingerprint(model).revision == "0123abcd"
 
 
-def test_save_refuses_vectors_that_dont_fit_the_fingerprint(retrieval, tmp_path):
-    emb = retrieval.encode_document(DOCS)  # float32, full size
+def test_save_refuses_vectors_that_dont_fit_the_fingerprint(qwen, tmp_path):
+    emb = qwen.encode_document(DOCS)  # float32, full size
     with pytest.raises(ValueError, match="says int8 vectors.*got float32"):
-        save_embeddings(tmp_path / "x.safetensors", emb, fingerprint(retrieval, precision="int8"))
+        save_embeddings(tmp_path / "x.safetensors", emb, fingerprint(qwen, precision="int8"))
     with pytest.raises(ValueError, match="of 32 dimensions"):
-        save_embeddings(tmp_path / "x.safetensors", emb, fingerprint(retrieval, truncate_dim=32))
+        save_embeddings(tmp_path / "x.safetensors", emb, fingerprint(qwen, truncate_dim=32))
 
 
 def test_load_errors(tmp_path):
@@ -117,24 +108,24 @@ def test_load_errors(tmp_path):
         load_embeddings(tmp_path / "plain.safetensors")
 
 
-def test_fingerprint_is_plain_json_in_the_header(retrieval, tmp_path):
+def test_fingerprint_is_plain_json_in_the_header(qwen, tmp_path):
     """Other tools can read the fingerprint without mlx_jina: it is JSON in the metadata."""
     from safetensors import safe_open
 
-    fp = fingerprint(retrieval)
-    path = save_embeddings(tmp_path / "d.safetensors", retrieval.encode_document(DOCS), fp)
+    fp = fingerprint(qwen)
+    path = save_embeddings(tmp_path / "d.safetensors", qwen.encode_document(DOCS), fp)
     with safe_open(str(path), framework="numpy") as f:
         meta = json.loads(f.metadata()["fingerprint"])
     assert meta["task"] == "retrieval" and meta["prompt"] == "Document: "
-    assert meta["dims"] == retrieval.dim and meta["version"] == mlx_jina.__version__
+    assert meta["dims"] == qwen.dim and meta["version"] == mlx_jina.__version__
 
 
-def test_fingerprint_dims_follow_the_matryoshka_minimum(retrieval):
+def test_fingerprint_dims_follow_the_matryoshka_minimum(qwen):
     """fingerprint() took dims from 1 while encode() takes them from 32: one rule now."""
     from mlx_jina.tasks import MIN_DIM
 
     with pytest.raises(ValueError, match=f"from {MIN_DIM} to the embedding size"):
-        fingerprint(retrieval, truncate_dim=MIN_DIM - 1)
+        fingerprint(qwen, truncate_dim=MIN_DIM - 1)
     with pytest.raises(ValueError, match=f"from {MIN_DIM}"):
-        retrieval.encode("a", truncate_dim=MIN_DIM - 1)
-    assert fingerprint(retrieval, truncate_dim=MIN_DIM).dims == MIN_DIM
+        qwen.encode("a", truncate_dim=MIN_DIM - 1)
+    assert fingerprint(qwen, truncate_dim=MIN_DIM).dims == MIN_DIM

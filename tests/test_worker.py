@@ -129,8 +129,8 @@ def test_cancelled_job_stops_before_its_next_batch(start, how):
     m = worker.metrics
     assert (m.cancelled, m.timed_out, m.abandoned_tokens) == (1, 0, 40)
     text = m.render(worker.queue_depth)
-    assert "mlx_jina_cancelled_total 1" in text
-    assert "mlx_jina_abandoned_tokens_total 40" in text
+    assert "mlx_jina_cancelled_total 1.0" in text
+    assert "mlx_jina_abandoned_tokens_total 40.0" in text
 
 
 def test_deadline_drops_the_rest_of_the_job(start):
@@ -152,7 +152,7 @@ def test_deadline_drops_the_rest_of_the_job(start):
     assert len(rec.calls) == 1
     m = worker.metrics
     assert (m.timed_out, m.cancelled, m.abandoned_tokens) == (2, 0, 40)
-    assert "mlx_jina_timed_out_total 2" in m.render(0)
+    assert "mlx_jina_timed_out_total 2.0" in m.render(0)
 
 
 # ---------------------------------------------------------------------------
@@ -375,17 +375,18 @@ print(json.dumps({"grown": grown, "cached": cached}))
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
 def test_memory_is_given_back_when_idle(tiny_qwen_base):
     """Issue 11: idle for 2 s after a heavy job (32 rows of 200-400 tokens, ~15 batches
-    of different widths; 77 MiB at its peak), RSS is back within 12 MiB of where it was
-    before the job (measured: 0.3-6 MiB) and MLX's buffer cache is empty. Before: glibc
-    kept 23-41 MiB of the freed heap. Measured in a fresh process: the test process's own
-    allocations would blur it."""
+    of different widths; 77 MiB at its peak), MLX's buffer cache is empty and RSS is back
+    within 32 MiB of where it was before the job. Measured: 0.3-4 MiB in most runs, now
+    and then 16-19 MiB that an MLX thread keeps live (a trim from any thread leaves it).
+    Without the release: 76 MiB up, 75 MiB of it cached. Measured in a fresh process:
+    the test process's own allocations would blur it."""
     proc = subprocess.run(
         [sys.executable, "-c", MEMORY_PROBE, str(tiny_qwen_base)],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.splitlines()[-1])
-    assert result["grown"] < 12 * 2**20, f"RSS grew by {result['grown'] / 2**20:.1f} MiB"
+    assert result["grown"] < 32 * 2**20, f"RSS grew by {result['grown'] / 2**20:.1f} MiB"
     assert result["cached"] == 0
 
 

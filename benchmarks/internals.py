@@ -1,0 +1,19 @@
+"""The mlx_jina internals the benchmarks use, imported here and nowhere else.
+
+None of them is public API: when the package moves one, fix its path here. The
+benchmarks also use these `Embedder` attributes: `model`, `tokenize`, `last_stats` and
+`_forward` (one batch's pooled vectors, not yet evaluated).
+"""
+
+from mlx_jina.attention import query_block_size, scaled_dot_product_attention
+from mlx_jina.batching import plan_batches
+
+__all__ = ["plan_batches", "query_block_size", "scaled_dot_product_attention", "server"]
+
+
+def server():
+    """(Job, Limits, Worker) of the embedding server; needs the server extra."""
+    from mlx_jina.server import Limits, Worker
+    from mlx_jina.server.worker import Job
+
+    return Job, Limits, Worker

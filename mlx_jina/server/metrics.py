@@ -1,109 +1,117 @@
-"""Prometheus text metrics for the server: requests, tokens, queue depth, batches, latency."""
+"""The server's Prometheus metrics (prometheus_client), and the middleware that counts requests."""
 
-import threading
+from __future__ import annotations
 
+import time
 
-class Histogram:
-    def __init__(self, buckets: tuple[float, ...]):
-        self.buckets, self.counts = buckets, [0] * len(buckets)
-        self.total, self.sum = 0, 0.0
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    def observe(self, value: float) -> None:
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-        self.total += 1
-        self.sum += value
-
-    def render(self, name: str, help_text: str) -> list[str]:
-        lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-        lines += [
-            f'{name}_bucket{{le="{b:g}"}} {c}'
-            for b, c in zip(self.buckets, self.counts, strict=True)
-        ]
-        lines += [f'{name}_bucket{{le="+Inf"}} {self.total}', f"{name}_sum {self.sum:g}"]
-        return lines + [f"{name}_count {self.total}"]
+# Counters mlx_jina_<name>_total, read back as attributes: `metrics.cancelled`.
+TOTALS = {
+    "inputs": "Inputs embedded.",
+    "tokens": "Tokens embedded (usage.prompt_tokens).",
+    "batches": "Forward batches run by the worker.",
+    "cancelled": "Jobs dropped because the client left.",
+    "timed_out": "Jobs dropped at --request-timeout.",
+    "abandoned_tokens": "Tokens computed for jobs that were then dropped.",
+}
 
 
 class Metrics:
-    """Prometheus counters for the server; updated from the event loop and the worker."""
+    """The server's metrics, updated from the event loop and the worker thread.
+
+    Each instance has a registry of its own, so several apps can live in one process.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests: dict[tuple[str, int], int] = {}
-        self.inputs = self.tokens = self.batches = 0
-        self.cancelled = self.timed_out = self.abandoned_tokens = 0
-        self.batch_requests = Histogram((1, 2, 4, 8, 16, 32, 64, 128))
-        self.batch_tokens = Histogram((64, 256, 1024, 4096, 16384, 65536))
-        self.latency = Histogram((0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter(
+            "mlx_jina_requests",
+            "HTTP requests by path and status.",
+            ["path", "status"],
+            registry=registry,
+        )
+        self.totals = {
+            name: Counter(f"mlx_jina_{name}", text, registry=registry)
+            for name, text in TOTALS.items()
+        }
+        self.queue_depth = Gauge(
+            "mlx_jina_queue_depth", "Requests waiting for the worker.", registry=registry
+        )
+        self.batch_requests = Histogram(
+            "mlx_jina_batch_requests",
+            "Requests embedded together in one worker batch.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=registry,
+        )
+        self.batch_tokens = Histogram(
+            "mlx_jina_batch_tokens",
+            "Tokens per worker batch, padding included.",
+            buckets=(64, 256, 1024, 4096, 16384, 65536),
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "mlx_jina_request_duration_seconds",
+            "Latency of /v1/embeddings requests.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+
+    def __getattr__(self, name: str) -> float:
+        if name in TOTALS:
+            return self.registry.get_sample_value(f"mlx_jina_{name}_total")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def request(self, path: str, status: int, seconds: float | None = None) -> None:
-        with self._lock:
-            self.requests[path, status] = self.requests.get((path, status), 0) + 1
-            if seconds is not None:
-                self.latency.observe(seconds)
+        self.requests.labels(path, status).inc()
+        if seconds is not None:
+            self.latency.observe(seconds)
 
     def embedded(self, inputs: int, tokens: int) -> None:
-        with self._lock:
-            self.inputs += inputs
-            self.tokens += tokens
+        self.totals["inputs"].inc(inputs)
+        self.totals["tokens"].inc(tokens)
 
     def batch(self, requests: int, tokens: int) -> None:
-        with self._lock:
-            self.batches += 1
-            self.batch_requests.observe(requests)
-            self.batch_tokens.observe(tokens)
+        self.totals["batches"].inc()
+        self.batch_requests.observe(requests)
+        self.batch_tokens.observe(tokens)
 
     def dropped(self, tokens: int, *, timed_out: bool) -> None:
         """A job dropped unfinished (client gone, or past its deadline) after `tokens`
         computed tokens."""
-        with self._lock:
-            if timed_out:
-                self.timed_out += 1
-            else:
-                self.cancelled += 1
-            self.abandoned_tokens += tokens
+        self.totals["timed_out" if timed_out else "cancelled"].inc()
+        self.totals["abandoned_tokens"].inc(tokens)
 
     def render(self, queue_depth: int) -> str:
-        p = "mlx_jina"
-        with self._lock:
-            lines = [
-                f"# HELP {p}_requests_total HTTP requests by path and status.",
-                f"# TYPE {p}_requests_total counter",
-            ]
-            lines += [
-                f'{p}_requests_total{{path="{path}",status="{status}"}} {n}'
-                for (path, status), n in sorted(self.requests.items())
-            ]
-            for name, value, help_text in (
-                ("inputs_total", self.inputs, "Inputs embedded."),
-                ("tokens_total", self.tokens, "Tokens embedded (usage.prompt_tokens)."),
-                ("batches_total", self.batches, "Forward batches run by the worker."),
-                ("cancelled_total", self.cancelled, "Jobs dropped because the client left."),
-                ("timed_out_total", self.timed_out, "Jobs dropped at --request-timeout."),
-                (
-                    "abandoned_tokens_total",
-                    self.abandoned_tokens,
-                    "Tokens computed for jobs that were then dropped.",
-                ),
-            ):
-                lines += [
-                    f"# HELP {p}_{name} {help_text}",
-                    f"# TYPE {p}_{name} counter",
-                    f"{p}_{name} {value}",
-                ]
-            lines += [
-                f"# HELP {p}_queue_depth Requests waiting for the worker.",
-                f"# TYPE {p}_queue_depth gauge",
-                f"{p}_queue_depth {queue_depth}",
-            ]
-            lines += self.batch_requests.render(
-                f"{p}_batch_requests", "Requests embedded together in one worker batch."
-            )
-            lines += self.batch_tokens.render(
-                f"{p}_batch_tokens", "Tokens per worker batch, padding included."
-            )
-            lines += self.latency.render(
-                f"{p}_request_duration_seconds", "Latency of /v1/embeddings requests."
-            )
-        return "\n".join(lines) + "\n"
+        self.queue_depth.set(queue_depth)
+        return generate_latest(self.registry).decode()
+
+
+class RequestMetrics:
+    """ASGI middleware: count each request a route answered, by path and status, and time
+    the successful ones on `timed_path`."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, timed_path: str):
+        self.app, self.metrics, self.timed_path = app, metrics, timed_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500  # an exception that gets out is a 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            # The router sets "endpoint" on a match; its own 404s and 405s are not counted.
+            if "endpoint" in scope and status != 405:
+                path = scope["path"]
+                timed = path == self.timed_path and status == 200
+                self.metrics.request(path, status, time.perf_counter() - start if timed else None)

@@ -1,4 +1,4 @@
-"""The HTTP protocol of the server: request schema and limits, errors, response encoding.
+"""The HTTP protocol of the server: limits, errors, the request schema, response encoding.
 
 OpenAI's /v1/embeddings request plus Jina's fields; errors in OpenAI's JSON shape.
 """
@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,12 @@ class Limits:
     max_connections: int = 128  # open sockets; more get 503 (macOS allows 256 files by default)
 
 
+def error_body(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict:
+    """An error in OpenAI's JSON shape, plus Jina's `detail`."""
+    error = {"message": message, "type": kind, "param": param, "code": code}
+    return {"error": error, "detail": message}
+
+
 class ApiError(Exception):
     """An error answered as JSON in OpenAI's shape (plus Jina's `detail`)."""
 
@@ -60,45 +67,103 @@ class ApiError(Exception):
         kind = {401: "authentication_error", 429: "rate_limit_error"}.get(
             self.status, "invalid_request_error" if self.status < 500 else "server_error"
         )
-        error = {"message": self.message, "type": kind, "param": self.param, "code": self.code}
-        return JSONResponse(
-            {"error": error, "detail": self.message}, self.status, headers=self.headers
-        )
+        body = error_body(self.message, kind, self.param, self.code)
+        return JSONResponse(body, self.status, headers=self.headers)
+
+
+class ClientGone(Exception):
+    """The client went away before its answer was ready."""
+
+
+# ---------------------------------------------------------------------------
+# the request schema
+
+JSON_TYPES = {str: "a string", int: "an integer", bool: "true or false"}
+
+
+@dataclass(frozen=True)
+class BodyKey:
+    """How a field of EmbeddingRequest is read from the JSON body."""
+
+    kind: type  # a key of JSON_TYPES
+    key: str | None = None  # the JSON key, where it is not the field's name
+    choices: Collection[str] = ()  # the values accepted, if not all of `kind`
+    refusal: str = ""  # the error for a value not in `choices`; {value!r} shows it
+
+
+def body_field(kind: type, default: Any = None, **how: Any) -> Any:
+    return field(default=default, metadata={"body": BodyKey(kind, **how)})
 
 
 @dataclass
 class EmbeddingRequest:
-    """A validated /v1/embeddings body; `texts` or `ids` is set."""
+    """A validated /v1/embeddings body, and the schema of the body's fields.
+
+    `input` is parsed apart (parse_input) into `texts` or `ids`. Each other field is read
+    from its JSON key, in this order, checked for its JSON type and `choices`, and takes
+    its default when missing or null. A new request field is one line here.
+    """
 
     texts: list[str] | None
     ids: list[list[int]] | None
-    adapter: str | None  # None: the server's default task
-    prompt_name: str | None
-    truncate_dim: int | None
-    normalized: bool
-    truncate: bool
-    output: str  # float | base64 | binary | ubinary | int8
-    model: str | None = None
-    split_special_tokens: bool | None = None  # None: the server's default
+    model: str | None = body_field(str)
+    user: str | None = body_field(str)  # accepted, unused
+    task: str | None = body_field(
+        str,
+        choices=API_TASKS,
+        refusal=f"Unknown task {{value!r}}. Valid tasks: {', '.join(API_TASKS)}.",
+    )
+    truncate_dim: int | None = body_field(int, key="dimensions")
+    encoding_format: str | None = body_field(
+        str,
+        choices=ENCODING_FORMATS,
+        refusal=f"encoding_format={{value!r}}; use {' or '.join(ENCODING_FORMATS)}.",
+    )
+    embedding_type: str | None = body_field(
+        str,
+        choices=EMBEDDING_TYPES,
+        refusal=f"embedding_type={{value!r}}; use one of {', '.join(EMBEDDING_TYPES)}.",
+    )
+    normalized: bool = body_field(bool, True)
+    split_special_tokens: bool | None = body_field(bool)  # None: the server's default
+    # Jina's API and OpenAI's refuse over-long inputs unless told to cut them.
+    truncate: bool = body_field(bool, False)
+
+    @property
+    def adapter(self) -> str | None:
+        """The task's adapter; None: the server's default task."""
+        return API_TASKS[self.task][0] if self.task else None
+
+    @property
+    def prompt_name(self) -> str | None:
+        return API_TASKS[self.task][1] if self.task else None
+
+    @property
+    def output(self) -> str:
+        """float | base64 | binary | ubinary | int8"""
+        # The OpenAI SDK always sends encoding_format, so Jina's embedding_type wins.
+        return self.embedding_type or self.encoding_format or "float"
 
 
-def _field(body: dict, name: str, kind: type, what: str) -> Any:
+def is_a(value: Any, kind: type) -> bool:
+    # bool is an int in Python, but JSON true is not a number.
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
+def read_field(body: dict, name: str, default: Any, spec: BodyKey) -> Any:
+    name = spec.key or name
     value = body.get(name)
     if value is None:
-        return None
-    # bool is an int in Python, but JSON true is not a number.
-    ok = (
-        isinstance(value, bool)
-        if kind is bool
-        else (isinstance(value, kind) and not isinstance(value, bool))
-    )
-    if not ok:
-        raise ApiError(400, f"'{name}' must be {what}, got {json.dumps(value)[:60]}.", param=name)
+        return default
+    if not is_a(value, spec.kind):
+        raise ApiError(
+            400,
+            f"'{name}' must be {JSON_TYPES[spec.kind]}, got {json.dumps(value)[:60]}.",
+            param=name,
+        )
+    if spec.choices and value not in spec.choices:
+        raise ApiError(400, spec.refusal.format(value=value), param=name)
     return value
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def parse_input(value: Any, max_inputs: int) -> tuple[list[str] | None, list[list[int]] | None]:
@@ -116,7 +181,7 @@ def parse_input(value: Any, max_inputs: int) -> tuple[list[str] | None, list[lis
         )
     if not value:
         raise ApiError(400, "'input' is an empty list; send at least one text.", param="input")
-    if all(_is_int(x) for x in value):
+    if all(is_a(x, int) for x in value):
         value = [value]  # one pre-tokenized input
     if len(value) > max_inputs:
         raise ApiError(
@@ -131,22 +196,10 @@ def parse_input(value: Any, max_inputs: int) -> tuple[list[str] | None, list[lis
         x["text"] if isinstance(x, dict) and isinstance(x.get("text"), str) else x for x in value
     ]
     if all(isinstance(x, str) for x in value):
-        if empty := [i for i, x in enumerate(value) if not x]:
-            raise ApiError(400, f"input[{empty[0]}] is an empty string.", param="input")
-        for i, text in enumerate(value):
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as e:  # JSON may escape lone surrogates; text can't hold them
-                raise ApiError(
-                    400,
-                    f"input[{i}] is not valid text: character {e.start} is a lone surrogate "
-                    f"({text[e.start]!r}). Send UTF-8 text.",
-                    param="input",
-                ) from None
-        return value, None
+        return check_texts(value), None
     if all(isinstance(x, list) for x in value):
         for i, row in enumerate(value):
-            if not row or not all(_is_int(t) for t in row):
+            if not row or not all(is_a(t, int) for t in row):
                 raise ApiError(
                     400, f"input[{i}] must be a non-empty list of integer token ids.", param="input"
                 )
@@ -161,50 +214,48 @@ def parse_input(value: Any, max_inputs: int) -> tuple[list[str] | None, list[lis
     )
 
 
+def check_texts(texts: list[str]) -> list[str]:
+    if empty := [i for i, x in enumerate(texts) if not x]:
+        raise ApiError(400, f"input[{empty[0]}] is an empty string.", param="input")
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:  # JSON may escape lone surrogates; text can't hold them
+            raise ApiError(
+                400,
+                f"input[{i}] is not valid text: character {e.start} is a lone surrogate "
+                f"({text[e.start]!r}). Send UTF-8 text.",
+                param="input",
+            ) from None
+    return texts
+
+
 def parse_request(body: Any, max_inputs: int) -> EmbeddingRequest:
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.")
     texts, ids = parse_input(body.get("input"), max_inputs)
-    model = _field(body, "model", str, "a string")
-    _field(body, "user", str, "a string")
-    task = _field(body, "task", str, "a string")
-    if task is not None and task not in API_TASKS:
-        raise ApiError(
-            400, f"Unknown task {task!r}. Valid tasks: {', '.join(API_TASKS)}.", param="task"
-        )
-    dims = _field(body, "dimensions", int, "an integer")
-    fmt = _field(body, "encoding_format", str, "a string")
-    if fmt is not None and fmt not in ENCODING_FORMATS:
-        raise ApiError(
-            400,
-            f"encoding_format={fmt!r}; use {' or '.join(ENCODING_FORMATS)}.",
-            param="encoding_format",
-        )
-    kind = _field(body, "embedding_type", str, "a string")
-    if kind is not None and kind not in EMBEDDING_TYPES:
-        raise ApiError(
-            400,
-            f"embedding_type={kind!r}; use one of {', '.join(EMBEDDING_TYPES)}.",
-            param="embedding_type",
-        )
-    normalized = _field(body, "normalized", bool, "true or false")
-    split = _field(body, "split_special_tokens", bool, "true or false")
-    truncate = _field(body, "truncate", bool, "true or false")
-    adapter, prompt_name = API_TASKS[task] if task else (None, None)
-    return EmbeddingRequest(
-        texts=texts,
-        ids=ids,
-        adapter=adapter,
-        prompt_name=prompt_name,
-        truncate_dim=dims,
-        normalized=True if normalized is None else normalized,
-        # Jina's API and OpenAI's refuse over-long inputs unless told to cut them.
-        truncate=bool(truncate),
-        # The OpenAI SDK always sends encoding_format, so Jina's embedding_type wins.
-        output=kind or fmt or "float",
-        model=model,
-        split_special_tokens=split,
-    )
+    values = {
+        f.name: read_field(body, f.name, f.default, f.metadata["body"])
+        for f in fields(EmbeddingRequest)
+        if "body" in f.metadata
+    }
+    return EmbeddingRequest(texts, ids, **values)
+
+
+# ---------------------------------------------------------------------------
+# the response
+
+
+def embedding_response(vectors: np.ndarray, output: str, model: str, tokens: int) -> dict:
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": encode_vector(v, output)}
+            for i, v in enumerate(vectors)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def encode_vector(vec: np.ndarray, output: str) -> list | str:

@@ -1,0 +1,195 @@
+"""EmbeddingService: a parsed request becomes a worker job, and the job's vectors a response."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from ..embedder import Embedder
+from ..tasks import API_TASKS, MIN_DIM
+from .protocol import (
+    EMBEDDING_TYPES,
+    ApiError,
+    ClientGone,
+    EmbeddingRequest,
+    embedding_response,
+    parse_request,
+)
+from .worker import DeadlineExceeded, Job, QueueFull, Worker
+
+
+def serves(model: Embedder, adapter: str) -> bool:
+    # A merged model whose task we can't tell (task None) takes every task's prompts.
+    return adapter in model.tasks if model.multitask else model.task in (adapter, None)
+
+
+class EmbeddingService:
+    """Turns a parsed request into a worker job and the job's result into a response."""
+
+    def __init__(self, worker: Worker, model_name: str, split_special_tokens: bool = False):
+        self.worker, self.model_name = worker, model_name
+        self.split_special_tokens = split_special_tokens
+        # A repo id "org/name" is also asked for by its name alone.
+        self.model_names = {model_name, model_name.rsplit("/", 1)[-1]}
+        self.model = worker.model
+        # Requests without a task use the loaded (or --task) adapter, else the first one.
+        self.default_task = self.model.task or (self.model.tasks or (None,))[0]
+        self.created = int(time.time())
+
+    def model_info(self) -> dict:
+        """The model as GET /v1/models lists it."""
+        return {
+            "id": self.model_name,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "jinaai",
+            "tasks": [t for t, (adapter, _) in API_TASKS.items() if serves(self.model, adapter)],
+            "dimensions": self.model.dim,
+            "max_input_tokens": self.model.max_length,
+        }
+
+    def pick_task(self, adapter: str | None) -> str | None:
+        if adapter is None:
+            return self.default_task
+        if serves(self.model, adapter):
+            return adapter
+        loaded = self.model.tasks if self.model.multitask else (self.model.task,)
+        accepted = [t for t, (a, _) in API_TASKS.items() if a in loaded]
+        raise ApiError(
+            400,
+            f"This server runs the {', '.join(map(repr, loaded))} adapter, not {adapter!r}. "
+            f"Tasks it accepts: {', '.join(accepted)}. Start it with --multitask or "
+            f"--task {adapter} to serve that task.",
+            param="task",
+        )
+
+    def token_rows(self, req: EmbeddingRequest, task: str | None) -> list[list[int]]:
+        model = self.model
+        limit = model.max_length
+        if req.ids is not None:
+            vocab = model.model.args.vocab_size
+            rows = []
+            for i, row in enumerate(req.ids):
+                if bad := [t for t in row if not 0 <= t < vocab]:
+                    raise ApiError(
+                        400,
+                        f"input[{i}] holds token id {bad[0]}; valid ids are 0 to {vocab - 1}.",
+                        param="input",
+                    )
+                if len(row) > limit and not req.truncate:
+                    raise ApiError(
+                        400,
+                        f"input[{i}] has {len(row)} tokens, over the limit of {limit} (the "
+                        'model\'s context). Shorten it, or send "truncate": true to cut it.',
+                        param="input",
+                        code="context_length_exceeded",
+                    )
+                rows.append(row[:limit])  # ids are embedded as sent: no prompt, no specials
+            return rows
+        prompt = model.resolve_prompt(req.prompt_name, None, task)
+        try:
+            split = req.split_special_tokens
+            split = self.split_special_tokens if split is None else split
+            return model.tokenize([prompt + t for t in req.texts], None, req.truncate, split)
+        except ValueError as e:
+            raise ApiError(
+                400,
+                f"{e} Over the limit of {limit} tokens per input (the model's context, "
+                'prompt included); send "truncate": true to cut them instead.',
+                param="input",
+                code="context_length_exceeded",
+            ) from None
+
+    def check_dimensions(self, req: EmbeddingRequest) -> None:
+        dim = self.model.dim
+        if req.truncate_dim is not None and not MIN_DIM <= req.truncate_dim <= dim:
+            raise ApiError(
+                400,
+                f"dimensions={req.truncate_dim}; use an integer from {MIN_DIM} to {dim}.",
+                param="dimensions",
+            )
+
+    def check_model(self, name: str | None) -> None:
+        if name is not None and name not in self.model_names:
+            raise ApiError(
+                404,
+                f"The model {name!r} does not exist on this server; it serves "
+                f"{self.model_name!r}. Send that name (see GET /v1/models).",
+                param="model",
+                code="model_not_found",
+            )
+
+    async def embed(
+        self,
+        body: Any,
+        *,
+        disconnected: Callable[[], Awaitable[None]] | None = None,
+        deadline: float | None = None,
+    ) -> dict:
+        """Answer one request body. `disconnected` returns when the client goes away; its
+        remaining work is then dropped. `deadline` (time.monotonic()) bounds the work."""
+        req = parse_request(body, self.worker.limits.max_inputs)
+        self.check_model(req.model)
+        task = self.pick_task(req.adapter)
+        self.check_dimensions(req)
+        if self.worker.full():  # refuse before paying for tokenization
+            raise queue_full()
+        rows = await run_in_threadpool(self.token_rows, req, task)
+        job = Job(
+            task, rows, req.truncate_dim, req.normalized, EMBEDDING_TYPES[req.output],
+            deadline=deadline,
+        )
+        try:
+            future = self.worker.submit(job)
+        except QueueFull:
+            raise queue_full() from None
+        try:
+            vectors = await wait_for_job(job, future, disconnected)
+        except ValueError as e:
+            raise ApiError(400, str(e)) from None
+        except DeadlineExceeded as e:
+            raise ApiError(504, str(e), code="deadline_exceeded") from None
+        tokens = job.tokens
+        self.worker.metrics.embedded(len(rows), tokens)
+        return embedding_response(vectors, req.output, self.model_name, tokens)
+
+
+def queue_full() -> ApiError:
+    return ApiError(
+        429,
+        "The server's queue is full (--max-queue); retry after a second.",
+        code="queue_full",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def wait_for_job(
+    job: Job, future: Future, disconnected: Callable[[], Awaitable[None]] | None
+) -> Any:
+    """The job's result; if the client disconnects first, cancel the job's remaining work."""
+    result = asyncio.wrap_future(future)
+    watcher = asyncio.ensure_future(disconnected()) if disconnected else None
+    try:
+        waiting = {result} if watcher is None else {result, watcher}
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the server is shutting down
+        job.cancel()
+        raise
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+    if result in done:
+        return result.result()
+    job.cancel()
+    raise ClientGone
+
+
+async def wait_for_disconnect(receive: Callable[[], Awaitable[dict]]) -> None:
+    """Return when the client closes the connection (its body has been read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -17,8 +17,8 @@ import pytest
 import mlx_jina
 from _quantize_fixtures import cosines, dequantized_state, float_folder
 from checkpoints import TASKS, merged_state_dict, read_safetensors, reference_embeddings
-from mlx_jina import quality
-from mlx_jina.convert import QUALITY_FILE, configure_parser, main
+from mlx_jina.conversion import quality
+from mlx_jina.conversion import QUALITY_FILE, configure_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = [

@@ -15,7 +15,7 @@ from mlx.utils import tree_flatten
 import mlx_jina
 from _quantize_fixtures import cosines, dequantized_state, float_folder, model_tensors
 from checkpoints import TASKS, build_base, reference_embeddings
-from mlx_jina.multitask import LoRALinear
+from mlx_jina.models.lora import LoRALinear
 
 TEXTS = [
     "Which planet is known as the Red Planet?",

@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..embedder import Embedder
+from ..encoding.embedder import Embedder
 from ..tasks import API_TASKS, MIN_DIM
 from .protocol import (
     EMBEDDING_TYPES,
@@ -478,7 +478,7 @@ def serve(
             f"Serving on {host} without --api-key: anyone who can reach it can use it.",
             stacklevel=2,
         )
-    from ..loader import load
+    from ..checkpoint.loader import load
 
     limits = limits or Limits()
     worker = Worker(

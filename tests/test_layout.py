@@ -115,3 +115,18 @@ def test_each_task_name_is_spelled_in_one_module():
     for name in ("text-matching", "retrieval.query", "retrieval.passage", '"classification"'):
         homes = [p.relative_to(PACKAGE).as_posix() for p in python_files() if name in p.read_text()]
         assert homes == ["tasks.py"], (name, homes)
+
+
+def test_serve_flag_defaults_are_the_limits_defaults():
+    """The CLI spells the server's limits for --help without importing the server; they
+    must stay the defaults of mlx_jina.server.Limits."""
+    from dataclasses import asdict
+
+    from mlx_jina.cli import LIMITS, build_parser
+    from mlx_jina.server import Limits
+
+    args = build_parser().parse_args(["serve", "-m", "x"])
+    assert {name: getattr(args, name) for name in LIMITS} == {
+        name: value for name, value in asdict(Limits()).items() if name in LIMITS
+    }
+    assert set(LIMITS) == set(asdict(Limits()))

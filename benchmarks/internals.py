@@ -2,11 +2,11 @@
 
 None of them is public API: when the package moves one, fix its path here. The
 benchmarks also use these `Embedder` attributes: `model`, `tokenize`, `last_stats` and
-`_forward` (one batch's pooled vectors, not yet evaluated).
+`engine.embed_batch` (one batch's pooled vectors, not yet evaluated).
 """
 
-from mlx_jina.attention import query_block_size, scaled_dot_product_attention
-from mlx_jina.batching import plan_batches
+from mlx_jina.models.attention import query_block_size, scaled_dot_product_attention
+from mlx_jina.encoding.batching import plan_batches
 
 __all__ = ["plan_batches", "query_block_size", "scaled_dot_product_attention", "server"]
 

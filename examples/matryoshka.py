@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import mlx_jina
-from mlx_jina.precision import bytes_per_vector
+from mlx_jina.retrieval.precision import bytes_per_vector
 
 CORPUS = [
     "Mars is often called the Red Planet because of iron oxide on its surface.",

@@ -1,15 +1,49 @@
-"""Run jina-embeddings-v5-text (small and nano) with MLX."""
+"""Run Jina's jina-embeddings-v5-text models (small and nano) with MLX.
 
-from .convert import convert
-from .embedder import Embedder
-from .loader import load
-from .tasks import TASKS
-from .precision import quantize_embeddings
-from .search import semantic_search
-from .store import Fingerprint, fingerprint, load_embeddings, save_embeddings
+The public API below is imported on first use, so `import mlx_jina` and `mlx-jina --help`
+load no MLX until a name is used.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "load": "checkpoint.loader",
+    "Embedder": "encoding.embedder",
+    "convert": "conversion.pipeline",
+    "quantize_embeddings": "retrieval.precision",
+    "semantic_search": "retrieval.search",
+    "Fingerprint": "retrieval.store",
+    "fingerprint": "retrieval.store",
+    "load_embeddings": "retrieval.store",
+    "save_embeddings": "retrieval.store",
+    "TASKS": "tasks",
+}
 __all__ = [
-    "Embedder", "Fingerprint", "TASKS", "convert", "fingerprint", "load", "load_embeddings",
-    "quantize_embeddings", "save_embeddings", "semantic_search", "__version__",
-]
+    "Embedder", "Fingerprint", "TASKS", "__version__", "convert", "fingerprint", "load",
+    "load_embeddings", "quantize_embeddings", "save_embeddings", "semantic_search",
+]  # fmt: skip
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from .checkpoint.loader import load
+    from .conversion.pipeline import convert
+    from .encoding.embedder import Embedder
+    from .retrieval.precision import quantize_embeddings
+    from .retrieval.search import semantic_search
+    from .retrieval.store import Fingerprint, fingerprint, load_embeddings, save_embeddings
+    from .tasks import TASKS
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mlx_jina' has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,18 +1,17 @@
-"""The `mlx-jina` command: embed, convert, serve and info.
+"""The `mlx-jina` command: argument parsing and dispatch for embed, convert, serve and info.
 
-Heavy modules (mlx, the loader, the server) are imported inside each handler, so
-`mlx-jina --help` and usage errors stay fast. User errors exit with code 2 and one line.
+Each handler imports what it needs when it runs, so `mlx-jina --help` and usage errors
+never import MLX. User errors exit with code 2 and one line.
 """
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
 
-from .tasks import TASKS, matryoshka_dims
-
+from .checkpoint import WEIGHT_DTYPES
+from .tasks import MIN_DIM, TASKS
 
 
 class Parser(argparse.ArgumentParser):
@@ -22,44 +21,38 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
-def positive_int(text: str) -> int:
+def one_line(message: str) -> str:
+    return "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+
+
+def number(text: str, kind: type, low: float, what: str):
+    """`text` as `kind`, at least `low` and finite, or an argparse error naming it."""
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+        value = None
+    if value is None or value != value or value in (float("inf"),) or value < low:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return number(text, int, 1, "a positive integer")
 
 
 def byte_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes (0 or more)")
+    return number(text, int, 0, "a number of bytes (0 or more)")
+
+
+def positive_seconds(text: str) -> float:
+    value = number(text, float, 0, "a positive number of seconds")
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
     return value
-
-
-def seconds(text: str, zero_ok: bool = False) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (0 <= value if zero_ok else 0 < value) or value == float("inf") or value != value:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a {'' if zero_ok else 'positive '}number of seconds"
-        )
-    return value
-
-
-def positive_float(text: str) -> float:
-    return seconds(text)
 
 
 def seconds_or_zero(text: str) -> float:
-    return seconds(text, zero_ok=True)
+    return number(text, float, 0, "a number of seconds")
 
 
 def comma_list(text: str) -> tuple[str, ...]:
@@ -69,188 +62,112 @@ def comma_list(text: str) -> tuple[str, ...]:
     return items
 
 
-def one_line(message: str) -> str:
-    return "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+MODEL_OPTIONS = [
+    (("-m", "--model"), dict(required=True, help="model folder or Hugging Face repo id")),
+    (("--revision",), dict(help="Hub branch, tag or commit to pin")),
+]
+WEIGHT_OPTIONS = [
+    (("--bits",), dict(type=int, choices=(4, 8), help="quantize the weights")),
+    (("--dtype",), dict(choices=WEIGHT_DTYPES, help="cast the weights (default: as stored)")),
+]
+EMBED_OPTIONS = [
+    (("texts",), dict(nargs="*", metavar="TEXT", help="texts to embed")),
+    (("-i", "--input"), dict(metavar="FILE", help="one text per line ('-' reads stdin); a "
+                             '.jsonl file holds one JSON string or {"text": ...} object per line')),
+    (("--jsonl",), dict(action="store_true", help="read the input as JSON lines")),
+    (("--task",), dict(choices=TASKS, help="adapter to use (needed for base repos)")),
+    (("--prompt-name",), dict(choices=("query", "document"),
+                              help="prompt to add (default: document)")),
+    (("--dims",), dict(dest="truncate_dim", type=positive_int, metavar="N",
+                       help=f"Matryoshka size (encode's truncate_dim), {MIN_DIM} up to the "
+                       "model's dimension")),
+    (("--precision",), dict(default="float32",
+                            help="float32 (default), float16, or a quantized output type")),
+    (("--batch-size",), dict(type=positive_int, default=32, metavar="N",
+                             help="inputs per forward pass (default: 32)")),
+    (("--max-length",), dict(type=positive_int, metavar="N",
+                             help="tokens per input; longer inputs are cut with a warning")),
+    (("--split-special-tokens",), dict(action="store_true",
+                                       help="tokenize special-token strings in the text (e.g. "
+                                       "<|endoftext|>) as plain text; safer for untrusted text, "
+                                       "differs from transformers")),
+    (("-o", "--output"), dict(metavar="FILE.npy", help="save one .npy array instead")),
+]  # fmt: skip
+# The defaults are those of mlx_jina.server.Limits (a test keeps them equal).
+SERVE_OPTIONS = [
+    (("--task",), dict(choices=TASKS, help="adapter to load; with --multitask, the default "
+                       "for requests without one")),
+    (("--multitask",), dict(action="store_true", help="serve every adapter the model has")),
+    (("--host",), dict(default="127.0.0.1", help="address to bind (default: 127.0.0.1)")),
+    (("--port",), dict(type=int, default=8080, help="port to bind (default: 8080)")),
+    (("--api-key",), dict(default=os.environ.get("MLX_JINA_API_KEY"),
+                          help="require 'Authorization: Bearer KEY' (default: $MLX_JINA_API_KEY)")),
+    (("--served-model-name",), dict(metavar="NAME", help="model id in responses (default: the "
+                                    "folder or repo name)")),
+    (("--max-batch-tokens",), dict(type=positive_int, default=16384, metavar="N",
+                                   help="tokens per worker batch and forward pass (default: 16384)")),
+    (("--max-queue",), dict(type=positive_int, default=256, metavar="N",
+                            help="requests waiting before 429 (default: 256)")),
+    (("--max-inputs",), dict(type=positive_int, default=2048, metavar="N",
+                             help="inputs per request (default: 2048)")),
+    (("--max-body-bytes",), dict(type=positive_int, default=16 * 2**20, metavar="N",
+                                 help="request body size (default: 16 MiB)")),
+    (("--read-timeout",), dict(type=positive_seconds, default=30.0, metavar="S",
+                               help="seconds a client has to send a request's headers, and "
+                               "again its body; slower requests get 408 (default: 30)")),
+    (("--request-timeout",), dict(type=seconds_or_zero, default=300.0, metavar="S",
+                                  help="seconds of work per request; after that its remaining "
+                                  "inputs are dropped and it gets 504; 0 for no limit "
+                                  "(default: 300)")),
+    (("--cache-limit",), dict(type=byte_count, default=256 * 2**20, metavar="BYTES",
+                              help="freed GPU/CPU buffers MLX keeps for reuse; emptied after "
+                              "1 s idle (default: 256 MiB)")),
+    (("--max-connections",), dict(type=positive_int, default=128, metavar="N",
+                                  help="open connections; more get 503 (default: 128)")),
+    (("--allowed-hosts",), dict(type=comma_list, metavar="HOST,...",
+                                help="Host header names accepted, '*' for any (default: "
+                                "localhost, 127.0.0.1 and ::1 when bound to loopback, any "
+                                "otherwise); guards against DNS rebinding")),
+    (("--cors-origins",), dict(type=comma_list, default=(), metavar="ORIGIN,...",
+                               help="web origins (e.g. http://localhost:3000) allowed to call "
+                               "the API from a browser, '*' for any (default: none)")),
+    (("--split-special-tokens",), dict(action="store_true",
+                                       help="default for requests: tokenize special-token "
+                                       "strings in the input as plain text (a request's "
+                                       '"split_special_tokens" wins)')),
+    (("--log-level",), dict(default="info", choices=("critical", "error", "warning", "info",
+                                                     "debug"),
+                            help="uvicorn's log level (default: info)")),
+]  # fmt: skip
+# `serve` option -> Limits field, for the options that are limits.
+LIMITS = ("max_inputs", "max_body_bytes", "max_queue", "max_batch_tokens", "read_timeout",
+          "request_timeout", "max_connections", "cache_limit")  # fmt: skip
 
 
-def add_model_args(p: argparse.ArgumentParser, quantized: bool = True) -> None:
-    p.add_argument("-m", "--model", required=True, help="model folder or Hugging Face repo id")
-    p.add_argument("--revision", help="Hub branch, tag or commit to pin")
-    if quantized:
-        p.add_argument("--bits", type=int, choices=(4, 8), help="quantize the weights")
-        p.add_argument(
-            "--dtype",
-            choices=("float16", "bfloat16", "float32"),
-            help="cast the weights (default: as stored)",
-        )
+def add_options(p: argparse.ArgumentParser, *tables: list) -> argparse.ArgumentParser:
+    for table in tables:
+        for flags, options in table:
+            p.add_argument(*flags, **options)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="mlx-jina",
-        description="Run Jina's jina-embeddings-v5-text models with MLX.",
-    )
+    parser = Parser(prog="mlx-jina", description="Run Jina's jina-embeddings-v5-text models with MLX.")
     subs = parser.add_subparsers(dest="command", metavar="{embed,convert,serve,info}")
     subs.required = True
-
-    p = subs.add_parser("embed", help="embed texts; one JSON array per input on stdout")
-    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed")
-    p.add_argument(
-        "-i",
-        "--input",
-        metavar="FILE",
-        help="one text per line ('-' reads stdin); a .jsonl file holds one JSON "
-        'string or {"text": ...} object per line',
-    )
-    p.add_argument("--jsonl", action="store_true", help="read the input as JSON lines")
-    add_model_args(p)
-    p.add_argument("--task", choices=TASKS, help="adapter to use (needed for base repos)")
-    p.add_argument(
-        "--prompt-name", choices=("query", "document"), help="prompt to add (default: document)"
-    )
-    p.add_argument(
-        "--dims",
-        dest="truncate_dim",
-        type=positive_int,
-        metavar="N",
-        help="Matryoshka size (encode's truncate_dim), 32 up to the model's dimension",
-    )
-    p.add_argument(
-        "--precision",
-        default="float32",
-        help="float32 (default), float16, or a quantized output type",
-    )
-    p.add_argument("--batch-size", type=positive_int, default=32, metavar="N")
-    p.add_argument(
-        "--max-length",
-        type=positive_int,
-        metavar="N",
-        help="tokens per input; longer inputs are cut with a warning",
-    )
-    p.add_argument(
-        "--split-special-tokens",
-        action="store_true",
-        help="tokenize special-token strings in the text (e.g. <|endoftext|>) as plain text; "
-        "safer for untrusted text, differs from transformers",
-    )
-    p.add_argument("-o", "--output", metavar="FILE.npy", help="save one .npy array instead")
-    p.set_defaults(handler=run_embed, parser=p)
-
+    commands = [
+        ("embed", "embed texts; one JSON array per input on stdout", run_embed,
+         (MODEL_OPTIONS, WEIGHT_OPTIONS, EMBED_OPTIONS)),
+        ("serve", "OpenAI- and Jina-compatible embedding server", run_serve,
+         (MODEL_OPTIONS, WEIGHT_OPTIONS, SERVE_OPTIONS)),
+        ("info", "what a model folder or repo holds", run_info,
+         (MODEL_OPTIONS, [(("--json",), dict(action="store_true", help="print one JSON object"))])),
+    ]  # fmt: skip
+    for name, help_text, handler, tables in commands:
+        p = add_options(subs.add_parser(name, help=help_text), *tables)
+        p.set_defaults(handler=handler, parser=p)
     # Parsed by the converter itself; listed here for --help.
     subs.add_parser("convert", help="convert and quantize a model to an MLX folder", add_help=False)
-
-    p = subs.add_parser("serve", help="OpenAI- and Jina-compatible embedding server")
-    add_model_args(p)
-    p.add_argument(
-        "--task",
-        choices=TASKS,
-        help="adapter to load; with --multitask, the default for requests without one",
-    )
-    p.add_argument("--multitask", action="store_true", help="serve every adapter the model has")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port to bind (default: 8080)")
-    p.add_argument(
-        "--api-key",
-        default=os.environ.get("MLX_JINA_API_KEY"),
-        help="require 'Authorization: Bearer KEY' (default: $MLX_JINA_API_KEY)",
-    )
-    p.add_argument(
-        "--served-model-name",
-        metavar="NAME",
-        help="model id in responses (default: the folder or repo name)",
-    )
-    p.add_argument(
-        "--max-batch-tokens",
-        type=positive_int,
-        default=16384,
-        metavar="N",
-        help="tokens per worker batch and forward pass (default: 16384)",
-    )
-    p.add_argument(
-        "--max-queue",
-        type=positive_int,
-        default=256,
-        metavar="N",
-        help="requests waiting before 429 (default: 256)",
-    )
-    p.add_argument(
-        "--max-inputs",
-        type=positive_int,
-        default=2048,
-        metavar="N",
-        help="inputs per request (default: 2048)",
-    )
-    p.add_argument(
-        "--max-body-bytes",
-        type=positive_int,
-        default=16 * 2**20,
-        metavar="N",
-        help="request body size (default: 16 MiB)",
-    )
-    p.add_argument(
-        "--read-timeout",
-        type=positive_float,
-        default=30.0,
-        metavar="S",
-        help="seconds a client has to send a request's headers, and again its body; "
-        "slower requests get 408 (default: 30)",
-    )
-    p.add_argument(
-        "--request-timeout",
-        type=seconds_or_zero,
-        default=300.0,
-        metavar="S",
-        help="seconds of work per request; after that its remaining inputs are dropped "
-        "and it gets 504; 0 for no limit (default: 300)",
-    )
-    p.add_argument(
-        "--cache-limit",
-        type=byte_count,
-        default=256 * 2**20,
-        metavar="BYTES",
-        help="freed GPU/CPU buffers MLX keeps for reuse; emptied after 1 s idle "
-        "(default: 256 MiB)",
-    )
-    p.add_argument(
-        "--max-connections",
-        type=positive_int,
-        default=128,
-        metavar="N",
-        help="open connections; more get 503 (default: 128)",
-    )
-    p.add_argument(
-        "--allowed-hosts",
-        type=comma_list,
-        metavar="HOST,...",
-        help="Host header names accepted, '*' for any (default: localhost, 127.0.0.1 and ::1 "
-        "when bound to loopback, any otherwise); guards against DNS rebinding",
-    )
-    p.add_argument(
-        "--cors-origins",
-        type=comma_list,
-        default=(),
-        metavar="ORIGIN,...",
-        help="web origins (e.g. http://localhost:3000) allowed to call the API from a "
-        "browser, '*' for any (default: none)",
-    )
-    p.add_argument(
-        "--split-special-tokens",
-        action="store_true",
-        help="default for requests: tokenize special-token strings in the input as plain "
-        'text (a request\'s "split_special_tokens" wins)',
-    )
-    p.add_argument(
-        "--log-level",
-        default="info",
-        choices=("critical", "error", "warning", "info", "debug"),
-        help="uvicorn's log level (default: info)",
-    )
-    p.set_defaults(handler=run_serve, parser=p)
-
-    p = subs.add_parser("info", help="what a model folder or repo holds")
-    add_model_args(p, quantized=False)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(handler=run_info, parser=p)
     return parser
 
 
@@ -265,60 +182,15 @@ def main(argv: list[str] | None = None) -> None:
         args.parser.error(one_line(e))
 
 
-# ---------------------------------------------------------------------------
-# embed
-
-
-def read_texts(args: argparse.Namespace) -> list[str]:
-    parser = args.parser
-    if args.texts and args.input:
-        parser.error("pass texts as arguments or with -i, not both")
-    if args.texts:
-        return args.texts
-    if args.input is None and sys.stdin.isatty():
-        parser.error("no input: pass texts as arguments, -i FILE, or pipe them on stdin")
-    if args.input in (None, "-"):
-        lines, name = sys.stdin.read().splitlines(), "stdin"
-    else:
-        path = Path(args.input)
-        if not path.is_file():
-            parser.error(f"no input file {path}")
-        lines, name = path.read_text(encoding="utf-8").splitlines(), str(path)
-    if not (args.jsonl or name.endswith(".jsonl")):
-        return lines
-    texts = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except ValueError:
-            parser.error(f"line {n} of {name} is not JSON; drop --jsonl for plain text")
-        if isinstance(item, dict):
-            item = item.get("text")
-        if not isinstance(item, str):
-            parser.error(f'line {n} of {name} is not a JSON string or {{"text": ...}} object')
-        texts.append(item)
-    return texts
-
-
-def format_row(row) -> str:
-    # numpy's str() of a float32 is the shortest text that reads back the same value.
-    return "[" + ",".join(str(x) for x in row) + "]"
-
-
 def run_embed(args: argparse.Namespace) -> None:
+    from . import load
+    from .encoding.textio import format_rows, read_texts, save_array
+
     if args.output and args.input not in (None, "-"):
         if Path(args.output).resolve() == Path(args.input).resolve():
-            args.parser.error(f"-o {args.output} is the input file; write to another file")
-    texts = read_texts(args)
-    import numpy as np
-
-    from .loader import load
-
-    model = load(
-        args.model, task=args.task, bits=args.bits, dtype=args.dtype, revision=args.revision
-    )
+            raise ValueError(f"-o {args.output} is the input file; write to another file")
+    texts = read_texts(args.texts, args.input, args.jsonl)
+    model = load(args.model, task=args.task, bits=args.bits, dtype=args.dtype, revision=args.revision)
     emb = model.encode(
         texts,
         prompt_name=args.prompt_name,
@@ -329,35 +201,25 @@ def run_embed(args: argparse.Namespace) -> None:
         split_special_tokens=args.split_special_tokens,
     )
     if args.output:
-        from .atomic import replacing_file
-
-        out = Path(args.output)
-        with replacing_file(out) as f:  # the named file exactly, whole or not at all
-            np.save(f, emb)
-        print(f"[INFO] Saved {emb.shape[0]} x {emb.shape[1]} {emb.dtype} to {out}", file=sys.stderr)
+        save_array(Path(args.output), emb)
+        print(f"[INFO] Saved {emb.shape[0]} x {emb.shape[1]} {emb.dtype} to {args.output}", file=sys.stderr)
         return
-    sys.stdout.write("".join(format_row(row) + "\n" for row in emb))
-
-
-# ---------------------------------------------------------------------------
-# convert
+    sys.stdout.write(format_rows(emb))
 
 
 def run_convert(argv: list[str]) -> None:
-    from .convert import configure_parser, convert
+    from .conversion.options import configure_parser
 
     parser = configure_parser(
         Parser(prog="mlx-jina convert", description="Convert jina-embeddings-v5-text to MLX.")
     )
     args = parser.parse_args(argv)
+    from .conversion.pipeline import convert
+
     try:
         convert(**vars(args))
     except (ValueError, FileNotFoundError) as e:
         parser.error(one_line(e))
-
-
-# ---------------------------------------------------------------------------
-# serve
 
 
 def run_serve(args: argparse.Namespace) -> None:
@@ -368,16 +230,8 @@ def run_serve(args: argparse.Namespace) -> None:
         args.parser.error("the server needs its extra: pip install 'mlx-jina[server]'")
     from .server import Limits, serve
 
-    limits = Limits(
-        max_inputs=args.max_inputs,
-        max_body_bytes=args.max_body_bytes,
-        max_queue=args.max_queue,
-        max_batch_tokens=args.max_batch_tokens,
-        read_timeout=args.read_timeout,
-        request_timeout=args.request_timeout or None,
-        max_connections=args.max_connections,
-        cache_limit=args.cache_limit,
-    )
+    limits = Limits(**{name: getattr(args, name) for name in LIMITS})
+    limits.request_timeout = limits.request_timeout or None  # 0: no limit
     serve(
         args.model,
         task=args.task,
@@ -397,84 +251,17 @@ def run_serve(args: argparse.Namespace) -> None:
     )
 
 
-# ---------------------------------------------------------------------------
-# info
-
-
-def tensor_bytes(tensors: dict) -> int:
-    """Bytes of data the headers' tensors hold (`weights.TensorInfo` values)."""
-    from .weights import DTYPE_SIZES
-
-    return sum(math.prod(t.shape) * DTYPE_SIZES[t.dtype] for t in tensors.values())
-
-
-def human_size(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{n} B"
-
-
-def model_facts(source: str, revision: str | None = None) -> dict:
-    """What a folder or repo holds, from its JSON files and the weight headers alone.
-
-    The checkpoint is checked as `load` checks it, so a broken one fails the same way.
-    """
-    from . import hub
-    from .loader import check_checkpoint, inspect_folder
-    from .models.base import sanitize
-    from .weights import read_header, read_headers
-
-    folder = hub.resolve(source, revision=revision, all_tasks=True)
-    found = inspect_folder(folder, name=source)
-    config = found.config
-    tensors = read_headers(folder, found.weight_files)
-    where = ", ".join(str(folder / f) for f in found.weight_files)
-    module, args, _ = check_checkpoint(config, sanitize(tensors), where)
-    backbone = module.__name__.rsplit(".", 1)[-1]
-    quant = config.get("quantization") or config.get("quantization_config")
-    if quant:
-        quantization = f"{quant.get('bits')}-bit, group size {quant.get('group_size')}"
-    elif any(k.endswith(".scales") for k in tensors):
-        quantization = "quantized (no quantization block in config.json)"
-    else:
-        quantization = "none"
-    adapters = {
-        task: path / "adapter_model.safetensors"
-        for task, path in found.adapters.items()
-        if (path / "adapter_model.safetensors").exists()
-    }
-    dim = args.hidden_size
-    weights = tensor_bytes({k: v for k, v in tensors.items() if not k.startswith("lm_head.")})
-    return {
-        "source": source,
-        "folder": str(folder),
-        "layout": found.layout,
-        "backbone": backbone,
-        "attention": "causal" if backbone == "qwen3" else "bidirectional",
-        "tasks": list(found.tasks),
-        "dim": dim,
-        "matryoshka_dims": matryoshka_dims(dim),
-        "context": args.max_position_embeddings,
-        "layers": args.num_hidden_layers,
-        "dtypes": sorted({t.dtype for t in tensors.values()}),
-        "quantization": quantization,
-        "files": {
-            **{name: (folder / name).stat().st_size for name in found.weight_files},
-            **{str(p.relative_to(folder)): p.stat().st_size for p in adapters.values()},
-        },
-        # One task's adapter is merged into the weights; --multitask keeps all unmerged.
-        "memory_bytes": weights,
-        "multitask_memory_bytes": weights
-        + sum(tensor_bytes(read_header(p)) for p in adapters.values()),
-    }
-
-
 def run_info(args: argparse.Namespace) -> None:
+    from .checkpoint.facts import model_facts
+
     facts = model_facts(args.model, args.revision)
-    if args.json:
-        print(json.dumps(facts, indent=2))
-        return
+    print(json.dumps(facts, indent=2) if args.json else info_table(facts))
+
+
+def info_table(facts: dict) -> str:
+    memory = f"{human_size(facts['memory_bytes'])} of weights for one task"
+    if len(facts["tasks"]) > 1:
+        memory += f", {human_size(facts['multitask_memory_bytes'])} with --multitask"
     rows = [
         ("model", facts["source"]),
         ("folder", facts["folder"]),
@@ -486,17 +273,16 @@ def run_info(args: argparse.Namespace) -> None:
         ("layers", facts["layers"]),
         ("weights dtype", ", ".join(facts["dtypes"])),
         ("quantization", facts["quantization"]),
-        (
-            "memory",
-            f"{human_size(facts['memory_bytes'])} of weights for one task"
-            + (
-                f", {human_size(facts['multitask_memory_bytes'])} with --multitask"
-                if len(facts["tasks"]) > 1
-                else ""
-            ),
-        ),
+        ("memory", memory),
         ("files", ""),
     ]
+    width = max(len(k) for k, _ in rows)
     rows += [(f"  {name}", human_size(size)) for name, size in facts["files"].items()]
-    width = max(len(k) for k, _ in rows[: -len(facts["files"]) - 1])
-    print("\n".join(f"{k + ':':<{width + 1}} {v}".rstrip() for k, v in rows))
+    return "\n".join(f"{k + ':':<{width + 1}} {v}".rstrip() for k, v in rows)
+
+
+def human_size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} B"

@@ -20,7 +20,11 @@ import pytest
 from mlx.utils import tree_flatten
 
 import mlx_jina
-from mlx_jina.models import eurobert, qwen3
+from mlx_jina.models import BACKBONES
+from mlx_jina.models.base import ModelArgs
+from mlx_jina.models.decoder import Model, weight_shapes
+
+qwen3, eurobert = BACKBONES["qwen3"], BACKBONES["eurobert"]
 
 # Table cases must fail fast; generous for a busy 2-core machine.
 FAST_S = 2.0
@@ -439,12 +443,12 @@ def test_weight_shapes_match_the_built_models():
         (eurobert, dict(num_attention_heads=4)),
         (eurobert, dict(num_attention_heads=4, num_key_value_heads=2)),
     ]
-    for module, heads in cases:
-        args = module.ModelArgs.from_dict({**base, **heads})
+    for backbone, heads in cases:
+        args = ModelArgs.from_dict({**base, **heads})
         built = {
-            k: tuple(v.shape) for k, v in tree_flatten(module.Model(args).parameters())
+            k: tuple(v.shape) for k, v in tree_flatten(Model(args, backbone).parameters())
         }
-        assert module.weight_shapes(args) == built
+        assert weight_shapes(args, backbone) == built
 
 
 def test_head_dim_has_one_rule():
@@ -459,16 +463,16 @@ def test_head_dim_has_one_rule():
         rope_theta=1e4,
     )
     q, k = "layers.0.self_attn.q_proj.weight", "layers.0.self_attn.k_proj.weight"
-    args = qwen3.ModelArgs.from_dict(cfg, {q: (48, 64), k: (16, 64)})
+    args = ModelArgs.from_dict(cfg, {q: (48, 64), k: (16, 64)})
     assert (args.head_dim, args.num_key_value_heads) == (16, 1)
-    args = qwen3.ModelArgs.from_dict({**cfg, "num_attention_heads": 4})
+    args = ModelArgs.from_dict({**cfg, "num_attention_heads": 4})
     assert (args.head_dim, args.num_key_value_heads) == (16, 4)
     with pytest.raises(
         ValueError, match=r"hidden_size=64 is not a multiple of num_attention_heads=3"
     ):
-        qwen3.ModelArgs.from_dict(cfg)
+        ModelArgs.from_dict(cfg)
     with pytest.raises(ValueError, match=r"k_proj\.weight has 20 rows.*head_dim=16"):
-        qwen3.ModelArgs.from_dict(cfg, {q: (48, 64), k: (20, 64)})
+        ModelArgs.from_dict(cfg, {q: (48, 64), k: (20, 64)})
 
 
 # --- paths and repo ids (issue 9, item 12) -------------------------------------------

@@ -19,8 +19,8 @@ from _quantize_fixtures import cosines, dequantized_state, float_folder
 from builders.files import read_safetensors
 from builders.layouts import TASKS
 from builders.reference import merged_state_dict, reference_embeddings
-from mlx_jina import quality
-from mlx_jina.convert import QUALITY_FILE, configure_parser, main
+from mlx_jina.conversion import quality
+from mlx_jina.conversion import QUALITY_FILE, configure_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = [

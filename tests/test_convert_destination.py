@@ -19,7 +19,7 @@ import pytest
 import mlx_jina
 from builders.layouts import TASKS
 from mlx_jina import cli
-from mlx_jina.convert import QUALITY_FILE, main
+from mlx_jina.conversion import QUALITY_FILE, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 DRIVER = """
 import os, signal, sys
 import mlx.core as mx
-from mlx_jina.convert import convert
+from mlx_jina.conversion import convert
 
 try:
     from mlx_jina import atomic

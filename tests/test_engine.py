@@ -12,8 +12,8 @@ import pytest
 
 import mlx_jina
 from builders.reference import reference_embeddings
-from mlx_jina import attention
-from mlx_jina.batching import plan_batches
+from mlx_jina.models import attention
+from mlx_jina.encoding.batching import plan_batches
 
 WORDS = "alpha beta gamma delta planet mars red river fox dog Paris capital".split()
 
@@ -98,7 +98,7 @@ def test_outputs_identical_with_and_without_bucketing(name, request):
     bucketed = model.encode(texts, batch_size=5, normalize_embeddings=False)
     ids = model.tokenize(["Document: " + t for t in texts])
     plain = np.concatenate(
-        [np.array(model._forward(ids[i : i + 5])) for i in range(0, len(ids), 5)]
+        [np.array(model.engine.embed_batch(ids[i : i + 5])) for i in range(0, len(ids), 5)]
     )
     alone = np.stack([model.encode(t, normalize_embeddings=False) for t in texts])
     np.testing.assert_allclose(bucketed, plain, atol=1e-5, rtol=1e-5)
@@ -174,13 +174,13 @@ def test_blocked_model_matches_unblocked(name, request, monkeypatch):
     Without `mx.depends` between blocks MLX would build many blocks' scores at once."""
     model = request.getfixturevalue(name)
     rows = [[(7 * i) % 300 + 4 for i in range(1024)], [5] * 700]
-    mx.eval(model._forward(rows))  # warm up
+    mx.eval(model.engine.embed_batch(rows))  # warm up
 
     def run() -> tuple[np.ndarray, int]:
         mx.clear_cache()
         mx.reset_peak_memory()
         base = mx.get_active_memory()
-        out = model._forward(rows)
+        out = model.engine.embed_batch(rows)
         mx.eval(out)
         return np.array(out), mx.get_peak_memory() - base
 
@@ -234,12 +234,12 @@ def test_memory_stays_flat_across_1000_calls(qwen):
 
 def test_large_job_clears_the_cache(qwen, monkeypatch):
     """After a job over LARGE_JOB_TOKENS the cached buffers are given back."""
-    from mlx_jina import embedder
+    from mlx_jina.encoding import engine
 
     texts = random_texts(random.Random(5), 20, 30)
     qwen.encode(texts)
     kept = mx.get_cache_memory()
-    monkeypatch.setattr(embedder, "LARGE_JOB_TOKENS", 100)
+    monkeypatch.setattr(engine, "LARGE_JOB_TOKENS", 100)
     qwen.encode(texts)
     # What is left is the few small buffers freed after the forward passes.
     assert mx.get_cache_memory() < min(kept / 10, 64 * 1024)

@@ -14,8 +14,8 @@ import pytest
 import mlx_jina
 from builders.files import executed_sentinels
 from builders.reference import reference_embeddings
-from mlx_jina import hub
-from mlx_jina.loader import inspect_folder
+from mlx_jina.checkpoint import hub
+from mlx_jina.checkpoint.folder import inspect_folder
 
 TEXTS = ["Which planet is red?", "Mars is red."]
 

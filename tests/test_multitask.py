@@ -16,7 +16,7 @@ import mlx_jina
 from _quantize_fixtures import cosines, dequantized_state, float_folder, model_tensors
 from builders.layouts import TASKS, build_base
 from builders.reference import reference_embeddings
-from mlx_jina.multitask import LoRALinear
+from mlx_jina.models.lora import LoRALinear
 
 TEXTS = [
     "Which planet is known as the Red Planet?",

@@ -4,6 +4,7 @@ Every published layout, both backbones, every task and both prompts, in float32.
 Run: pytest tests/test_parity.py
 """
 
+import mlx.core as mx
 import numpy as np
 import pytest
 import torch
@@ -113,7 +114,7 @@ def test_stored_dtype_kept_and_bf16_close(tiny_eurobert_base_bf16):
     """dtype=None keeps bfloat16 (close to the reference); dtype='float32' matches it exactly."""
     folder = tiny_eurobert_base_bf16
     model = mlx_jina.load(folder, task="retrieval")
-    assert model.model.layers[0].mlp.up_proj.weight.dtype == mlx_jina.loader.DTYPES["bfloat16"]
+    assert model.model.layers[0].mlp.up_proj.weight.dtype == mx.bfloat16
     # bfloat16 keeps ~3 significant digits; 0.99 is a loose floor, the fp32 check is the real one.
     check(model, folder, "retrieval", ref_task="retrieval", dtype_note="bf16", threshold=0.99)
     model32 = mlx_jina.load(folder, task="retrieval", dtype="float32")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import mlx_jina
-from mlx_jina.precision import (
+from mlx_jina.retrieval.precision import (
     PRECISIONS,
     bytes_per_vector,
     default_ranges,
@@ -243,7 +243,7 @@ def test_calibration_with_nan_is_refused():
 
 def test_storage_is_the_one_layout_rule():
     """encode()'s outputs, files and search all use storage(): dtype and row width."""
-    from mlx_jina.precision import storage
+    from mlx_jina.retrieval.precision import storage
 
     for precision in PRECISIONS:
         for dim in (1, 32, 36, 1024):

@@ -9,7 +9,7 @@ import pytest
 
 import mlx_jina
 from mlx_jina import quantize_embeddings, semantic_search
-from mlx_jina.precision import default_ranges, dequantize_embeddings
+from mlx_jina.retrieval.precision import default_ranges, dequantize_embeddings
 
 
 def unit_rows(n: int, dim: int, seed: int) -> np.ndarray:

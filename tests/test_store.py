@@ -12,7 +12,7 @@ from safetensors.numpy import save_file
 
 import mlx_jina
 from mlx_jina import Fingerprint, fingerprint, load_embeddings, save_embeddings
-from mlx_jina.precision import PRECISIONS, quantize_embeddings
+from mlx_jina.retrieval.precision import PRECISIONS, quantize_embeddings
 
 DOCS = ["Paris is the capital of France.", "Mars is red.", "quick brown fox"]
 

@@ -15,7 +15,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from mlx_jina import Fingerprint, load_embeddings, save_embeddings, semantic_search
-from mlx_jina.store import FORMAT
+from mlx_jina.retrieval.store import FORMAT
 
 FP = Fingerprint(model="jinaai/jina-embeddings-v5-text-small", revision=None, task="retrieval",
                  prompt="Document: ", dims=64, precision="float32", version="0.1.0")

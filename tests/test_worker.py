@@ -3,7 +3,7 @@ deadlines, failures that stay with their job, and memory given back when idle.
 
 Run: pytest -q tests/test_worker.py
 
-Each test counts forward passes with a wrapper around the worker model's `_forward`,
+Each test counts forward passes with a wrapper around the worker model's `engine.embed_batch`,
 which can also hold the worker inside a pass while the test submits or cancels jobs.
 """
 
@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 
 import mlx_jina
-from mlx_jina.multitask import ACTIVE_TASK
 from mlx_jina.server import Limits
 from mlx_jina.server.worker import DeadlineExceeded, Job, QueueFull, Worker
 
@@ -30,8 +29,8 @@ SMALL, NAN, BOOM = 9, 7, 8  # token ids the long rows never hold; NAN and BOOM m
 
 
 class Recorder:
-    """Wraps `model._forward`: records each pass's rows and task, holds the first pass
-    until `release` is set, turns rows holding NAN into NaN and raises on BOOM."""
+    """Wraps the engine's `embed_batch`: records each pass's rows and task, holds the
+    first pass until `release` is set, turns rows holding NAN into NaN and raises on BOOM."""
 
     def __init__(self, hold: bool = False):
         self.calls: list[tuple[str | None, list[list[int]]]] = []
@@ -40,19 +39,19 @@ class Recorder:
             self.release.set()
 
     def wrap(self, model: mlx_jina.Embedder) -> mlx_jina.Embedder:
-        forward = model._forward
+        forward = model.engine.embed_batch
 
-        def recorded(rows):
-            self.calls.append((ACTIVE_TASK.get(), [list(r) for r in rows]))
+        def recorded(rows, task=None):
+            self.calls.append((task, [list(r) for r in rows]))
             self.entered.set()
             assert self.release.wait(30)
             if any(BOOM in r for r in rows):
                 raise RuntimeError("boom")
-            out = forward(rows)
+            out = forward(rows, task)
             nan = mx.array([NAN in r for r in rows])[:, None]
             return mx.where(nan, mx.array(float("nan")), out)
 
-        model._forward = recorded
+        model.engine.embed_batch = recorded
         return model
 
     def position(self, token: int) -> int:
@@ -397,15 +396,15 @@ def test_a_stream_of_newcomers_does_not_starve_a_partly_served_job(start, direct
     stream = {"left": 30}
     rec = Recorder()
     worker = start(rec)
-    forward = worker.model._forward
+    forward = worker.model.engine.embed_batch
 
-    def feeding(rows):  # one new request arrives during every forward pass
+    def feeding(rows, task=None):  # one new request arrives during every forward pass
         if stream["left"]:
             stream["left"] -= 1
             worker.submit(job([[SMALL, 12, 13]], task="clustering"))
-        return forward(rows)
+        return forward(rows, task)
 
-    worker.model._forward = feeding
+    worker.model.engine.embed_batch = feeding
     rows = long_rows(8, 40, seed=3)  # 8 passes of one row each at 64 tokens a batch
     old = worker.submit(job(rows))
     assert_same(old.result(30), direct.encode_ids(rows, task="retrieval"))

@@ -29,7 +29,7 @@ def long_input_memory(root: Path, max_tokens: int) -> list[tuple[int, float, flo
         mx.reset_peak_memory()
         before = mx.get_active_memory()
         t = time.perf_counter()
-        mx.eval(embedder._forward([row]))
+        mx.eval(embedder.engine.embed_batch([row]))
         out.append(
             (n, (mx.get_peak_memory() - before) / 2**20, time.perf_counter() - t)
         )
@@ -97,9 +97,9 @@ def batch_4k(model: Model, rate: float) -> dict[str, tuple]:
     res = {}
     for rows, width in ((8, 512), (1, 4096)):
         batch = [rng.integers(0, 150_000, width).tolist() for _ in range(rows)]
-        mx.eval(embedder._forward(batch))
+        mx.eval(embedder.engine.embed_batch(batch))
         t = time.perf_counter()
-        mx.eval(embedder._forward(batch))
+        mx.eval(embedder.engine.embed_batch(batch))
         seconds = time.perf_counter() - t
         gflops = batch_flops(model, rows, width, True) / seconds / 1e9
         res[f"{rows}×{width}"] = (

@@ -1,4 +1,5 @@
-"""Pieces shared by both backbones: config parsing and checks, head shapes, rope theta."""
+"""The config both backbones read: fields checked for type and range, head shapes from
+the weights when the config lacks them, the RoPE base, and checkpoint key names."""
 
 import math
 from dataclasses import MISSING, dataclass, fields
@@ -11,13 +12,29 @@ MAX_CONTEXT = 1 << 24
 
 
 @dataclass
-class BaseModelArgs:
+class ModelArgs:
+    """The config.json fields the shared decoder reads (their names, as in the file)."""
+
+    hidden_size: int
+    num_hidden_layers: int
+    intermediate_size: int
+    num_attention_heads: int
+    rms_norm_eps: float
+    vocab_size: int
+    rope_theta: float
+    num_key_value_heads: int | None = None
+    head_dim: int | None = None
+    max_position_embeddings: int | None = None
+
     @classmethod
-    def from_dict(cls, params: dict[str, Any], shapes: dict[str, tuple] | None = None):
+    def from_dict(
+        cls, params: dict[str, Any], shapes: dict[str, tuple] | None = None, context: int = 0
+    ) -> "ModelArgs":
         """Build the args from a config.json dict, dropping keys the model doesn't use.
 
         Every field is checked for type and range. `shapes` (tensor name -> shape, from
-        the weight files) supplies a missing head_dim / num_key_value_heads.
+        the weight files) supplies a missing head_dim / num_key_value_heads; `context`
+        a missing max_position_embeddings.
         """
         types = {f.name: f.type for f in fields(cls)}
         required = [f.name for f in fields(cls) if f.default is MISSING]
@@ -29,6 +46,7 @@ class BaseModelArgs:
             check_field(name, value, types[name])
         kwargs["rope_theta"] = rope_theta(params)
         kwargs["head_dim"], kwargs["num_key_value_heads"] = head_shapes(kwargs, shapes or {})
+        kwargs.setdefault("max_position_embeddings", context)
         return cls(**kwargs)
 
 

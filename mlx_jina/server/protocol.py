@@ -14,17 +14,12 @@ from typing import Any
 import numpy as np
 from starlette.responses import JSONResponse
 
+from ..retrieval.precision import TABLE as PRECISION_TABLE
 from ..tasks import API_TASKS
 
-# embedding_type / encoding_format -> Embedder precision.
-EMBEDDING_TYPES = {
-    "float": "float32",
-    "base64": "float32",
-    "binary": "binary",
-    "ubinary": "ubinary",
-    "int8": "int8",
-}
-ENCODING_FORMATS = ("float", "base64")
+# embedding_type / encoding_format -> Embedder precision, from the one Precision table.
+EMBEDDING_TYPES = {api: p.name for p in PRECISION_TABLE.values() for api in p.api_names}
+ENCODING_FORMATS = PRECISION_TABLE["float32"].api_names  # float vectors, as JSON or base64
 
 
 @dataclass

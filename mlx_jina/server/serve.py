@@ -48,7 +48,7 @@ def serve(
             f"Serving on {host} without --api-key: anyone who can reach it can use it.",
             stacklevel=2,
         )
-    from ..loader import load
+    from ..checkpoint.loader import load
 
     limits = limits or Limits()
     worker = Worker(

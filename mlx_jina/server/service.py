@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from ..embedder import Embedder
+from ..encoding.embedder import Embedder
 from ..tasks import API_TASKS, MIN_DIM
 from .protocol import (
     EMBEDDING_TYPES,

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import mlx.core as mx
 import numpy as np
 
-from ..batching import BATCH_PADDING, fits
-from ..embedder import Embedder
+from ..encoding.batching import BATCH_PADDING, fits
+from ..encoding.embedder import Embedder
 from .metrics import Metrics
 from .protocol import Limits
 

@@ -7,7 +7,7 @@ its bits and group size even when config.json has no "quantization" block.
 
 import mlx.nn as nn
 
-from .weights import FLOATS, TensorInfo
+from .safetensors import FLOATS, TensorInfo
 
 BITS = (4, 8)
 GROUP_SIZES = (32, 64, 128)

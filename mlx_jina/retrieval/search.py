@@ -5,14 +5,22 @@ corpus at a time so memory stays bounded; only each chunk's top k leaves the dev
 """
 
 import math
+from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
 
-from .precision import BINARY_PRECISIONS, SCALAR_PRECISIONS, scalar_ranges, storage
+from .precision import (
+    BINARY_PRECISIONS,
+    PRECISIONS,
+    SCALAR_PRECISIONS,
+    dequantize_levels,
+    normalize,
+    scalar_ranges,
+    storage,
+    unpack_signs,
+)
 
-CORPUS_PRECISIONS = ("float32", "float16") + SCALAR_PRECISIONS + BINARY_PRECISIONS
-_BIT_SHIFTS = mx.array([7, 6, 5, 4, 3, 2, 1, 0], dtype=mx.uint8)  # np.packbits is big-endian
 
 
 def semantic_search(
@@ -35,16 +43,14 @@ def semantic_search(
         corpus_embeddings: `(m, dim)` float, int8/uint8 (see `quantize_embeddings`), or
             bit-packed binary/ubinary `(m, ceil(dim / 8))`.
         top_k: Results per query (fewer if the corpus is smaller).
-        corpus_precision: One of float32, float16, int8, uint8, binary, ubinary. None
-            infers it from the dtypes and shapes.
+        corpus_precision: A precision name; None infers it from the dtypes and shapes.
         ranges: The `(2, dim)` ranges the int8/uint8 vectors (corpus or rescore) were
             quantized with; None means the fixed default ranges.
         rescore_embeddings: Higher-precision vectors for the same corpus rows (float or
             int8/uint8). The first pass keeps `top_k * rescore_multiplier` candidates,
             then these vectors re-rank them against the float queries.
-        rescore_multiplier: Oversampling factor for rescoring.
-        query_chunk_size: Queries scored at once.
-        corpus_chunk_size: Corpus rows scored at once; bounds memory.
+        rescore_multiplier: How many candidates per result the first pass keeps.
+        query_chunk_size, corpus_chunk_size: Rows scored at once; they bound memory.
 
     Returns:
         One list per query of `{"corpus_id": int, "score": float}`, highest score first
@@ -53,64 +59,95 @@ def semantic_search(
         `1 - 2 * hamming / bits`.
 
     Raises:
-        ValueError: For inputs that would rank silently wrong: rows with NaN or inf, a
-            dtype that is not `corpus_precision`'s, ranges that are unused or not finite
-            and ordered, rescore vectors of another shape.
+        ValueError: Inputs that would rank silently wrong (NaN/inf rows, a dtype not
+            `corpus_precision`'s, unused or malformed ranges, rescore rows of another shape).
     """
-    queries = np.atleast_2d(np.array(query_embeddings))
-    query_binary = _check_queries(queries)
-    if not query_binary:
-        queries = queries.astype(np.float32)
-    if not isinstance(corpus_embeddings, mx.array):
-        corpus_embeddings = np.asarray(corpus_embeddings)
-    precision = corpus_precision or _infer_precision(queries, corpus_embeddings)
-    if precision not in CORPUS_PRECISIONS:
-        raise ValueError(
-            f"corpus_precision={precision!r}; choose one of {', '.join(CORPUS_PRECISIONS)}."
-        )
     for name, value in (("top_k", top_k), ("rescore_multiplier", rescore_multiplier),
                         ("query_chunk_size", query_chunk_size),
                         ("corpus_chunk_size", corpus_chunk_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}={value!r}; use a positive integer.")
-    if query_binary and precision not in BINARY_PRECISIONS:
+    job = _check_inputs(query_embeddings, corpus_embeddings, corpus_precision, ranges,
+                        rescore_embeddings, query_chunk_size, corpus_chunk_size)
+    rescoring = job.rescore is not None
+    k = min(top_k * rescore_multiplier if rescoring else top_k, len(job.corpus))
+    if k == 0 or len(job.queries) == 0:
+        return [[] for _ in job.queries]
+    ids, scores = _first_pass(job, k, query_chunk_size, corpus_chunk_size)
+    if rescoring:
+        scores = _rescore(job.queries, ids, job.rescore, job.ranges)
+    # Best first; among equal scores the lower corpus id first, as a full sort would.
+    order = np.lexsort((ids, -scores), axis=1)[:, :top_k]
+    ids, scores = np.take_along_axis(ids, order, 1), np.take_along_axis(scores, order, 1)
+    return [
+        [{"corpus_id": int(i), "score": float(s)} for i, s in zip(row_ids, row_scores)]
+        for row_ids, row_scores in zip(ids, scores)
+    ]
+
+
+@dataclass
+class _Search:
+    """Checked inputs of one search."""
+
+    queries: np.ndarray  # float32 rows, or bit-packed int8/uint8 rows
+    binary: bool  # bit-packed queries: Hamming search
+    corpus: np.ndarray | mx.array
+    precision: str
+    dim: int
+    ranges: np.ndarray | None
+    rescore: np.ndarray | mx.array | None
+
+
+def _check_inputs(
+    query_embeddings, corpus_embeddings, corpus_precision, ranges, rescore, q_chunk, c_chunk
+) -> _Search:
+    queries = np.atleast_2d(np.array(query_embeddings))
+    binary = _check_queries(queries)
+    if not binary:
+        queries = queries.astype(np.float32)
+    corpus = corpus_embeddings
+    if not isinstance(corpus, mx.array):
+        corpus = np.asarray(corpus)
+    precision = corpus_precision or _infer_precision(queries, corpus)
+    if precision not in PRECISIONS:
+        raise ValueError(f"corpus_precision={precision!r}; choose one of {', '.join(PRECISIONS)}.")
+    if binary and precision not in BINARY_PRECISIONS:
         raise ValueError(
             f"Bit-packed queries need a binary or ubinary corpus, not {precision}. "
             "Pass float queries instead."
         )
-    if query_binary and rescore_embeddings is not None:
+    if binary and rescore is not None:
         raise ValueError("Rescoring needs float queries; pass the float query vectors.")
-
-    dim = queries.shape[1] * 8 if query_binary else queries.shape[1]
+    dim = queries.shape[1] * 8 if binary else queries.shape[1]
     want, width = storage(dim, precision)
-    if corpus_embeddings.ndim != 2 or corpus_embeddings.shape[1] != width:
+    if corpus.ndim != 2 or corpus.shape[1] != width:
         raise ValueError(
-            f"corpus_embeddings has shape {tuple(corpus_embeddings.shape)}; a {precision} corpus "
+            f"corpus_embeddings has shape {tuple(corpus.shape)}; a {precision} corpus "
             f"for {dim}-dimensional queries needs (n, {width}). Encode both with the same "
             "truncate_dim."
         )
-    _check_corpus_dtype(corpus_embeddings, precision, want)
-    n = corpus_embeddings.shape[0]
-    if rescore_embeddings is not None:
-        rescore_embeddings = _check_rescore(rescore_embeddings, n, dim, corpus_chunk_size)
+    _check_corpus_dtype(corpus, precision, want)
+    if rescore is not None:
+        rescore = _check_rescore(rescore, corpus.shape[0], dim, c_chunk)
     # A NaN row scores NaN against every query, and one NaN breaks the whole top k.
-    _check_finite("query_embeddings", queries, query_chunk_size)
+    _check_finite("query_embeddings", queries, q_chunk)
     if precision in ("float32", "float16"):
-        _check_finite("corpus_embeddings", corpus_embeddings, corpus_chunk_size)
-    ranges = _checked_ranges(ranges, dim, precision, rescore_embeddings)
-    k = min(top_k * rescore_multiplier if rescore_embeddings is not None else top_k, n)
-    if k == 0 or len(queries) == 0:
-        return [[] for _ in queries]
+        _check_finite("corpus_embeddings", corpus, c_chunk)
+    ranges = _checked_ranges(ranges, dim, precision, rescore)
+    return _Search(queries, binary, corpus, precision, dim, ranges, rescore)
 
+
+def _first_pass(job: _Search, k: int, q_chunk: int, c_chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best corpus ids and scores per query, a chunk of each at a time."""
     ids, scores = [], []
-    for q0 in range(0, len(queries), query_chunk_size):
-        q = _query_matrix(queries[q0 : q0 + query_chunk_size], query_binary)
+    for q0 in range(0, len(job.queries), q_chunk):
+        q = _query_matrix(job.queries[q0 : q0 + q_chunk], job.binary)
         best_ids = best_scores = None
-        for c0 in range(0, n, corpus_chunk_size):
-            chunk = corpus_embeddings[c0 : c0 + corpus_chunk_size]
-            s = q @ _corpus_matrix(chunk, precision, dim, ranges, query_binary).T
-            if query_binary:
-                s = s / dim  # +/-1 dot product = bits - 2 * hamming
+        for c0 in range(0, len(job.corpus), c_chunk):
+            chunk = job.corpus[c0 : c0 + c_chunk]
+            s = q @ _corpus_matrix(chunk, job.precision, job.dim, job.ranges, job.binary).T
+            if job.binary:
+                s = s / job.dim  # +/-1 dot product = bits - 2 * hamming
             chunk_ids = mx.broadcast_to(mx.arange(c0, c0 + s.shape[1]), s.shape)
             if best_ids is not None:
                 s = mx.concatenate([best_scores, s], axis=1)
@@ -119,17 +156,7 @@ def semantic_search(
             mx.eval(best_ids, best_scores)
         ids.append(np.array(best_ids))
         scores.append(np.array(best_scores))
-    ids, scores = np.concatenate(ids), np.concatenate(scores).astype(np.float64)
-
-    if rescore_embeddings is not None:
-        scores = _rescore(queries, ids, rescore_embeddings, ranges)
-    # Best first; among equal scores the lower corpus id first, as a full sort would.
-    order = np.lexsort((ids, -scores), axis=1)[:, :top_k]
-    ids, scores = np.take_along_axis(ids, order, 1), np.take_along_axis(scores, order, 1)
-    return [
-        [{"corpus_id": int(i), "score": float(s)} for i, s in zip(row_ids, row_scores)]
-        for row_ids, row_scores in zip(ids, scores)
-    ]
+    return np.concatenate(ids), np.concatenate(scores).astype(np.float64)
 
 
 def _to_mx(x) -> mx.array:
@@ -156,43 +183,23 @@ def _infer_precision(queries: np.ndarray, corpus) -> str:
     return kind
 
 
-def _normalize(x: mx.array) -> mx.array:
-    return x / mx.maximum(mx.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def _unpack(packed: mx.array, precision: str) -> mx.array:
-    """Bit-packed rows -> +/-1 float32 rows, 8 per byte (padding bits included)."""
-    packed = packed.view(mx.uint8)
-    if precision == "binary":
-        packed = mx.bitwise_xor(packed, 0x80)  # undo the int8 "- 128"
-    bits = (packed[:, :, None] >> _BIT_SHIFTS) & 1
-    return bits.reshape(packed.shape[0], -1).astype(mx.float32) * 2 - 1
-
-
 def _query_matrix(queries: np.ndarray, binary: bool) -> mx.array:
     q = mx.array(queries)
     if binary:
-        return _unpack(q, "binary" if queries.dtype == np.int8 else "ubinary")
-    return _normalize(q.astype(mx.float32))
+        return unpack_signs(q, "binary" if queries.dtype == np.int8 else "ubinary")
+    return normalize(q.astype(mx.float32))
 
 
 def _corpus_matrix(chunk, precision: str, dim: int, ranges, query_binary: bool) -> mx.array:
     """One corpus chunk as float32 rows that a float (or +/-1) query row can dot with."""
     chunk = _to_mx(chunk)
     if precision in BINARY_PRECISIONS:
-        signs = _unpack(chunk, precision)
+        signs = unpack_signs(chunk, precision)
         # A float query scores against the unit-length sign vector; padding bits go.
         return signs if query_binary else signs[:, :dim] / math.sqrt(dim)
     if precision in SCALAR_PRECISIONS:
-        return _normalize(_dequantize(chunk, precision, ranges))
-    return _normalize(chunk.astype(mx.float32))
-
-
-def _dequantize(x: mx.array, precision: str, ranges: np.ndarray) -> mx.array:
-    """Middle of each int8/uint8 bin, as precision.dequantize_embeddings, in MLX."""
-    steps = mx.array((ranges[1] - ranges[0]) / 255)
-    levels = x.astype(mx.float32) + (128 if precision == "int8" else 0)
-    return (levels + 0.5) * steps + mx.array(ranges[0])
+        return normalize(dequantize_levels(chunk, precision, ranges))
+    return normalize(chunk.astype(mx.float32))
 
 
 def _top_k(scores: mx.array, ids: mx.array, k: int) -> tuple[mx.array, mx.array]:
@@ -210,11 +217,11 @@ def _top_k(scores: mx.array, ids: mx.array, k: int) -> tuple[mx.array, mx.array]
 def _rescore(queries: np.ndarray, ids: np.ndarray, vectors, ranges) -> np.ndarray:
     """Cosine of each float query with the higher-precision vectors of its candidates."""
     precision = _dtype(vectors) if _dtype(vectors) in SCALAR_PRECISIONS else "float32"
-    q = _normalize(mx.array(queries).astype(mx.float32))
+    q = normalize(mx.array(queries).astype(mx.float32))
     flat = ids.reshape(-1)
     rows = vectors[mx.array(flat)] if isinstance(vectors, mx.array) else _to_mx(vectors[flat])
-    rows = _dequantize(rows, precision, ranges) if precision in SCALAR_PRECISIONS else rows
-    cand = _normalize(rows.astype(mx.float32)).reshape(*ids.shape, -1)  # (q, k, dim)
+    rows = dequantize_levels(rows, precision, ranges) if precision in SCALAR_PRECISIONS else rows
+    cand = normalize(rows.astype(mx.float32)).reshape(*ids.shape, -1)  # (q, k, dim)
     return np.array((cand @ q[:, :, None])[..., 0]).astype(np.float64)
 
 

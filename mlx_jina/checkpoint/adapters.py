@@ -11,14 +11,9 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from .weights import (
-    FLOATS,
-    TensorInfo,
-    list_problems,
-    load_safetensors,
-    read_header,
-    read_json,
-)
+from . import list_problems
+from .safetensors import FLOATS, TensorInfo, read_json
+from .weights import load_safetensors, weight_header
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -118,7 +113,7 @@ def read_adapter(folder: Path, task: str) -> Adapter:
     """
     path = folder / ADAPTER_WEIGHTS
     # Check names, dtypes and ranks from the header before reading any data.
-    header = read_header(path)
+    header = weight_header(path)
     pairs = pair_keys(header, path)
     rank = adapter_rank(header, pairs, path)
     config_file = folder / ADAPTER_CONFIG

@@ -17,8 +17,8 @@ from typing import Iterator
 import mlx.core as mx
 import mlx.nn as nn
 
-from .lora import Adapter
-from .quantize import input_size
+from ..checkpoint.adapters import Adapter
+from ..checkpoint.quantization import input_size
 
 ACTIVE_TASK: ContextVar[str | None] = ContextVar("mlx_jina_active_task", default=None)
 

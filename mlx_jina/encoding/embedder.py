@@ -1,22 +1,20 @@
-"""Embedder: prompts, tokenization, batching, last-token pooling and normalization."""
+"""Embedder: the user's API. Prompts and tasks, tokenization, then the engine (engine.py)."""
 
 import atexit
-import sys
 import threading
-import time
 import warnings
 from itertools import islice
 from typing import Iterable, Iterator
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
 from tokenizers import Tokenizer
 
-from .batching import BatchPlan, EncodeStats, plan_batches
-from .multitask import using_task
-from .precision import PRECISIONS, quantize_embeddings
-from .tasks import MIN_DIM, task_prompts
+from ..models.decoder import Model
+from ..tasks import task_prompts
+from .batching import EncodeStats, plan_batches
+from ..retrieval.precision import normalize
+from .engine import Engine, InputTypeError, progress_bar
 
 # MLX used from a thread other than the main one (the server's worker, a thread pool)
 # can abort the process at exit, "terminate called without an active exception"
@@ -24,23 +22,18 @@ from .tasks import MIN_DIM, task_prompts
 # synchronized before the interpreter tears down.
 atexit.register(mx.synchronize)
 
-# A job over this many padded tokens clears MLX's buffer cache and (on a terminal)
-# shows a progress bar.
-LARGE_JOB_TOKENS = 65536
 
-
-class InputTypeError(TypeError, ValueError):
-    """Wrong input type; a ValueError too, so callers can catch bad input in one place."""
-
-
-def last_token_pool(h: mx.array, lengths: mx.array) -> mx.array:
-    """Hidden state of each row's last real token, for right-padded rows."""
-    return h[mx.arange(h.shape[0]), lengths - 1]
-
-
-def normalize(x: mx.array) -> mx.array:
-    x = x.astype(mx.float32)  # fp16 norms can overflow
-    return x / mx.maximum(mx.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+def as_texts(sentences: str | list[str]) -> tuple[bool, list[str]]:
+    """(whether one string was given, the texts), refusing anything but strings."""
+    single = isinstance(sentences, str)
+    texts = [sentences] if single else sentences
+    if not isinstance(texts, (list, tuple)):
+        raise InputTypeError(
+            f"sentences must be a string or a list of strings, got {type(sentences).__name__}."
+        )
+    if bad := [i for i, t in enumerate(texts) if not isinstance(t, str)]:
+        raise InputTypeError(f"sentences[{bad[0]}] is {type(texts[bad[0]]).__name__}, not a string.")
+    return single, list(texts)
 
 
 class Embedder:
@@ -48,7 +41,7 @@ class Embedder:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: Model,
         tokenizer: Tokenizer,
         *,
         task: str | None,
@@ -61,6 +54,7 @@ class Embedder:
         revision: str | None = None,
     ):
         self.model = model
+        self.engine = Engine(model, max_length)
         self.tokenizer = tokenizer
         self.source = source
         self.revision = revision  # the Hub commit, when known; embedding fingerprints record it
@@ -100,7 +94,7 @@ class Embedder:
         """Prompt name -> text for `task`: only retrieval has a distinct query prompt."""
         return task_prompts(self._prompts, task)
 
-    def check_task(self, task: str | None) -> str | None:
+    def resolve_task(self, task: str | None) -> str | None:
         """The task a call runs with: `task`, or the loaded one when None."""
         if task is None:
             if self.multitask and self._task is None:
@@ -193,35 +187,6 @@ class Embedder:
             )
         return max_length
 
-    def _check_truncate_dim(self, truncate_dim: int | None) -> int:
-        if truncate_dim is None:
-            return self.dim
-        if not isinstance(truncate_dim, int) or not MIN_DIM <= truncate_dim <= self.dim:
-            raise ValueError(
-                f"truncate_dim={truncate_dim!r}; use an integer from {MIN_DIM} to the "
-                f"embedding size {self.dim}, or None."
-            )
-        return truncate_dim
-
-    def _forward(self, rows: list[list[int]]) -> mx.array:
-        """Pooled float32 hidden states for one batch of token id rows, right-padded.
-
-        Builds the graph only; nothing is evaluated here.
-        """
-        lengths = np.array([len(row) for row in rows], dtype=np.int32)
-        L = int(lengths.max())
-        ids = np.zeros((len(rows), L), dtype=np.int32)
-        for r, row in enumerate(rows):
-            ids[r, : len(row)] = row
-        self._check_vocab(int(ids.max()))
-        # Qwen3 needs no mask: right padding comes after every real token, so the fused
-        # "causal" path is exact. EuroBERT hides pad keys, when the batch has any.
-        mask = None
-        if not self.model.causal and lengths.min() < L:
-            mask = mx.array(np.arange(L)[None] < lengths[:, None])
-        h = self.model(mx.array(ids), mask)
-        return last_token_pool(h, mx.array(lengths)).astype(mx.float32)
-
     def encode(
         self,
         sentences: str | list[str],
@@ -243,11 +208,9 @@ class Embedder:
         """Embed one text or a list of texts.
 
         Args:
-            sentences: A string (gives a 1-D vector) or a list of strings (gives a 2-D array
-                in input order).
+            sentences: A string (gives a 1-D vector) or a list of strings (a 2-D array).
             prompt_name: "query" or "document" (default: the model's default, "document").
-                For the symmetric tasks (all but retrieval) every name maps to the
-                document prompt, as Jina trained them.
+                The symmetric tasks (all but retrieval) use the document prompt for all.
             prompt: A literal prefix that wins over `prompt_name`; "" adds none.
             batch_size: Most inputs per forward pass.
             truncate_dim: Matryoshka size from 32 to the model's dimension; cut, then normalize.
@@ -259,46 +222,25 @@ class Embedder:
             convert_to_numpy: False returns an `mx.array`.
             max_batch_tokens: Most padded tokens per forward pass; bounds memory.
             truncate: False raises instead of cutting inputs longer than `max_length`.
-            task: The adapter for this call, on a model loaded with `multitask=True`; it
-                also picks the prompts. A single-task model accepts only its own task.
-            split_special_tokens: Tokenize special-token strings in the text, such as
-                "<|endoftext|>", as plain text instead of as the special token. False
-                (the default) matches transformers; True is safer for untrusted text.
+            task: The adapter for this call, on a `multitask=True` model; it also picks
+                the prompts. A single-task model accepts only its own task.
+            split_special_tokens: Tokenize special-token strings ("<|endoftext|>") as plain
+                text. False matches transformers; True is safer for untrusted text.
 
         Returns:
-            The embeddings, `(dim,)` for a string, `(n, dim)` for a list. Afterwards
-            `last_stats` holds the call's batches, tokens, padding efficiency and time.
+            `(dim,)` for a string, `(n, dim)` for a list; `last_stats` then describes the call.
         """
-        single = isinstance(sentences, str)
-        texts = [sentences] if single else sentences
-        if not isinstance(texts, (list, tuple)):
-            raise InputTypeError(
-                f"sentences must be a string or a list of strings, got {type(sentences).__name__}."
-            )
-        if bad := [i for i, t in enumerate(texts) if not isinstance(t, str)]:
-            raise InputTypeError(
-                f"sentences[{bad[0]}] is {type(texts[bad[0]]).__name__}, not a string."
-            )
-        task = self.check_task(task)
-        text_prompt = self.resolve_prompt(prompt_name, prompt, task)
-        ids = (
-            self.tokenize([text_prompt + t for t in texts], max_length, truncate, split_special_tokens)
-            if texts
-            else []
-        )
+        single, texts = as_texts(sentences)
+        task = self.resolve_task(task)
+        texts = [self.resolve_prompt(prompt_name, prompt, task) + t for t in texts]
+        ids = self.tokenize(texts, max_length, truncate, split_special_tokens) if texts else []
         emb = self.encode_ids(
-            ids,
-            batch_size=batch_size,
-            truncate_dim=truncate_dim,
-            normalize_embeddings=normalize_embeddings,
-            precision=precision,
-            show_progress_bar=show_progress_bar,
-            convert_to_numpy=False,
-            max_batch_tokens=max_batch_tokens,
-            task=task,
-        )
-        if single:
-            emb = emb[0]
+            ids, batch_size=batch_size, truncate_dim=truncate_dim,
+            normalize_embeddings=normalize_embeddings, precision=precision,
+            show_progress_bar=show_progress_bar, convert_to_numpy=False,
+            max_batch_tokens=max_batch_tokens, task=task,
+        )  # fmt: skip
+        emb = emb[0] if single else emb
         mx.eval(emb)
         return np.array(emb) if convert_to_numpy else emb
 
@@ -327,7 +269,7 @@ class Embedder:
         task = self.validate(ids, task=task, truncate_dim=truncate_dim, precision=precision)
         if ids:
             plan = plan_batches([len(row) for row in ids], batch_size, max_batch_tokens)
-            emb = self._run(ids, plan, task, show_progress_bar)
+            emb, self.last_stats = self.engine.run(ids, plan, task, show_progress_bar)
         else:
             emb = mx.zeros((0, self.dim), dtype=mx.float32)
         emb = self.finish(
@@ -347,117 +289,17 @@ class Embedder:
         precision: str = "float32",
     ) -> str | None:
         """Check `encode_ids` arguments before any work; returns the task to run with."""
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision={precision!r}; choose one of {', '.join(PRECISIONS)}.")
-        self._check_truncate_dim(truncate_dim)
-        self._check_ids(ids)
-        return self.check_task(task)
+        self.engine.check(ids, truncate_dim, precision)
+        return self.resolve_task(task)
 
     def embed_batch(self, ids: list[list[int]], task: str | None = None) -> mx.array:
-        """Pooled float32 vectors of ONE forward pass over `ids`, padded to the longest row.
+        """Pooled float32 vectors of ONE forward pass over `ids` (graph only). The server's
+        worker gathers rows of several requests into one, then calls `finish` per request."""
+        return self.engine.embed_batch(ids, task)
 
-        Builds the graph only. `encode_ids` plans its own batches; the server's worker
-        gathers rows of several requests into one, then calls `finish` per request.
-        """
-        with using_task(task):  # LoRA layers read it while the graph is built
-            return self._forward(ids)
-
-    def finish(
-        self,
-        emb: mx.array,
-        *,
-        truncate_dim: int | None = None,
-        normalize_embeddings: bool = True,
-        precision: str = "float32",
-    ) -> mx.array:
-        """Pooled vectors to output: cut to `truncate_dim`, normalize, then `precision`.
-
-        Raises FloatingPointError when the model produced inf or NaN.
-        """
-        dim = self._check_truncate_dim(truncate_dim)
-        if not mx.all(mx.isfinite(emb)).item():
-            raise FloatingPointError(
-                f"The model produced inf/NaN in {self.model.norm.weight.dtype}; "
-                "load it with dtype='bfloat16' or 'float32'."
-            )
-        emb = emb[:, :dim]
-        if normalize_embeddings:
-            emb = normalize(emb)
-        if precision != "float32":
-            # After the cut and normalization: the int8 ranges assume unit vectors.
-            emb = mx.array(quantize_embeddings(np.array(emb), precision))
-        mx.eval(emb)
-        return emb
-
-    def _check_ids(self, ids: list[list[int]]) -> None:
-        if not isinstance(ids, (list, tuple)):
-            raise InputTypeError(f"ids must be a list of token id lists, got {type(ids).__name__}.")
-        for i, row in enumerate(ids):
-            if not isinstance(row, (list, tuple)) or not row:
-                raise ValueError(f"ids[{i}] must be a non-empty list of token ids.")
-            if len(row) > self._max_length:
-                raise ValueError(
-                    f"ids[{i}] has {len(row)} tokens, over the model's context of "
-                    f"{self._max_length}. Cut or split it."
-                )
-            if min(row) < 0:
-                raise ValueError(f"ids[{i}] holds the negative token id {min(row)}.")
-        if ids:
-            self._check_vocab(max(max(row) for row in ids))
-
-    def _check_vocab(self, top: int) -> None:
-        vocab = self.model.args.vocab_size
-        if top >= vocab:
-            raise ValueError(
-                f"Token id {top} is outside the model's {vocab}-row embedding table; "
-                "the tokenizer doesn't match the model."
-            )
-
-    def _run(
-        self, ids: list[list[int]], plan: BatchPlan, task: str | None, show: bool | None
-    ) -> mx.array:
-        """Pooled vectors in input order, evaluated. Each batch's graph is built while
-        the one before it computes."""
-        start = time.perf_counter()
-        large = len(plan.batches) > 8 or plan.padded_tokens > LARGE_JOB_TOKENS
-        bar = self._progress(len(ids), show, large)
-        pooled: list[mx.array] = []
-        try:
-            for batch in plan.batches:
-                out = self.embed_batch([ids[i] for i in batch], task)
-                mx.async_eval(out)
-                if pooled:  # wait for the batch before; keeps one graph in flight
-                    mx.eval(pooled[-1])
-                    if bar is not None:
-                        bar.update(len(pooled[-1]))
-                pooled.append(out)
-            emb = mx.concatenate(pooled)[mx.array(np.argsort(plan.order))]
-            mx.eval(emb)
-            if bar is not None:
-                bar.update(len(pooled[-1]))
-        finally:
-            if bar is not None:
-                bar.close()
-        self.last_stats = EncodeStats(
-            len(ids), len(plan.batches), plan.real_tokens, plan.padded_tokens,
-            time.perf_counter() - start,
-        )
-        if plan.padded_tokens > LARGE_JOB_TOKENS:
-            # Give back the large job's buffers: MLX would keep them cached for reuse.
-            mx.clear_cache()
-        return emb
-
-    @staticmethod
-    def _progress(total: int | None, show: bool | None, large: bool):
-        """A tqdm bar on stderr counting texts, or None. `show=None` shows it for large
-        jobs on a terminal."""
-        if show is None:
-            show = large and sys.stderr.isatty()
-        if not show:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc="Encoding", unit="text", file=sys.stderr)
+    def finish(self, emb: mx.array, **options) -> mx.array:
+        """Pooled vectors to output (`truncate_dim`, `normalize_embeddings`, `precision`)."""
+        return self.engine.finish(emb, **options)
 
     def encode_iter(
         self, sentences: Iterable[str], *, chunk_size: int = 1024, **kwargs
@@ -480,7 +322,7 @@ class Embedder:
             raise ValueError(f"chunk_size={chunk_size!r}; use a positive integer.")
         show = kwargs.pop("show_progress_bar", None)
         total = len(sentences) if hasattr(sentences, "__len__") else None
-        bar = self._progress(total, show, total is None or total > chunk_size)
+        bar = progress_bar(total, show, total is None or total > chunk_size)
         it = iter(sentences)
         try:
             while chunk := list(islice(it, chunk_size)):
@@ -513,8 +355,6 @@ class Embedder:
     @staticmethod
     def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Cosine similarity matrix between the rows of `a` and `b` (1-D inputs are one row)."""
-        a = np.atleast_2d(np.asarray(a, dtype=np.float32))
-        b = np.atleast_2d(np.asarray(b, dtype=np.float32))
-        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-        return a @ b.T
+        a = normalize(mx.array(np.atleast_2d(np.asarray(a, dtype=np.float32))))
+        b = normalize(mx.array(np.atleast_2d(np.asarray(b, dtype=np.float32))))
+        return np.array(a @ b.T)

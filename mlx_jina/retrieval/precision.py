@@ -19,16 +19,50 @@ same alone or in any batch. For a stored corpus, per-dimension ranges from
 """
 
 import math
+from dataclasses import dataclass
 
+import mlx.core as mx
 import numpy as np
 
-PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
-SCALAR_PRECISIONS = ("int8", "uint8")
-BINARY_PRECISIONS = ("binary", "ubinary")
-# The numpy dtype of each precision, as encode() returns it; binary ones pack 8 dims a byte.
-DTYPES = {"float32": "float32", "float16": "float16", "int8": "int8", "uint8": "uint8",
-          "binary": "int8", "ubinary": "uint8"}
+
+@dataclass(frozen=True)
+class Precision:
+    """One output precision: how its vectors are stored and named."""
+
+    name: str
+    dtype: str  # numpy dtype of the stored vectors
+    packed: bool = False  # sign bits, 8 dimensions a byte (np.packbits order)
+    scalar: bool = False  # one level per dimension, under per-dimension ranges
+    api_names: tuple[str, ...] = ()  # names in the server's embedding_type / encoding_format
+
+    def width(self, dim: int) -> int:
+        """Stored values per vector of `dim` dimensions."""
+        return (dim + 7) // 8 if self.packed else dim
+
+
+TABLE = {
+    p.name: p
+    for p in (
+        Precision("float32", "float32", api_names=("float", "base64")),
+        Precision("float16", "float16"),
+        Precision("int8", "int8", scalar=True, api_names=("int8",)),
+        Precision("uint8", "uint8", scalar=True),
+        Precision("binary", "int8", packed=True, api_names=("binary",)),
+        Precision("ubinary", "uint8", packed=True, api_names=("ubinary",)),
+    )
+}
+PRECISIONS = tuple(TABLE)
+SCALAR_PRECISIONS = tuple(p.name for p in TABLE.values() if p.scalar)
+BINARY_PRECISIONS = tuple(p.name for p in TABLE.values() if p.packed)
 RANGE_SIGMAS = 12.0
+# The bits of a byte, most significant first: np.packbits is big-endian.
+BIT_SHIFTS = (7, 6, 5, 4, 3, 2, 1, 0)
+
+
+def normalize(x: mx.array) -> mx.array:
+    """Rows scaled to unit L2 length, in float32 (all-zero rows stay zero)."""
+    x = x.astype(mx.float32)  # fp16 norms can overflow
+    return x / mx.maximum(mx.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def default_ranges(dim: int) -> np.ndarray:
@@ -41,8 +75,8 @@ def storage(dim: int, precision: str) -> tuple[np.dtype, int]:
     """The dtype and row width of `precision` vectors of `dim` dimensions: (int8, 4) for
     binary at 32. Files, search and encode() all follow this one rule."""
     check_precision(precision)
-    width = (dim + 7) // 8 if precision in BINARY_PRECISIONS else dim
-    return np.dtype(DTYPES[precision]), width
+    p = TABLE[precision]
+    return np.dtype(p.dtype), p.width(dim)
 
 
 def bytes_per_vector(dim: int, precision: str) -> int:
@@ -82,7 +116,7 @@ def quantize_embeddings(
             f"Embeddings to quantize must be float, not {embeddings.dtype}. "
             "Quantize the float vectors that encode() returns."
         )
-    if precision in ("float32", "float16"):
+    if not (TABLE[precision].packed or TABLE[precision].scalar):
         return embeddings.astype(precision)
     bad = nonfinite_rows(embeddings.reshape(-1, embeddings.shape[-1]))
     if bad:
@@ -163,16 +197,27 @@ def dequantize_embeddings(
     """
     check_precision(precision)
     embeddings = np.asarray(embeddings)
-    if precision in ("float32", "float16"):
-        return embeddings.astype(np.float32)
-    if precision in BINARY_PRECISIONS:
-        packed = embeddings
-        if precision == "binary":
-            packed = embeddings.astype(np.int8).view(np.uint8) ^ 0x80  # undo the "- 128"
-        bits = np.unpackbits(packed.astype(np.uint8), axis=-1)
-        bits = bits[..., : dim if dim is not None else bits.shape[-1]]
-        return bits.astype(np.float32) * 2 - 1
-    ranges = scalar_ranges(embeddings.shape[-1], ranges)
-    steps = (ranges[1] - ranges[0]) / 255
-    levels = embeddings.astype(np.float32) + (128 if precision == "int8" else 0)
-    return (levels + 0.5) * steps + ranges[0]
+    if TABLE[precision].packed:
+        signs = np.array(unpack_signs(mx.array(np.atleast_2d(embeddings)), precision))
+        signs = signs.reshape(*embeddings.shape[:-1], -1)
+        return signs[..., : dim if dim is not None else signs.shape[-1]]
+    if TABLE[precision].scalar:
+        ranges = scalar_ranges(embeddings.shape[-1], ranges)
+        return np.array(dequantize_levels(mx.array(embeddings), precision, ranges))
+    return embeddings.astype(np.float32)
+
+
+def unpack_signs(packed: mx.array, precision: str) -> mx.array:
+    """Bit-packed rows -> +/-1 float32 rows, 8 per byte (padding bits included)."""
+    packed = packed.view(mx.uint8)
+    if precision == "binary":
+        packed = mx.bitwise_xor(packed, 0x80)  # undo the int8 "- 128"
+    bits = (packed[..., None] >> mx.array(BIT_SHIFTS, dtype=mx.uint8)) & 1
+    return bits.reshape(*packed.shape[:-1], -1).astype(mx.float32) * 2 - 1
+
+
+def dequantize_levels(x: mx.array, precision: str, ranges: np.ndarray) -> mx.array:
+    """int8/uint8 codes -> the middle of their bins under `ranges`, float32."""
+    steps = mx.array((ranges[1] - ranges[0]) / 255)
+    levels = x.astype(mx.float32) + (128 if precision == "int8" else 0)
+    return (levels + 0.5) * steps + mx.array(ranges[0])

@@ -9,16 +9,20 @@ from dataclasses import dataclass
 BATCH_PADDING = 32
 
 
-@dataclass
-class BatchPlan:
-    batches: list[list[int]]  # input indices, each batch sorted longest first
+@dataclass(frozen=True)
+class TokenCounts:
     real_tokens: int
-    padded_tokens: int
+    padded_tokens: int  # computed, padding included
 
     @property
     def padding_efficiency(self) -> float:
         """Real tokens / computed tokens (1.0 = no padding)."""
         return self.real_tokens / self.padded_tokens if self.padded_tokens else 1.0
+
+
+@dataclass(frozen=True)
+class BatchPlan(TokenCounts):
+    batches: list[list[int]]  # input indices, each batch sorted longest first
 
     @property
     def order(self) -> list[int]:
@@ -70,23 +74,16 @@ def plan_batches(
             batches.append([i])
             real = lengths[i]
     padded = sum(len(b) * lengths[b[0]] for b in batches)
-    return BatchPlan(batches, sum(lengths), padded)
+    return BatchPlan(sum(lengths), padded, batches)
 
 
 @dataclass(frozen=True)
-class EncodeStats:
+class EncodeStats(TokenCounts):
     """What one `encode` call computed: `Embedder.last_stats` after each call."""
 
     texts: int
     batches: int
-    real_tokens: int
-    padded_tokens: int
     seconds: float
-
-    @property
-    def padding_efficiency(self) -> float:
-        """Real tokens / computed tokens (1.0 = no padding)."""
-        return self.real_tokens / self.padded_tokens if self.padded_tokens else 1.0
 
     @property
     def tokens_per_second(self) -> float:

@@ -1,0 +1,15 @@
+"""Checkpoints: from a folder or Hub repo to a built model.
+
+hub.py fetches only the files we read; folder.py tells the layout and reads the small
+files; safetensors.py reads untrusted headers; weights.py, adapters.py and
+quantization.py read and check the tensors; loader.py is `load()`; facts.py is `info`.
+"""
+
+# The float dtypes weights may be cast to, by name (the CLI lists them without MLX).
+WEIGHT_DTYPES = ("float16", "bfloat16", "float32")
+
+
+def list_problems(problems: list[str], shown: int = 5) -> str:
+    """The first few problems, one per line, and how many more: messages stay short."""
+    more = f"\n  ... and {len(problems) - shown} more" if len(problems) > shown else ""
+    return "\n  " + "\n  ".join(problems[:shown]) + more

@@ -1,0 +1,124 @@
+"""Where convert may write: never into its source, never the current directory, and with
+--force only over an empty folder or an earlier mlx-jina output (which it then replaces
+as a whole, atomic.py)."""
+
+from pathlib import Path
+
+from ..checkpoint import hub
+from ..checkpoint.safetensors import read_json
+from ..tasks import TASKS
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+QUALITY_FILE = "quantization_quality.json"
+SENTENCE_TRANSFORMERS_FILE = "config_sentence_transformers.json"
+OUTPUT_FILES = {"config.json", SENTENCE_TRANSFORMERS_FILE, "README.md", QUALITY_FILE}
+OUTPUT_FILES |= set(TOKENIZER_FILES)
+IGNORED = {".DS_Store"}  # macOS Finder metadata, not the user's files
+
+
+def check_destination(hf_path: str, mlx_path: str, force: bool) -> Path:
+    """The output folder, refused before anything is downloaded or written if unsafe."""
+    root = destination(mlx_path)
+    # Check before downloading: a Hub id lives in its cache folder.
+    refuse_overlap(source_folder(hf_path), root)
+    refuse_cwd(root)
+    check_replaceable(root, force)
+    return root
+
+
+def destination(mlx_path: str) -> Path:
+    """`mlx_path` as a Path, with `~` expanded; refuse paths that cannot be a folder."""
+    if not str(mlx_path).strip():
+        raise ValueError("--mlx-path is empty. Pass a folder, such as mlx_model.")
+    root = Path(mlx_path).expanduser()
+    for p in (root, *root.parents):
+        if p.exists() and not p.is_dir():
+            where = "" if p == root else f": {p}"
+            raise ValueError(
+                f"--mlx-path {root}{where} is a file, not a folder. "
+                "Pass a folder path, or move the file away."
+            )
+    return root
+
+
+def source_folder(hf_path: str) -> Path:
+    """Where the source lives before any download: its folder, or the Hub cache's."""
+    if hub.is_local(hf_path):
+        return Path(hf_path).expanduser()
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE) / f"models--{hf_path.replace('/', '--')}"
+
+
+def refuse_overlap(source: Path, root: Path) -> None:
+    """Refuse an output that is, holds or is inside the source: the swap deletes it."""
+    src, dst = source.resolve(), root.resolve()
+    # A Hub snapshot's files are links into ../../blobs: check where each really lives.
+    files = [*source.iterdir(), *source.glob("adapters/*/*")] if source.is_dir() else []
+    if dst == src or src in dst.parents:
+        relation = "is" if dst == src else "is inside"
+    elif any(dst == f or dst in f.parents for f in [src, *map(Path.resolve, files)]):
+        relation = "contains"
+    else:
+        return
+    raise ValueError(
+        f"--mlx-path {root} {relation} the source folder {src}, so converting would "
+        f"overwrite the checkpoint it reads. Choose another --mlx-path, outside {src}."
+    )
+
+
+def refuse_cwd(root: Path) -> None:
+    cwd = Path.cwd().resolve()
+    if root.resolve() in (cwd, *cwd.parents):
+        raise ValueError(
+            f"--mlx-path {root} is or contains the current directory, and convert "
+            "replaces the output folder as a whole. Pass a new folder, e.g. mlx_model."
+        )
+
+
+def check_replaceable(root: Path, force: bool) -> None:
+    """Refuse a non-empty `root` without `force`, and all but our output with it."""
+    if not root.is_dir() or not [p for p in root.iterdir() if p.name not in IGNORED]:
+        return
+    if not force:
+        raise ValueError(
+            f"{root} already exists and is not empty. Pass --force to replace it."
+        )
+    foreign = foreign_entries(root)
+    if foreign:
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        raise ValueError(
+            f"{root} is not an mlx-jina output (found {', '.join(foreign[:5])}{more}), "
+            "and --force replaces the whole folder, so it only replaces an empty "
+            "folder or an earlier mlx-jina output. Move those away, or choose another "
+            "--mlx-path."
+        )
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """What in `folder` mlx-jina did not write: [] for an earlier output."""
+    names = sorted(p.name for p in folder.iterdir() if p.name not in IGNORED)
+    if is_output(folder):
+        return [n for n in names if not is_output_file(folder / n)]
+    found = []
+    for n in names:  # --task all: one output per task subfolder
+        if n in TASKS and is_output(folder / n):
+            found += [f"{n}/{m}" for m in foreign_entries(folder / n)]
+        else:
+            found.append(n)
+    return found
+
+
+def is_output(folder: Path) -> bool:
+    try:
+        return isinstance(read_json(folder / "config.json").get("mlx_jina"), dict)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def is_output_file(path: Path) -> bool:
+    name = path.name
+    ours = name in OUTPUT_FILES or (
+        name.startswith("model") and name.endswith(".safetensors")
+    )
+    return ours and path.is_file()

@@ -1,0 +1,221 @@
+"""convert(): a jina-embeddings-v5-text checkpoint to per-task MLX folders, optionally
+quantized. Same as `mlx-jina convert` and the top-level `convert.py`.
+
+The output follows Jina's per-task -mlx layout: config.json, tokenizer.json,
+config_sentence_transformers.json and `model.safetensors` or `model-{4,8}bit.safetensors`,
+plus a model card. A base repo's adapter is merged in float32, then quantized.
+"""
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+
+from .. import atomic
+from ..checkpoint import hub
+from ..checkpoint.folder import inspect_folder
+from ..checkpoint.loader import load
+from ..checkpoint.quantization import check_settings, quantization_block, quantize_model
+from ..checkpoint.safetensors import read_json
+from ..checkpoint.weights import FLOAT_FILE, quantized_file
+from ..encoding.embedder import Embedder
+from ..tasks import DEFAULT_PROMPT_NAME, matryoshka_dims
+from . import quality
+from .card import model_card
+from .destination import (
+    QUALITY_FILE,
+    SENTENCE_TRANSFORMERS_FILE,
+    TOKENIZER_FILES,
+    check_destination,
+    refuse_overlap,
+)
+
+
+def convert(
+    hf_path: str,
+    mlx_path: str = "mlx_model",
+    task: str | None = None,
+    quantize: bool = False,
+    q_bits: int = 4,
+    q_group_size: int = 64,
+    dtype: str | None = None,
+    revision: str | None = None,
+    upload_repo: str | None = None,
+    force: bool = False,
+    *,
+    api: Any = None,
+) -> Path:
+    """Convert a checkpoint to an MLX folder for one task (or every task).
+
+    Args:
+        hf_path: A local folder or Hub repo id: the base repo (the task's LoRA is merged in
+            float32 before quantizing) or an already merged per-task repo.
+        mlx_path: The output folder: new or empty unless `force`, never overlapping
+            the source. It is written beside, then swapped in as a whole.
+        task: The adapter to merge, or "all" for one subfolder per task under `mlx_path`.
+        quantize: Write `model-{q_bits}bit.safetensors` instead of `model.safetensors`,
+            and measure quantized against float embeddings on a built-in set.
+        q_bits, q_group_size: 4 or 8 bits; MLX affine groups of 32, 64 or 128 (layers whose
+            input size the group size does not divide stay float).
+        dtype: `float16`, `bfloat16` or `float32` for the float weights (and the scales);
+            None keeps the stored dtype.
+        revision: A Hub branch, tag or commit of `hf_path`.
+        upload_repo: Upload to this Hub repo (with "all", one repo per task: NAME-<task>).
+        force: Replace an existing output folder that holds an earlier mlx-jina output
+            (one task, or task subfolders); other folders are refused.
+        api: A `huggingface_hub.HfApi`-like object for the upload (default: a new HfApi).
+
+    Returns:
+        The folder written (for task="all", the folder holding the task subfolders).
+    """
+    if quantize:
+        check_settings(q_bits, q_group_size)
+    root = check_destination(hf_path, mlx_path, force)
+    folder = hub.resolve(hf_path, revision=revision, task=task, all_tasks=task == "all")
+    refuse_overlap(folder, root)  # where the download really lives
+    tasks = tasks_to_convert(folder, hf_path, task)
+    subs = {t: t if task == "all" else "" for t in tasks}  # --task all: a folder each
+    repos = {t: upload_repo and (f"{upload_repo}-{t}" if task == "all" else upload_repo) for t in tasks}
+    # In the Hub cache, the snapshot folder is named after the commit.
+    commit = folder.name if folder.parent.name == "snapshots" else revision
+    quant = (q_bits, q_group_size) if quantize else None
+    written = {}
+    # All tasks go into one new folder, swapped in only when every one succeeded.
+    with atomic.replacing(root.resolve()) as new:
+        for t, sub in subs.items():
+            name = repos[t] or (root / sub).name
+            written[t] = convert_task(folder, new / sub, t, dtype, quant, str(hf_path), commit, name)
+    for t, sub in subs.items():
+        print(f"[INFO] Wrote {root / sub / written[t]}")
+    for t, sub in subs.items():
+        if repos[t]:  # only once every task is written and swapped in
+            upload(root / sub, repos[t], api)
+    return root
+
+
+def convert_task(
+    folder: Path,
+    dst: Path,
+    task: str | None,
+    dtype: str | None,
+    quant: tuple[int, int] | None,
+    source: str,
+    revision: str | None,
+    card_name: str,
+) -> str:
+    """One task's -mlx folder at `dst`; returns the weight file's name."""
+    embedder = load(folder, task=task, dtype=dtype)
+    report = quantize_measured(embedder, *quant) if quant else None
+    info = describe(embedder, source, revision, quant[0] if quant else None)
+    write_folder(dst, folder, embedder, info, quant, report, card_name)
+    return info["weights"]
+
+
+def tasks_to_convert(folder: Path, hf_path: str, task: str | None) -> list[str | None]:
+    if task != "all":
+        return [task]
+    tasks = list(inspect_folder(folder).adapters)
+    if not tasks:
+        raise ValueError(
+            f"{hf_path} has no adapters/ folder, so --task all has nothing to convert. "
+            "Use the base repo, or pass its single task."
+        )
+    return tasks
+
+
+def quantize_measured(embedder: Embedder, bits: int, group_size: int) -> dict:
+    """Quantize the model in place; return the quality report against its float self."""
+    model = embedder.model
+    if any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules()):
+        raise ValueError(f"{embedder.source} is already quantized; convert from float weights.")
+    check_settings(bits, group_size, model.args.hidden_size)
+    float_name = dtype_name(model)
+    print(f"[INFO] Embedding the quality set with {float_name} weights")
+    reference = quality.embed_set(embedder)
+    print(f"[INFO] Quantizing to {bits} bits, group size {group_size}")
+    for path in quantize_model(model, bits, group_size):
+        print(f"[INFO] {path} stays {float_name}: input size not a multiple of {group_size}")
+    report = quality.compare(reference, quality.embed_set(embedder))
+    report.update(
+        weights=f"{bits}-bit, group {group_size}",
+        reference=f"{float_name} weights of the same task",
+    )
+    print("[INFO] Quantized vs float:\n" + quality.markdown_table([report]))
+    return report
+
+
+def dtype_name(model: nn.Module) -> str:
+    return str(model.norm.weight.dtype).removeprefix("mlx.core.")
+
+
+def describe(embedder: Embedder, source: str, revision: str | None, bits: int | None) -> dict:
+    """The config.json "mlx_jina" block: where the folder comes from and how to use it."""
+    from .. import __version__
+
+    return {
+        "version": __version__,
+        "source": source,
+        "revision": revision,
+        "task": embedder.task,
+        "prompts": embedder.prompts,
+        "dims": matryoshka_dims(embedder.dim),
+        "max_length": embedder.max_length,
+        "weights": quantized_file(bits) if bits else FLOAT_FILE,
+    }
+
+
+def write_folder(
+    dst: Path,
+    folder: Path,
+    embedder: Embedder,
+    info: dict,
+    quant: tuple[int, int] | None,
+    report: dict | None,
+    name: str,
+) -> None:
+    """One task's -mlx folder: weights, config, tokenizer and prompt files, model card."""
+    dst.mkdir(exist_ok=True)
+    model = embedder.model
+    # Jina's -mlx files prefix every key with "model."; the loader strips it.
+    weights = {f"model.{k}": v for k, v in tree_flatten(model.parameters())}
+    mx.save_safetensors(str(dst / info["weights"]), weights, metadata={"format": "mlx"})
+    config = read_json(folder / "config.json")
+    for key in ("auto_map", "task_names", "quantization", "quantization_config"):
+        config.pop(key, None)
+    for key in ("dtype", "torch_dtype"):  # the base config says float32 for 16-bit files
+        if key in config:
+            config[key] = dtype_name(model)
+    if quant:
+        config["quantization"] = config["quantization_config"] = quantization_block(*quant)
+    config["mlx_jina"] = info
+    write_json(dst / "config.json", config)
+    for copied in (*TOKENIZER_FILES, SENTENCE_TRANSFORMERS_FILE):
+        if (folder / copied).exists():
+            shutil.copyfile(folder / copied, dst / copied)
+    if not (folder / SENTENCE_TRANSFORMERS_FILE).exists():
+        prompts = {"prompts": embedder.prompts, "default_prompt_name": DEFAULT_PROMPT_NAME}
+        write_json(dst / SENTENCE_TRANSFORMERS_FILE, prompts)
+    if report:
+        write_json(dst / QUALITY_FILE, report)
+    (dst / "README.md").write_text(model_card(info, report, name))
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def upload(folder: Path, repo: str, api: Any = None) -> None:
+    """Create `repo` on the Hub if needed and upload `folder` to it."""
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+    api.create_repo(repo_id=repo, exist_ok=True)
+    api.upload_folder(
+        folder_path=str(folder), repo_id=repo, commit_message="Upload from mlx-jina"
+    )
+    print(f"[INFO] Uploaded {folder} to https://huggingface.co/{repo}")

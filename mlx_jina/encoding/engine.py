@@ -1,0 +1,163 @@
+"""The encoding engine: token-id rows in, output vectors out, one model.
+
+Rows are grouped into length-sorted batches under a token budget (batching.py), each
+batch is one forward pass pooled by the backbone's rule, and `finish` cuts to the
+Matryoshka size, normalizes and converts to the output precision.
+"""
+
+import sys
+import time
+
+import mlx.core as mx
+import numpy as np
+
+from ..models.decoder import Model
+from ..models.lora import using_task
+from ..retrieval.precision import PRECISIONS, normalize, quantize_embeddings
+from ..tasks import MIN_DIM
+from .batching import BatchPlan, EncodeStats
+
+# A job over this many padded tokens clears MLX's buffer cache and (on a terminal)
+# shows a progress bar.
+LARGE_JOB_TOKENS = 65536
+
+
+class InputTypeError(TypeError, ValueError):
+    """Wrong input type; a ValueError too, so callers can catch bad input in one place."""
+
+
+class Engine:
+    """Runs one model over token-id rows; thread-safe as long as the model is."""
+
+    def __init__(self, model: Model, max_length: int):
+        self.model, self.max_length = model, max_length
+
+    @property
+    def dim(self) -> int:
+        return self.model.args.hidden_size
+
+    def check(self, ids: list[list[int]], truncate_dim: int | None, precision: str) -> None:
+        """Refuse bad rows and output options before any work is done."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}; choose one of {', '.join(PRECISIONS)}.")
+        self.check_truncate_dim(truncate_dim)
+        self.check_ids(ids)
+
+    def check_truncate_dim(self, truncate_dim: int | None) -> int:
+        if truncate_dim is None:
+            return self.dim
+        if not isinstance(truncate_dim, int) or not MIN_DIM <= truncate_dim <= self.dim:
+            raise ValueError(
+                f"truncate_dim={truncate_dim!r}; use an integer from {MIN_DIM} to the "
+                f"embedding size {self.dim}, or None."
+            )
+        return truncate_dim
+
+    def check_ids(self, ids: list[list[int]]) -> None:
+        if not isinstance(ids, (list, tuple)):
+            raise InputTypeError(f"ids must be a list of token id lists, got {type(ids).__name__}.")
+        for i, row in enumerate(ids):
+            if not isinstance(row, (list, tuple)) or not row:
+                raise ValueError(f"ids[{i}] must be a non-empty list of token ids.")
+            if len(row) > self.max_length:
+                raise ValueError(
+                    f"ids[{i}] has {len(row)} tokens, over the model's context of "
+                    f"{self.max_length}. Cut or split it."
+                )
+            if min(row) < 0:
+                raise ValueError(f"ids[{i}] holds the negative token id {min(row)}.")
+        if ids:
+            self.check_vocab(max(max(row) for row in ids))
+
+    def check_vocab(self, top: int) -> None:
+        vocab = self.model.args.vocab_size
+        if top >= vocab:
+            raise ValueError(
+                f"Token id {top} is outside the model's {vocab}-row embedding table; "
+                "the tokenizer doesn't match the model."
+            )
+
+    def embed_batch(self, rows: list[list[int]], task: str | None = None) -> mx.array:
+        """Pooled float32 vectors of ONE forward pass over `rows`, right-padded to the
+        longest. Builds the graph only; nothing is evaluated here."""
+        lengths = np.array([len(row) for row in rows], dtype=np.int32)
+        ids = np.zeros((len(rows), int(lengths.max())), dtype=np.int32)
+        for r, row in enumerate(rows):
+            ids[r, : len(row)] = row
+        self.check_vocab(int(ids.max()))
+        with using_task(task):  # LoRA layers read it while the graph is built
+            h = self.model(mx.array(ids), lengths)
+        return self.model.pool(h, mx.array(lengths)).astype(mx.float32)
+
+    def run(
+        self, ids: list[list[int]], plan: BatchPlan, task: str | None, show: bool | None
+    ) -> tuple[mx.array, EncodeStats]:
+        """Pooled vectors in input order, evaluated. Each batch's graph is built while
+        the one before it computes."""
+        start = time.perf_counter()
+        large = len(plan.batches) > 8 or plan.padded_tokens > LARGE_JOB_TOKENS
+        bar = progress_bar(len(ids), show, large)
+        pooled: list[mx.array] = []
+        try:
+            for batch in plan.batches:
+                out = self.embed_batch([ids[i] for i in batch], task)
+                mx.async_eval(out)
+                if pooled:  # wait for the batch before; keeps one graph in flight
+                    mx.eval(pooled[-1])
+                    if bar is not None:
+                        bar.update(len(pooled[-1]))
+                pooled.append(out)
+            emb = mx.concatenate(pooled)[mx.array(np.argsort(plan.order))]
+            mx.eval(emb)
+            if bar is not None:
+                bar.update(len(pooled[-1]))
+        finally:
+            if bar is not None:
+                bar.close()
+        stats = EncodeStats(
+            plan.real_tokens, plan.padded_tokens, texts=len(ids), batches=len(plan.batches),
+            seconds=time.perf_counter() - start,
+        )  # fmt: skip
+        if plan.padded_tokens > LARGE_JOB_TOKENS:
+            # Give back the large job's buffers: MLX would keep them cached for reuse.
+            mx.clear_cache()
+        return emb, stats
+
+    def finish(
+        self,
+        emb: mx.array,
+        *,
+        truncate_dim: int | None = None,
+        normalize_embeddings: bool = True,
+        precision: str = "float32",
+    ) -> mx.array:
+        """Pooled vectors to output: cut to `truncate_dim`, normalize, then `precision`.
+
+        Raises FloatingPointError when the model produced inf or NaN.
+        """
+        dim = self.check_truncate_dim(truncate_dim)
+        if not mx.all(mx.isfinite(emb)).item():
+            raise FloatingPointError(
+                f"The model produced inf/NaN in {self.model.norm.weight.dtype}; "
+                "load it with dtype='bfloat16' or 'float32'."
+            )
+        emb = emb[:, :dim]
+        if normalize_embeddings:
+            emb = normalize(emb)
+        if precision != "float32":
+            # After the cut and normalization: the int8 ranges assume unit vectors.
+            emb = mx.array(quantize_embeddings(np.array(emb), precision))
+        mx.eval(emb)
+        return emb
+
+
+def progress_bar(total: int | None, show: bool | None, large: bool):
+    """A tqdm bar on stderr counting texts, or None. `show=None` shows it for large jobs
+    on a terminal."""
+    if show is None:
+        show = large and sys.stderr.isatty()
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="Encoding", unit="text", file=sys.stderr)

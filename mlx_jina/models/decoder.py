@@ -1,0 +1,141 @@
+"""The transformer both backbones share: a pre-norm decoder stack with grouped-query
+attention, RoPE and a SwiGLU MLP, returning the final hidden states (no LM head).
+
+Module and attribute names are the checkpoints' own (`self_attn.q_proj`, `mlp.up_proj`,
+`input_layernorm`), so weights load with no renaming. What differs between backbones is
+a `Backbone` (models/__init__.py): causal or bidirectional attention, and whether q and
+k get a per-head RMSNorm before RoPE (Qwen3 does, EuroBERT does not).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from .attention import scaled_dot_product_attention
+from .base import ModelArgs
+
+if TYPE_CHECKING:
+    from . import Backbone
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs, qk_norm: bool):
+        super().__init__()
+        dim, self.head_dim = args.hidden_size, args.head_dim
+        self.n_heads, self.n_kv_heads = args.num_attention_heads, args.num_key_value_heads
+        self.scale = self.head_dim**-0.5
+        self.rope_theta = args.rope_theta
+        self.q_proj = nn.Linear(dim, self.n_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(dim, self.n_kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(dim, self.n_kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(self.n_heads * self.head_dim, dim, bias=False)
+        if qk_norm:
+            self.q_norm = nn.RMSNorm(self.head_dim, eps=args.rms_norm_eps)
+            self.k_norm = nn.RMSNorm(self.head_dim, eps=args.rms_norm_eps)
+
+    def __call__(self, x: mx.array, mask: mx.array | str | None) -> mx.array:
+        B, L, _ = x.shape
+        q = self.q_proj(x).reshape(B, L, self.n_heads, -1)
+        k = self.k_proj(x).reshape(B, L, self.n_kv_heads, -1)
+        v = self.v_proj(x).reshape(B, L, self.n_kv_heads, -1)
+        if "q_norm" in self:  # Qwen3 normalizes q and k per head, before RoPE
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))  # (B, H, L, D)
+        q, k = (
+            mx.fast.rope(t, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=0)
+            for t in (q, k)
+        )
+        # Grouped K/V go in as they are; the kernel shares them across query heads.
+        o = scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
+        return self.o_proj(o.transpose(0, 2, 1, 3).reshape(B, L, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, hidden_dim, bias=False)
+        self.up_proj = nn.Linear(dim, hidden_dim, bias=False)
+        self.down_proj = nn.Linear(hidden_dim, dim, bias=False)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.down_proj(nn.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, args: ModelArgs, qk_norm: bool):
+        super().__init__()
+        self.self_attn = Attention(args, qk_norm)
+        self.mlp = MLP(args.hidden_size, args.intermediate_size)
+        self.input_layernorm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
+        self.post_attention_layernorm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
+
+    def __call__(self, x: mx.array, mask: mx.array | str | None) -> mx.array:
+        h = x + self.self_attn(self.input_layernorm(x), mask)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+class Model(nn.Module):
+    def __init__(self, args: ModelArgs, backbone: Backbone):
+        super().__init__()
+        self.args, self.backbone = args, backbone
+        self.embed_tokens = nn.Embedding(args.vocab_size, args.hidden_size)
+        self.layers = [TransformerBlock(args, backbone.qk_norm) for _ in range(args.num_hidden_layers)]
+        self.norm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
+
+    def __call__(self, inputs: mx.array, lengths: np.ndarray) -> mx.array:
+        """Hidden states (B, L, D) for right-padded token ids (B, L); `lengths` (B,), on
+        the host, counts each row's real tokens."""
+        h = self.embed_tokens(inputs)
+        mask = self.attention_mask(inputs.shape[1], lengths)
+        for layer in self.layers:
+            h = layer(h, mask)
+        return self.norm(h)
+
+    def attention_mask(self, L: int, lengths: np.ndarray) -> mx.array | str | None:
+        if self.backbone.causal:
+            # Right padding comes after every real token, so the fused "causal" mask is
+            # exact for the real ones; one token needs none.
+            return "causal" if L > 1 else None
+        if lengths.min() == L:
+            return None  # no padding in this batch
+        keys = np.arange(L)[None] < lengths[:, None]  # every query sees the real keys
+        return mx.array(keys)[:, None, None, :]
+
+    def pool(self, h: mx.array, lengths: mx.array) -> mx.array:
+        """The embedding of each row, as the backbone pools it."""
+        return POOLING[self.backbone.pooling](h, lengths)
+
+
+def last_token_pool(h: mx.array, lengths: mx.array) -> mx.array:
+    """Hidden state of each row's last real token, for right-padded rows."""
+    return h[mx.arange(h.shape[0]), lengths - 1]
+
+
+POOLING = {"last": last_token_pool}
+
+
+def weight_shapes(args: ModelArgs, backbone: Backbone) -> dict[str, tuple[int, ...]]:
+    """Every tensor a checkpoint must hold, by module path: checked before building."""
+    D, F, hd = args.hidden_size, args.intermediate_size, args.head_dim
+    q, kv = args.num_attention_heads * hd, args.num_key_value_heads * hd
+    layer = {
+        "self_attn.q_proj.weight": (q, D),
+        "self_attn.k_proj.weight": (kv, D),
+        "self_attn.v_proj.weight": (kv, D),
+        "self_attn.o_proj.weight": (D, q),
+        "mlp.gate_proj.weight": (F, D),
+        "mlp.up_proj.weight": (F, D),
+        "mlp.down_proj.weight": (D, F),
+        "input_layernorm.weight": (D,),
+        "post_attention_layernorm.weight": (D,),
+    }
+    if backbone.qk_norm:
+        layer |= {"self_attn.q_norm.weight": (hd,), "self_attn.k_norm.weight": (hd,)}
+    shapes = {"embed_tokens.weight": (args.vocab_size, D), "norm.weight": (D,)}
+    for i in range(args.num_hidden_layers):
+        shapes.update({f"layers.{i}.{k}": v for k, v in layer.items()})
+    return shapes

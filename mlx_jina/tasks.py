@@ -40,3 +40,23 @@ def task_prompts(prompts: dict[str, str], task: str | None) -> dict[str, str]:
         document = prompts.get("document", DEFAULT_PROMPTS["document"])
         return {name: document for name in prompts}
     return dict(prompts)
+
+# Every name a `task` setting takes, in Python, the CLI and the server alike: the adapter
+# names, and Jina's API names (which also pick the prompt).
+TASK_NAMES = TASKS + tuple(name for name in API_TASKS if name not in TASKS)
+
+
+def parse_task(name: str) -> tuple[str, str | None]:
+    """An adapter name or a Jina API task name -> (adapter, prompt name).
+
+    The prompt name is None for a bare adapter name: the caller's prompt rule applies
+    (for "retrieval", documents unless told otherwise).
+    """
+    if name in TASKS:
+        return name, None
+    if name in API_TASKS:
+        return API_TASKS[name]
+    raise ValueError(
+        f"Unknown task {name!r}. Use an adapter name ({', '.join(TASKS)}) or a Jina API "
+        f"task name ({', '.join(n for n in TASK_NAMES if n not in TASKS)})."
+    )

@@ -1,0 +1,11 @@
+"""Resumable, sharded embedding of corpora too large to hold in memory.
+
+    reader.py    the input as a stream of checked texts, and its identity
+    manifest.py  the job folder: its file names, the manifest, the lock
+    settings.py  what decides the vectors, and the check that a folder holds this job
+    shards.py    shard files written, verified and joined into one embedding file
+    job.py       embed_corpus(): the scheduler, the shard function, progress, summary
+    cli.py       the `mlx-jina embed --out-dir` options and handler
+
+Nothing is imported here, so the CLI can name these modules without loading MLX.
+"""

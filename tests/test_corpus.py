@@ -1,0 +1,313 @@
+"""Resumable sharded corpus jobs (mlx_jina/corpus/): embed_corpus, load_embeddings(DIR).
+
+Every finished job is compared with the independent reference, `encode` of the whole
+corpus in one call: same row count and order, cosine >= 0.99999 per row. The kill tests
+run the job in a subprocess that SIGKILLs itself at a chosen step (the job's test hook
+MLX_JINA_CORPUS_KILL_AT=EVENT:N), then resume it here.
+
+Run: python -m pytest tests/test_corpus.py -q
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mlx_jina
+
+TASK = "retrieval"  # the task the `qwen` fixture is loaded for
+SHARD = 3
+TEXTS = [f"text {i}: " + "word " * (i % 5) + "end" for i in range(10)]  # 4 shards: 3+3+3+1
+KILL_SCRIPT = (
+    "import sys, mlx_jina\n"
+    "mlx_jina.embed_corpus(sys.argv[1], sys.argv[2], sys.argv[3], shard_size=int(sys.argv[4]),"
+    " task=sys.argv[5])\n"
+)
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    return path
+
+
+def assert_matches_reference(out: Path, model, texts, **encode_kwargs) -> np.ndarray:
+    """The job's rows equal `encode` of the whole corpus: count, order, cosine."""
+    loaded = mlx_jina.load_embeddings(out)
+    reference = model.encode(list(texts), **encode_kwargs)
+    assert loaded.embeddings.shape == reference.shape
+    cosine = np.sum(np.asarray(loaded.embeddings) * reference, axis=1)
+    assert cosine.min() >= 0.99999, cosine
+    return loaded.embeddings
+
+
+def job_files(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir())
+
+
+# Kill point -> shards the resumed run must still embed (of 4; shard 1 is where it dies).
+KILLS = {
+    "shard-embedded:1": 3,  # vectors in memory only: shard 1 is redone
+    "shard-written:1": 3,  # file in place, not listed: never trusted, redone
+    "shard-recorded:1": 2,  # listed: kept
+    "final-appended:1": 0,  # joining: the half-appended result is cut back
+    "final-recorded:2": 0,  # joined shard 2 still on disk: deleted, not appended twice
+    "final-renamed:0": 0,  # result in place, manifest not yet complete
+}
+
+
+@pytest.mark.parametrize("point", list(KILLS))
+def test_sigkill_at_any_step_then_resume(point, qwen, tiny_qwen_base, corpus, tmp_path):
+    out = tmp_path / "job"
+    argv = [sys.executable, "-c", KILL_SCRIPT, str(tiny_qwen_base), str(corpus), str(out),
+            str(SHARD), TASK]  # fmt: skip
+    env = os.environ | {"MLX_JINA_CORPUS_KILL_AT": point}
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    with pytest.raises(ValueError, match="not finished"):
+        mlx_jina.load_embeddings(out)
+    result = mlx_jina.embed_corpus(qwen, corpus, out)
+    assert result.embedded_shards == KILLS[point]
+    assert result.embedded_texts == sum(len(TEXTS[i * SHARD:(i + 1) * SHARD])
+                                        for i in range(4 - KILLS[point], 4))  # fmt: skip
+    assert (result.rows, result.shards) == (len(TEXTS), 4)
+    assert_matches_reference(out, qwen, TEXTS)
+    assert job_files(out) == ["embeddings.safetensors", "manifest.json"]
+    again = mlx_jina.embed_corpus(qwen, corpus, out)  # finished: nothing is redone
+    assert (again.embedded_shards, again.embedded_texts) == (0, 0)
+
+
+# Dies in the middle of writing shard 1's file: the test patches the store's tensor
+# writer (in the child only) to write half its bytes, flush them and SIGKILL itself.
+MID_WRITE_SCRIPT = """
+import io, os, signal, sys
+import mlx_jina.retrieval.store as store
+real, calls = store.write_tensors, []
+def half_then_die(f, header, tensors):
+    calls.append(1)
+    if len(calls) < 2:
+        return real(f, header, tensors)
+    buffer = io.BytesIO()
+    real(buffer, header, tensors)
+    f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    f.flush()
+    os.fsync(f.fileno())
+    os.kill(os.getpid(), signal.SIGKILL)
+store.write_tensors = half_then_die
+import mlx_jina
+mlx_jina.embed_corpus(sys.argv[1], sys.argv[2], sys.argv[3], shard_size=int(sys.argv[4]),
+                      task=sys.argv[5])
+"""
+
+
+def test_sigkill_inside_a_shard_write_then_resume(qwen, tiny_qwen_base, corpus, tmp_path):
+    """Issue 12: killed with half of shard 1's file on disk (a temp file beside it), the
+    rerun deletes the leftover, embeds shards 1-3 again and ends equal to `encode`."""
+    out = tmp_path / "job"
+    argv = [sys.executable, "-c", MID_WRITE_SCRIPT, str(tiny_qwen_base), str(corpus), str(out),
+            str(SHARD), TASK]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    leftovers = [n for n in job_files(out) if n.endswith(".tmp")]
+    assert len(leftovers) == 1 and (out / leftovers[0]).stat().st_size > 0, job_files(out)
+    result = mlx_jina.embed_corpus(qwen, corpus, out)
+    assert (result.embedded_shards, result.rows) == (3, len(TEXTS))
+    assert_matches_reference(out, qwen, TEXTS)
+    assert job_files(out) == ["embeddings.safetensors", "manifest.json"]
+
+
+def test_leftovers_of_a_killed_write_are_not_trusted(qwen, corpus, tmp_path):
+    """A temp file of a killed write, an unlisted shard file and a listed shard whose bytes
+    changed: the first two are deleted, the third is embedded again."""
+    out = tmp_path / "job"
+    mlx_jina.embed_corpus(qwen, TEXTS[:6], out, shard_size=SHARD)  # a list: resumable
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["complete"], manifest["final"] = False, None  # as if killed before joining
+    (out / "embeddings.safetensors").unlink()
+    shard0 = out / "shard-000000.safetensors"
+    mlx_jina.save_embeddings(shard0, qwen.encode(TEXTS[:3]), mlx_jina.fingerprint(qwen))
+    mlx_jina.save_embeddings(out / "shard-000001.safetensors", qwen.encode(TEXTS[3:6]),
+                             mlx_jina.fingerprint(qwen))  # fmt: skip
+    manifest["shards"] = {"0": {"file": shard0.name, "rows": 3, "tokens": 1,
+                                "bytes": shard0.stat().st_size, "sha256": "0" * 64}}  # fmt: skip
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / ".shard-000002.safetensors.0badc0de.tmp").write_bytes(b"half a shard")
+    (out / "notes.txt").write_text("not the job's")
+    result = mlx_jina.embed_corpus(qwen, TEXTS[:6], out)
+    assert result.embedded_shards == 2  # shard 0 (wrong sha256) and shard 1 (unlisted)
+    assert_matches_reference(out, qwen, TEXTS[:6])
+    assert job_files(out) == ["embeddings.safetensors", "manifest.json", "notes.txt"]
+
+
+@pytest.mark.parametrize("change, named", [
+    (dict(task="clustering"), "setting task 'clustering'"),
+    (dict(truncate_dim=32), "setting dims 32"),
+    (dict(precision="int8"), "setting precision 'int8'"),
+    (dict(prompt_name="query"), "setting prompt 'Query: '"),
+    (dict(shard_size=4), "shard_size 4"),
+])  # fmt: skip
+def test_another_setting_is_refused_naming_it(change, named, qwen, qwen_for, corpus, tmp_path):
+    out = tmp_path / "job"
+    mlx_jina.embed_corpus(qwen, corpus, out, shard_size=SHARD)
+    model = qwen_for(change.pop("task")) if "task" in change else qwen
+    with pytest.raises(ValueError, match="holds another embed job") as err:
+        mlx_jina.embed_corpus(model, corpus, out, **change)
+    assert named in str(err.value)
+    # force=True starts over, deleting only the job's files
+    (out / "notes.txt").write_text("mine")
+    result = mlx_jina.embed_corpus(model, corpus, out, force=True, **change)
+    assert result.embedded_texts == len(TEXTS) and (out / "notes.txt").read_text() == "mine"
+    if "shard_size" not in change:
+        assert_matches_reference(out, model, TEXTS, **change)
+
+
+def test_another_model_is_refused(qwen, nano, corpus, tmp_path):
+    out = tmp_path / "job"
+    mlx_jina.embed_corpus(qwen, corpus, out, shard_size=SHARD)
+    with pytest.raises(ValueError) as err:
+        mlx_jina.embed_corpus(nano, corpus, out)
+    assert f"model {nano.source!r} (the job in the folder has {qwen.source!r})" in str(err.value)
+
+
+def test_an_edited_input_is_refused(qwen, corpus, tmp_path):
+    out = tmp_path / "job"
+    mlx_jina.embed_corpus(qwen, corpus, out, shard_size=SHARD)
+    corpus.write_text(corpus.read_text() + "one more line\n")
+    with pytest.raises(ValueError) as err:
+        mlx_jina.embed_corpus(qwen, corpus, out)
+    message = str(err.value)
+    assert "input content" in message and f"input texts {len(TEXTS) + 1}" in message
+
+
+def test_stdin_runs_but_refuses_to_resume(qwen, tmp_path, monkeypatch):
+    out = tmp_path / "job"
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(TEXTS)))
+    result = mlx_jina.embed_corpus(qwen, "-", out, shard_size=SHARD)
+    assert result.rows == len(TEXTS)
+    assert_matches_reference(out, qwen, TEXTS)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(TEXTS)))
+    with pytest.raises(ValueError, match="stdin can't be resumed"):
+        mlx_jina.embed_corpus(qwen, "-", out)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (b"   ", r"line 7 of .*corpus.txt holds only whitespace"),
+    (b"caf\xe9", r"line 7 of .*corpus.txt is not UTF-8"),
+])  # fmt: skip
+def test_a_bad_line_is_refused_before_any_work(bad, message, corpus, tmp_path):
+    lines = corpus.read_bytes().splitlines()
+    corpus.write_bytes(b"\n".join(lines[:6] + [bad] + lines[6:]) + b"\n")
+    out = tmp_path / "job"
+    # No model is loaded (this one does not exist) and no folder made: the check comes first.
+    with pytest.raises(ValueError, match=message):
+        mlx_jina.embed_corpus(tmp_path / "no-such-model", corpus, out)
+    assert not out.exists()
+
+
+def test_jsonl_with_a_named_field(qwen, tmp_path):
+    path = tmp_path / "docs.jsonl"
+    rows = [json.dumps({"id": i, "body": t}) for i, t in enumerate(TEXTS)]
+    path.write_text("\n".join(rows[:4] + [""] + rows[4:]) + "\n")  # a blank line is skipped
+    out = tmp_path / "job"
+    with pytest.raises(ValueError, match="line 1 of .* has no 'text' field"):
+        mlx_jina.embed_corpus(qwen, path, out)
+    mlx_jina.embed_corpus(qwen, path, out, text_field="body", shard_size=4)
+    assert_matches_reference(out, qwen, TEXTS)
+
+
+def test_result_is_memory_mapped_and_searchable(qwen, corpus, tmp_path):
+    out = tmp_path / "job"
+    mlx_jina.embed_corpus(qwen, corpus, out, shard_size=SHARD, precision="int8")
+    loaded = mlx_jina.load_embeddings(out, mlx_jina.fingerprint(qwen, precision="int8"))
+    assert isinstance(loaded.embeddings, np.memmap) and not loaded.embeddings.flags.owndata
+    assert loaded.embeddings.dtype == np.int8
+    reference = qwen.encode(TEXTS, precision="int8")
+    assert np.abs(loaded.embeddings.astype(int) - reference).max() <= 1  # rounding at .5
+    queries = qwen.encode_query(["text 3", "word end"])
+    mapped = mlx_jina.semantic_search(queries, loaded.embeddings, top_k=3)
+    in_memory = mlx_jina.semantic_search(queries, np.array(loaded.embeddings), top_k=3)
+    assert mapped == in_memory
+
+
+def test_a_damaged_result_is_refused(qwen, corpus, tmp_path):
+    """The mapped result is checked like any embedding file: a NaN row is refused."""
+    out = tmp_path / "job"
+    mlx_jina.embed_corpus(qwen, corpus, out, shard_size=SHARD)
+    final = out / "embeddings.safetensors"
+    data = bytearray(final.read_bytes())
+    data[-4:] = np.array([np.nan], dtype="<f4").tobytes()  # the last row's last value
+    final.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="1 of 10 rows hold NaN"):
+        mlx_jina.load_embeddings(out)
+
+
+def test_a_generator_streams_and_an_unfinished_job_does_not_load(qwen, tmp_path):
+    out = tmp_path / "job"
+    result = mlx_jina.embed_corpus(qwen, (t for t in TEXTS), out, shard_size=4)
+    assert (result.rows, result.shards) == (len(TEXTS), 3)
+    assert_matches_reference(out, qwen, TEXTS)
+    unfinished = tmp_path / "other"
+    unfinished.mkdir()
+    (unfinished / "shard-000000.safetensors").write_bytes(b"x")
+    with pytest.raises(ValueError, match="without manifest.json"):
+        mlx_jina.load_embeddings(unfinished)
+    with pytest.raises(ValueError, match="holds embed-job files but no manifest"):
+        mlx_jina.embed_corpus(qwen, TEXTS, unfinished)
+
+
+def test_cli_handler_runs_the_job_and_prints_a_summary(qwen, tiny_qwen_base, corpus, tmp_path, capsys):
+    """run_corpus takes `mlx-jina embed`'s namespace plus add_corpus_options' flags."""
+    import argparse
+
+    from mlx_jina.cli import build_parser
+    from mlx_jina.corpus.cli import add_corpus_options, run_corpus
+
+    out = tmp_path / "job"
+    args = build_parser().parse_args(["embed", "-m", str(tiny_qwen_base), "--task", TASK,
+                                      "-i", str(corpus)])  # fmt: skip
+    flags = add_corpus_options(argparse.ArgumentParser()).parse_args(
+        ["--out-dir", str(out), "--shard-size", "4"]
+    )
+    run_corpus(argparse.Namespace(**vars(args) | vars(flags)))
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert summary.startswith(f"Embedded {len(TEXTS)} texts (") and "3 of 3 shards" in summary
+    assert_matches_reference(out, qwen, TEXTS)
+
+
+def test_an_input_edited_during_the_run_is_never_recorded(qwen, corpus, tmp_path, monkeypatch):
+    """The neighbour of the edited-input refusal: a file edited while the job reads it.
+    Before: the job went on and joined shards of two different files. Now the shard
+    read after the edit is not listed, the run stops naming the cause, the rerun is
+    refused (the input differs) and force=True gives `encode` of the new file."""
+    from mlx_jina.corpus.shards import ShardStore
+
+    real_write = ShardStore.write
+
+    def write_then_edit(self, index, vectors):
+        entry = real_write(self, index, vectors)
+        if index == 1:
+            time.sleep(0.01)  # a new mtime on coarse clocks
+            corpus.write_text("\n".join(TEXTS[::-1]) + "\n", encoding="utf-8")
+        return entry
+
+    monkeypatch.setattr(ShardStore, "write", write_then_edit)
+    out = tmp_path / "job"
+    with pytest.raises(ValueError, match="changed while it was being embedded"):
+        mlx_jina.embed_corpus(qwen, corpus, out, shard_size=SHARD)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["shards"]) == ["0"]
+    monkeypatch.setattr(ShardStore, "write", real_write)
+    with pytest.raises(ValueError, match="input"):
+        mlx_jina.embed_corpus(qwen, corpus, out)
+    mlx_jina.embed_corpus(qwen, corpus, out, force=True)
+    assert_matches_reference(out, qwen, TEXTS[::-1])

@@ -7,6 +7,7 @@ Prints one line per text: the label, its cosine score, the text.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +24,42 @@ EXAMPLES = [
 ]
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("texts", nargs="*", default=["The battery died after two days.",
-                                                 "Fast shipping, works great"])
+parser.add_argument("texts", nargs="*", help="texts to label (default: two samples)",
+                    default=["The battery died after two days.", "Fast shipping, works great"])
 parser.add_argument("--train", type=Path, help="labeled examples, one 'label<TAB>text' a line")
-parser.add_argument("--model", default="jinaai/jina-embeddings-v5-text-small")
+parser.add_argument("--model", default="jinaai/jina-embeddings-v5-text-small",
+                    help="folder or Hub repo holding the classification adapter")
 args = parser.parse_args()
+
+
+def load_model(model: str, task: str) -> mlx_jina.Embedder:
+    """`model` for `task`, or exit with one line: a merged per-task folder holds only its
+    own task, and the error names it; a base repo or a unified -mlx folder holds them all."""
+    try:
+        return mlx_jina.load(model, task=task)
+    except (ValueError, OSError) as e:
+        hint = "" if "task" not in str(e) else (
+            f" This script needs the {task} adapter: pass --model a base repo or a unified "
+            f"-mlx folder (they hold every adapter), or a {task} model.")
+        sys.exit(f"{Path(sys.argv[0]).name}: error: {' '.join(f'{e}{hint}'.split())}")
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file, or exit with one line."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        sys.exit(f"{Path(sys.argv[0]).name}: error: can't read {path}: {e}")
+
 
 examples = EXAMPLES
 if args.train:
-    lines = [line.split("\t", 1) for line in args.train.read_text().splitlines() if line.strip()]
+    lines = [line.split("\t", 1) for line in read_lines(args.train) if line.strip()]
     if bad := [i + 1 for i, parts in enumerate(lines) if len(parts) != 2]:
         parser.error(f"{args.train} line {bad[0]} is not 'label<TAB>text'.")
     examples = [(label.strip(), text) for label, text in lines]
 
-model = mlx_jina.load(args.model, task="classification")
+model = load_model(args.model, "classification")
 labels = sorted({label for label, _ in examples})
 train = model.encode([text for _, text in examples])
 # One centroid per label: the normalized mean of its examples.

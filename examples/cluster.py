@@ -7,6 +7,7 @@ Prints each cluster with its texts, closest to the centre first.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,18 +25,40 @@ SAMPLES = [
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--k", type=int, default=3, help="number of clusters")
 parser.add_argument("--input", type=Path, help="text file, one text a line")
-parser.add_argument("--model", default="jinaai/jina-embeddings-v5-text-small")
-parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--iterations", type=int, default=50)
+parser.add_argument("--model", default="jinaai/jina-embeddings-v5-text-small",
+                    help="folder or Hub repo holding the clustering adapter")
+parser.add_argument("--seed", type=int, default=0, help="random seed of the k-means++ start")
+parser.add_argument("--iterations", type=int, default=50, help="most k-means rounds")
 args = parser.parse_args()
+
+
+def load_model(model: str, task: str) -> mlx_jina.Embedder:
+    """`model` for `task`, or exit with one line: a merged per-task folder holds only its
+    own task, and the error names it; a base repo or a unified -mlx folder holds them all."""
+    try:
+        return mlx_jina.load(model, task=task)
+    except (ValueError, OSError) as e:
+        hint = "" if "task" not in str(e) else (
+            f" This script needs the {task} adapter: pass --model a base repo or a unified "
+            f"-mlx folder (they hold every adapter), or a {task} model.")
+        sys.exit(f"{Path(sys.argv[0]).name}: error: {' '.join(f'{e}{hint}'.split())}")
+
+
+def read_lines(path: Path) -> list[str]:
+    """The non-blank lines of a UTF-8 text file, stripped, or exit with one line."""
+    try:
+        return [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        sys.exit(f"{Path(sys.argv[0]).name}: error: can't read {path}: {e}")
+
 
 texts = SAMPLES
 if args.input:
-    texts = [line.strip() for line in args.input.read_text().splitlines() if line.strip()]
+    texts = read_lines(args.input)
 if not 1 <= args.k <= len(texts):
     parser.error(f"--k {args.k} must be from 1 to the number of texts ({len(texts)}).")
 
-model = mlx_jina.load(args.model, task="clustering")
+model = load_model(args.model, "clustering")
 x = model.encode(texts)  # unit rows, so cosine = dot product
 rng = np.random.default_rng(args.seed)
 

@@ -8,6 +8,7 @@ the full-size top-k results the smaller vectors still find.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,17 +32,38 @@ QUERIES = ["Which planet is known as the Red Planet?", "What produces energy in 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--corpus", type=Path, help="text file, one document a line")
 parser.add_argument("--queries", type=Path, help="text file, one query a line")
-parser.add_argument("--top-k", type=int, default=3)
-parser.add_argument("--model", default="jinaai/jina-embeddings-v5-text-small")
+parser.add_argument("--top-k", type=int, default=3, help="results compared per query")
+parser.add_argument("--model", default="jinaai/jina-embeddings-v5-text-small",
+                    help="folder or Hub repo holding the retrieval adapter")
 args = parser.parse_args()
 
 
+def load_model(model: str, task: str) -> mlx_jina.Embedder:
+    """`model` for `task`, or exit with one line: a merged per-task folder holds only its
+    own task, and the error names it; a base repo or a unified -mlx folder holds them all."""
+    try:
+        return mlx_jina.load(model, task=task)
+    except (ValueError, OSError) as e:
+        hint = "" if "task" not in str(e) else (
+            f" This script needs the {task} adapter: pass --model a base repo or a unified "
+            f"-mlx folder (they hold every adapter), or a {task} model.")
+        sys.exit(f"{Path(sys.argv[0]).name}: error: {' '.join(f'{e}{hint}'.split())}")
+
+
+def read_lines(path: Path) -> list[str]:
+    """The non-blank lines of a UTF-8 text file, stripped, or exit with one line."""
+    try:
+        return [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        sys.exit(f"{Path(sys.argv[0]).name}: error: can't read {path}: {e}")
+
+
 def lines(path: Path | None, default: list[str]) -> list[str]:
-    return [t.strip() for t in path.read_text().splitlines() if t.strip()] if path else default
+    return read_lines(path) if path else default
 
 
 corpus, queries = lines(args.corpus, CORPUS), lines(args.queries, QUERIES)
-model = mlx_jina.load(args.model, task="retrieval")
+model = load_model(args.model, "retrieval")
 docs, qs = model.encode_document(corpus), model.encode_query(queries)
 full = [[h["corpus_id"] for h in hits] for hits in mlx_jina.semantic_search(qs, docs, args.top_k)]
 

@@ -5,15 +5,32 @@ python examples/quickstart.py --model ./my-folder  # any local folder in a suppo
 """
 
 import argparse
+import sys
+from pathlib import Path
 
 import mlx_jina
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--model", default="jinaai/jina-embeddings-v5-text-small")
-parser.add_argument("--task", default="retrieval")
+parser.add_argument("--model", default="jinaai/jina-embeddings-v5-text-small",
+                    help="folder or Hub repo, in any supported layout")
+parser.add_argument("--task", default="retrieval", choices=mlx_jina.TASKS,
+                    help="adapter to use (default: retrieval)")
 args = parser.parse_args()
 
-model = mlx_jina.load(args.model, task=args.task)
+
+def load_model(model: str, task: str) -> mlx_jina.Embedder:
+    """`model` for `task`, or exit with one line: a merged per-task folder holds only its
+    own task, and the error names it; a base repo or a unified -mlx folder holds them all."""
+    try:
+        return mlx_jina.load(model, task=task)
+    except (ValueError, OSError) as e:
+        hint = "" if "task" not in str(e) else (
+            f" This script needs the {task} adapter: pass --model a base repo or a unified "
+            f"-mlx folder (they hold every adapter), or a {task} model.")
+        sys.exit(f"{Path(sys.argv[0]).name}: error: {' '.join(f'{e}{hint}'.split())}")
+
+
+model = load_model(args.model, args.task)
 query = model.encode_query("Which planet is known as the Red Planet?")
 documents = model.encode_document(
     [

@@ -10,6 +10,7 @@ re-embed only new or changed files. Then each query prints its best passages.
 import argparse
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +22,30 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("queries", nargs="*", help="questions to answer from the documents")
 parser.add_argument("--docs", type=Path, required=True, help="folder of .txt / .md files")
 parser.add_argument("--index", type=Path, help="index folder (default: DOCS/.mlx_jina_index)")
-parser.add_argument("--model", default="jinaai/jina-embeddings-v5-text-small")
-parser.add_argument("--chunk-tokens", type=int, default=512)
+parser.add_argument("--model", default="jinaai/jina-embeddings-v5-text-small",
+                    help="folder or Hub repo holding the retrieval adapter")
+parser.add_argument("--chunk-tokens", type=int, default=512, help="tokens per chunk (default: 512)")
 parser.add_argument("--overlap", type=int, default=64, help="tokens shared by neighbouring chunks")
-parser.add_argument("--truncate-dim", type=int, help="Matryoshka size (default: full)")
-parser.add_argument("--top-k", type=int, default=5)
+parser.add_argument("--truncate-dim", "--dims", dest="truncate_dim", type=int,
+                    help="Matryoshka size (default: full)")
+parser.add_argument("--top-k", type=int, default=5, help="passages per query")
 parser.add_argument("--rescore-multiplier", type=int, default=4,
                     help="rescore the best top-k x this binary hits with the int8 vectors")
 args = parser.parse_args()
 if not 0 <= args.overlap < args.chunk_tokens:
     parser.error(f"--overlap {args.overlap} must be at least 0 and below --chunk-tokens.")
+
+
+def load_model(model: str, task: str) -> mlx_jina.Embedder:
+    """`model` for `task`, or exit with one line: a merged per-task folder holds only its
+    own task, and the error names it; a base repo or a unified -mlx folder holds them all."""
+    try:
+        return mlx_jina.load(model, task=task)
+    except (ValueError, OSError) as e:
+        hint = "" if "task" not in str(e) else (
+            f" This script needs the {task} adapter: pass --model a base repo or a unified "
+            f"-mlx folder (they hold every adapter), or a {task} model.")
+        sys.exit(f"{Path(sys.argv[0]).name}: error: {' '.join(f'{e}{hint}'.split())}")
 
 index = args.index or args.docs / ".mlx_jina_index"
 # The index is replaced as a whole when written, so that its three files always agree:
@@ -41,7 +56,7 @@ if foreign:
     parser.error(f"--index {index} holds other files ({', '.join(foreign[:5])}); "
                  "pass an empty or new folder.")
 
-model = mlx_jina.load(args.model, task="retrieval")
+model = load_model(args.model, "retrieval")
 # Leave room in the model's context for the "Document: " prompt and special tokens.
 chunk_tokens = min(args.chunk_tokens, model.max_length - 32)
 settings = {"chunk_tokens": chunk_tokens, "overlap": args.overlap}

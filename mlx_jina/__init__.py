@@ -21,15 +21,17 @@ _EXPORTS = {
     "load_embeddings": "retrieval.store",
     "save_embeddings": "retrieval.store",
     "TASKS": "tasks",
+    "embed_corpus": "corpus.job",
 }
 __all__ = [
-    "Embedder", "Fingerprint", "TASKS", "__version__", "convert", "fingerprint", "load",
-    "load_embeddings", "quantize_embeddings", "save_embeddings", "semantic_search",
+    "Embedder", "Fingerprint", "TASKS", "__version__", "convert", "embed_corpus", "fingerprint",
+    "load", "load_embeddings", "quantize_embeddings", "save_embeddings", "semantic_search",
 ]  # fmt: skip
 
 if TYPE_CHECKING:  # what type checkers and editors see
     from .checkpoint.loader import load
     from .conversion.pipeline import convert
+    from .corpus.job import embed_corpus
     from .encoding.embedder import Embedder
     from .retrieval.precision import quantize_embeddings
     from .retrieval.search import semantic_search

@@ -7,11 +7,16 @@ never import MLX. User errors exit with code 2 and one line.
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
+from . import __version__
 from .checkpoint import WEIGHT_DTYPES
-from .tasks import MIN_DIM, TASKS
+from .corpus.cli import add_corpus_options, run_corpus
+from .tasks import DEFAULT_PROMPT_NAME, MIN_DIM, TASK_NAMES, TASKS
+
+API_ONLY = [name for name in TASK_NAMES if name not in TASKS]  # the names that pick a prompt
 
 
 class Parser(argparse.ArgumentParser):
@@ -75,10 +80,12 @@ EMBED_OPTIONS = [
     (("-i", "--input"), dict(metavar="FILE", help="one text per line ('-' reads stdin); a "
                              '.jsonl file holds one JSON string or {"text": ...} object per line')),
     (("--jsonl",), dict(action="store_true", help="read the input as JSON lines")),
-    (("--task",), dict(choices=TASKS, help="adapter to use (needed for base repos)")),
+    (("--task",), dict(choices=TASK_NAMES, metavar="TASK",
+                       help=f"adapter to use (needed for base repos): {', '.join(TASKS)}; or "
+                       f"a Jina API name, which also picks the prompt: {', '.join(API_ONLY)}")),
     (("--prompt-name",), dict(choices=("query", "document"),
                               help="prompt to add (default: document)")),
-    (("--dims",), dict(dest="truncate_dim", type=positive_int, metavar="N",
+    (("--dims", "--truncate-dim"), dict(dest="truncate_dim", type=positive_int, metavar="N",
                        help=f"Matryoshka size (encode's truncate_dim), {MIN_DIM} up to the "
                        "model's dimension")),
     (("--precision",), dict(default="float32",
@@ -91,12 +98,15 @@ EMBED_OPTIONS = [
                                        help="tokenize special-token strings in the text (e.g. "
                                        "<|endoftext|>) as plain text; safer for untrusted text, "
                                        "differs from transformers")),
-    (("-o", "--output"), dict(metavar="FILE.npy", help="save one .npy array instead")),
+    (("-o", "--output"), dict(metavar="FILE", help="write the vectors to FILE instead of "
+                              "stdout; its extension picks the format: .npy (one array), .json "
+                              "(an array of arrays) or .jsonl (one array per line)")),
 ]  # fmt: skip
 # The defaults are those of mlx_jina.server.Limits (a test keeps them equal).
 SERVE_OPTIONS = [
-    (("--task",), dict(choices=TASKS, help="adapter to load; with --multitask, the default "
-                       "for requests without one")),
+    (("--task",), dict(choices=TASK_NAMES, metavar="TASK",
+                       help="adapter to load (a Jina API task name names "
+                       "its adapter); with --multitask, the default for requests without one")),
     (("--multitask",), dict(action="store_true", help="serve every adapter the model has")),
     (("--host",), dict(default="127.0.0.1", help="address to bind (default: 127.0.0.1)")),
     (("--port",), dict(type=int, default=8080, help="port to bind (default: 8080)")),
@@ -135,6 +145,9 @@ SERVE_OPTIONS = [
                                        help="default for requests: tokenize special-token "
                                        "strings in the input as plain text (a request's "
                                        '"split_special_tokens" wins)')),
+    (("--accept-token-ids",), dict(action="store_true",
+                                   help="embed token-id inputs as this model's ids; off by "
+                                   "default, since OpenAI clients send tiktoken ids")),
     (("--log-level",), dict(default="info", choices=("critical", "error", "warning", "info",
                                                      "debug"),
                             help="uvicorn's log level (default: info)")),
@@ -153,7 +166,10 @@ def add_options(p: argparse.ArgumentParser, *tables: list) -> argparse.ArgumentP
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="mlx-jina", description="Run Jina's jina-embeddings-v5-text models with MLX.")
-    subs = parser.add_subparsers(dest="command", metavar="{embed,convert,serve,info}")
+    parser.add_argument("--version", action="version", version=f"mlx-jina {__version__}",
+                        help="print the version and exit")
+    subs = parser.add_subparsers(dest="command", metavar="{embed,convert,serve,info}",
+                                 help="what to do; mlx-jina COMMAND --help tells more")
     subs.required = True
     commands = [
         ("embed", "embed texts; one JSON array per input on stdout", run_embed,
@@ -166,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text, handler, tables in commands:
         p = add_options(subs.add_parser(name, help=help_text), *tables)
         p.set_defaults(handler=handler, parser=p)
+        if name == "embed":
+            add_corpus_options(p)
     # Parsed by the converter itself; listed here for --help.
     subs.add_parser("convert", help="convert and quantize a model to an MLX folder", add_help=False)
     return parser
@@ -178,22 +196,35 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
-    except (ValueError, FileNotFoundError) as e:
-        args.parser.error(one_line(e))
+    except (ValueError, OSError) as e:  # OSError: e.g. -o in a folder we can't write to
+        args.parser.error(cli_words(one_line(e)))
+
+
+def cli_words(message: str) -> str:
+    """The Python API's `task=...` as the flag the command line takes: `--task ...`."""
+    message = re.sub(r"(?<![\w.-])task=(?=[\s.,;:)]|$)", "--task", message)
+    return re.sub(r"(?<![\w.-])task=", "--task ", message)
 
 
 def run_embed(args: argparse.Namespace) -> None:
-    from . import load
-    from .encoding.textio import format_rows, read_texts, save_array
+    from .encoding.textio import format_rows, output_format, read_texts, save_rows
 
-    if args.output and args.input not in (None, "-"):
-        if Path(args.output).resolve() == Path(args.input).resolve():
+    if args.out_dir:  # a corpus job: streamed, sharded, resumable
+        args.task, args.prompt_name = task_and_prompt(args.task, args.prompt_name)
+        return run_corpus(args)
+    if args.output:
+        reads = Path(args.input).resolve() if args.input not in (None, "-") else None
+        if Path(args.output).resolve() == reads:
             raise ValueError(f"-o {args.output} is the input file; write to another file")
+        output_format(args.output)
+    task, prompt_name = task_and_prompt(args.task, args.prompt_name)
     texts = read_texts(args.texts, args.input, args.jsonl)
-    model = load(args.model, task=args.task, bits=args.bits, dtype=args.dtype, revision=args.revision)
+    from . import load
+
+    model = load(args.model, task=task, bits=args.bits, dtype=args.dtype, revision=args.revision)
     emb = model.encode(
         texts,
-        prompt_name=args.prompt_name,
+        prompt_name=prompt_name,
         truncate_dim=args.truncate_dim,
         precision=args.precision,
         batch_size=args.batch_size,
@@ -201,10 +232,27 @@ def run_embed(args: argparse.Namespace) -> None:
         split_special_tokens=args.split_special_tokens,
     )
     if args.output:
-        save_array(Path(args.output), emb)
-        print(f"[INFO] Saved {emb.shape[0]} x {emb.shape[1]} {emb.dtype} to {args.output}", file=sys.stderr)
+        what = save_rows(Path(args.output), emb)
+        print(f"[INFO] Saved {emb.shape[0]} x {emb.shape[1]} {emb.dtype} to {args.output} ({what})",
+              file=sys.stderr)  # fmt: skip
         return
     sys.stdout.write(format_rows(emb))
+
+
+def task_and_prompt(task: str | None, prompt_name: str | None) -> tuple[str | None, str | None]:
+    """--task as (adapter, prompt name): a Jina API name (tasks.API_TASKS) picks the prompt
+    too, and an explicit --prompt-name must agree with it."""
+    if task is None:
+        return None, prompt_name
+    from .tasks import parse_task
+
+    adapter, implied = parse_task(task)
+    if implied and prompt_name and prompt_name != implied:
+        raise ValueError(
+            f"--task {task} means --prompt-name {implied}, not {prompt_name}; pass --task "
+            f"{adapter} --prompt-name {prompt_name}, or drop --prompt-name"
+        )
+    return adapter, prompt_name or implied
 
 
 def run_convert(argv: list[str]) -> None:
@@ -222,6 +270,23 @@ def run_convert(argv: list[str]) -> None:
         parser.error(one_line(e))
 
 
+def serve_adapter(task: str | None) -> str | None:
+    """--task for the server: the adapter. Requests pick their prompt themselves, so a
+    name that would make every request a query is refused rather than half honoured."""
+    if task is None:
+        return None
+    from .tasks import parse_task
+
+    adapter, prompt_name = parse_task(task)
+    if prompt_name not in (None, DEFAULT_PROMPT_NAME):
+        raise ValueError(
+            f"--task {task} would embed every request as a {prompt_name}; serve --task "
+            f"{adapter}, and let clients ask for {prompt_name} vectors per request "
+            '("input_type", or the model id with ":query")'
+        )
+    return adapter
+
+
 def run_serve(args: argparse.Namespace) -> None:
     try:
         import starlette  # noqa: F401
@@ -232,6 +297,7 @@ def run_serve(args: argparse.Namespace) -> None:
 
     limits = Limits(**{name: getattr(args, name) for name in LIMITS})
     limits.request_timeout = limits.request_timeout or None  # 0: no limit
+    args.task = serve_adapter(args.task)
     serve(
         args.model,
         task=args.task,
@@ -247,6 +313,7 @@ def run_serve(args: argparse.Namespace) -> None:
         allowed_hosts=args.allowed_hosts,
         cors_origins=args.cors_origins,
         split_special_tokens=args.split_special_tokens,
+        accept_token_ids=args.accept_token_ids,
         log_level=args.log_level,
     )
 

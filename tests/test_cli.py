@@ -250,7 +250,7 @@ def usage_errors(base: Path, tmp: Path) -> list[tuple[str, list, str]]:
         ("missing file", ok + ["-i", tmp / "none.txt"], "no input file"),
         ("bad jsonl", ok + ["-i", bad_jsonl], "line 1 of"),
         ("missing model", ["embed", "-m", tmp / "nowhere", "a"], "No model folder"),
-        ("several adapters, no task", ["embed", "-m", base, "a"], "pass task="),
+        ("several adapters, no task", ["embed", "-m", base, "a"], "--task"),
         ("bad task", ["embed", "-m", base, "--task", "search", "a"], "invalid choice: 'search'"),
         ("bad dim", ok + ["--dims", "8", "a"], "truncate_dim=8"),
         ("bad precision", ok + ["--precision", "int4", "a"], "precision='int4'"),

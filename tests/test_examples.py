@@ -219,3 +219,80 @@ def test_rag_refuses_an_index_folder_holding_other_files(docs, tiny_qwen_base, t
     )
     assert proc.returncode == 2 and "notes.txt" in proc.stderr
     assert (index / "notes.txt").read_text() == "keep me"
+
+
+def run_failing(script: str, *args: str) -> str:
+    """Run an example that must fail: exit 1 and one stderr line, no traceback."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script), *map(str, args)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 1 and proc.stdout == "", proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{script}: error: "), proc.stderr
+    return lines[0]
+
+
+# Each example and the adapter it needs.
+NEEDS = {"classify.py": "classification", "cluster.py": "clustering",
+         "matryoshka.py": "retrieval", "quickstart.py": "retrieval", "rag.py": "retrieval"}
+
+
+@pytest.mark.parametrize("script", sorted(NEEDS))
+def test_examples_say_in_one_line_when_the_folder_lacks_their_task(script, tiny_eurobert_mlx_task,
+                                                                   docs, tmp_path):
+    """classify.py on a text-matching -mlx folder ended in a 10-line traceback. (The folder's
+    name tells its task, as in Jina's repos; the fixture's own name tells none.)"""
+    import shutil
+
+    model = tmp_path / "tiny-text-matching-mlx"
+    shutil.copytree(tiny_eurobert_mlx_task, model)
+    extra = ["--docs", docs, "--index", tmp_path / "index"] if script == "rag.py" else []
+    line = run_failing(script, "--model", model, *extra)
+    assert "text-matching" in line and f"needs the {NEEDS[script]} adapter" in line
+
+
+def test_examples_take_the_unified_and_per_task_layouts(tiny_qwen_mlx_unified, tiny_qwen_mlx_task,
+                                                        docs, tmp_path):
+    """A unified -mlx folder serves every example; a per-task folder those of its task."""
+    assert len(run("classify.py", "--model", tiny_qwen_mlx_unified).splitlines()) == 2
+    assert "cluster 0" in run("cluster.py", "--model", tiny_qwen_mlx_unified)
+    for model in (tiny_qwen_mlx_unified, tiny_qwen_mlx_task):  # the latter: retrieval only
+        assert "top 3 at 64 dims" in run("matryoshka.py", "--model", model)
+        assert "indexed 4 files" in rag(docs, model, tmp_path / model.name)
+
+
+def test_quickstart_scores_match_the_library(tiny_qwen_mlx_task):
+    """quickstart.py on a per-task -mlx folder prints encode_query . encode_document."""
+    import mlx_jina
+
+    out = run("quickstart.py", "--model", tiny_qwen_mlx_task)
+    model = mlx_jina.load(tiny_qwen_mlx_task)
+    source = ast.parse((ROOT / "examples" / "quickstart.py").read_text())
+    strings = [n.value for n in ast.walk(source) if isinstance(n, ast.Constant)
+               and isinstance(n.value, str) and n.value.startswith(("Which planet", "Mars is often", "Venus is the"))]
+    q, d = model.encode_query(strings[:1]), model.encode_document(strings[1:])
+    printed = [float(line.split(":")[1]) for line in out.splitlines()]
+    np.testing.assert_allclose(printed, (q @ d.T)[0], atol=1e-4)
+
+
+def test_examples_read_files_with_one_line_errors(tiny_qwen_base, tmp_path):
+    """A missing or non-UTF-8 input file is one line, not a traceback."""
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("Zürich\n".encode("latin-1"))
+    assert "can't read" in run_failing("cluster.py", "--model", tiny_qwen_base, "--input", bad)
+    missing = tmp_path / "none.txt"
+    assert "can't read" in run_failing("matryoshka.py", "--model", tiny_qwen_base, "--corpus",
+                                       missing)
+    assert "can't read" in run_failing("classify.py", "--model", tiny_qwen_base, "--train", missing)
+
+
+def test_rag_takes_dims_as_an_alias(docs, tiny_qwen_base, tmp_path):
+    """--dims (the CLI's word) and --truncate-dim build the same index."""
+    rag(docs, tiny_qwen_base, tmp_path / "a", "--dims", 32)
+    rag(docs, tiny_qwen_base, tmp_path / "b", "--truncate-dim", 32)
+    from safetensors.numpy import load_file
+
+    a, b = (load_file(tmp_path / x / "int8.safetensors")["embeddings"] for x in "ab")
+    assert a.shape[1] == 32 and np.array_equal(a, b)

@@ -6,6 +6,7 @@ Run: pytest tests/test_loader.py
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlx.core as mx
 import numpy as np
@@ -200,9 +201,11 @@ class FakeApi:
     folder: Path
     calls: list = []
 
-    def list_repo_files(self, repo_id, revision=None):
+    def model_info(self, repo_id, revision=None, timeout=None):
         FakeApi.calls.append((repo_id, revision))
-        return [str(p.relative_to(self.folder)) for p in self.folder.rglob("*") if p.is_file()]
+        assert timeout is not None  # the listing must never wait without a limit
+        names = [str(p.relative_to(self.folder)) for p in self.folder.rglob("*") if p.is_file()]
+        return SimpleNamespace(siblings=[SimpleNamespace(rfilename=n) for n in names])
 
 
 def test_hub_download_asks_only_for_needed_files(tiny_qwen_base, tmp_path, monkeypatch):
@@ -277,7 +280,7 @@ def test_unreachable_hub_falls_back_to_cache(tiny_qwen_merged, tmp_path, monkeyp
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
 
     class DownApi:
-        def list_repo_files(self, repo_id, revision=None):
+        def model_info(self, repo_id, revision=None, timeout=None):
             raise ConnectionError("no route to host")
 
     monkeypatch.setattr(huggingface_hub, "HfApi", DownApi)
@@ -289,7 +292,7 @@ def test_missing_repo_is_not_mistaken_for_offline(monkeypatch):
     from huggingface_hub.errors import RepositoryNotFoundError
 
     class MissingApi:
-        def list_repo_files(self, repo_id, revision=None):
+        def model_info(self, repo_id, revision=None, timeout=None):
             raise RepositoryNotFoundError("404 Repository Not Found", response=None)
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)

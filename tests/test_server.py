@@ -27,6 +27,7 @@ import mlx_jina
 from builders.reference import reference_embeddings, reference_token_ids
 from live_server import live_server
 from mlx_jina.server import Limits, Worker, create_app
+from mlx_jina.tasks import TASK_NAMES
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -63,12 +64,14 @@ def assert_same(got, want) -> None:
 
 @pytest.fixture(scope="module")
 def server(tiny_qwen_base):
-    """Multitask server (all four adapters, default retrieval) with an API key."""
+    """Multitask server (all four adapters, default retrieval) with an API key, taking
+    token ids (refused by default: tests/test_server_clients.py)."""
     worker = Worker(
         lambda: mlx_jina.load(tiny_qwen_base, multitask=True, task="retrieval"),
         limits=Limits(max_inputs=64, max_body_bytes=64 * 1024, max_batch_tokens=2048),
     ).start()
-    with live_server(create_app(worker, model_name="tiny-jina", api_key=KEY)) as url:
+    app = create_app(worker, model_name="tiny-jina", api_key=KEY, accept_token_ids=True)
+    with live_server(app) as url:
         yield url
     assert not worker.alive  # the app's shutdown stopped the worker
 
@@ -86,11 +89,11 @@ def limits_model(tiny_qwen_base, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def limits_server(limits_model):
-    """Single-task (retrieval) server, no API key, a queue of one request."""
+    """Single-task (retrieval) server, no API key, a queue of one request, token ids."""
     worker = Worker(
         lambda: mlx_jina.load(limits_model, task="retrieval"), limits=Limits(max_queue=1)
     ).start()
-    with live_server(create_app(worker, model_name="short")) as url:
+    with live_server(create_app(worker, model_name="short", accept_token_ids=True)) as url:
         yield url, worker
 
 
@@ -307,7 +310,8 @@ def test_concurrent_clients_share_batches(server, qwen_for):
 BAD_REQUESTS = [
     # (name, body or raw bytes, status, words the message must contain)
     ("empty list", {"input": []}, 400, "empty list"),
-    ("empty string", {"input": ["ok", ""]}, 400, "input[1] is an empty string"),
+    ("empty string", {"input": ["ok", ""]}, 400, "input[1] is empty"),
+    ("blank string", {"input": ["ok", " \n"]}, 400, "input[1] holds only whitespace"),
     ("no input", {"model": "x"}, 400, "'input' is required"),
     ("input number", {"input": 5}, 400, "must be a string"),
     ("mixed input", {"input": ["a", 1]}, 400, "input[1] is int"),
@@ -315,7 +319,7 @@ BAD_REQUESTS = [
     ("bad id list", {"input": [[1, "a"]]}, 400, "input[0] must be a non-empty list"),
     ("id out of range", {"input": [[1, 10**6]]}, 400, "valid ids are 0 to"),
     ("negative id", {"input": [[-1]]}, 400, "token id -1"),
-    ("unknown task", {"input": "a", "task": "retrieval"}, 400, "Unknown task 'retrieval'"),
+    ("unknown task", {"input": "a", "task": "retrieval.doc"}, 400, "Unknown task 'retrieval."),
     (
         "dimensions small",
         {"input": "a", "dimensions": 8},
@@ -466,9 +470,9 @@ def test_models_health_metrics(server):
     """/v1/models lists the model (OpenAI shape), /health is ok, /metrics is Prometheus text."""
     client = openai.OpenAI(base_url=server + "/v1", api_key=KEY, max_retries=0)
     models = client.models.list().data
-    assert [m.id for m in models] == ["tiny-jina"]
+    assert [m.id for m in models] == ["tiny-jina", "tiny-jina:query"]
     info = httpx.get(server + "/v1/models", headers=AUTH).json()["data"][0]
-    assert info["tasks"] == list(JINA_TASKS) and info["dimensions"] == 64
+    assert info["tasks"] == list(TASK_NAMES) and info["dimensions"] == 64
     assert info["max_input_tokens"] == 32768
     assert httpx.get(server + "/health").json() == {
         "status": "ok",

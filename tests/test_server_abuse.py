@@ -331,6 +331,9 @@ def test_unknown_model_is_a_404(open_server):
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "model_not_found"
     assert NAME in r.json()["error"]["message"]
+    assert f"{NAME}:query" in r.json()["error"]["message"]  # the ids it does serve
+    r = httpx.post(open_server + "/v1/embeddings", json={"model": "other:query", "input": "a"})
+    assert r.status_code == 404  # the suffix does not make any name valid
     assert embed_ok(open_server)  # the served name
     r = httpx.post(open_server + "/v1/embeddings", json={"input": "a"})  # no model: the served one
     assert r.status_code == 200
@@ -341,8 +344,10 @@ def test_repo_id_name_is_also_accepted(model_path):
     app = create_app(worker, model_name="jinaai/jina-embeddings-v5-text-small")
     with live_server(app) as url:
         for name in ("jinaai/jina-embeddings-v5-text-small", "jina-embeddings-v5-text-small"):
-            r = httpx.post(url + "/v1/embeddings", json={"model": name, "input": "a"})
-            assert r.status_code == 200, name
+            for suffix in ("", ":query"):
+                r = httpx.post(url + "/v1/embeddings", json={"model": name + suffix, "input": "a"})
+                assert r.status_code == 200, name + suffix
+                assert r.json()["model"] == "jinaai/jina-embeddings-v5-text-small" + suffix
 
 
 def test_disconnect_during_upload_is_not_a_500(open_server):

@@ -4,9 +4,19 @@ We fetch JSON, the tokenizer, adapter files and the one weight file needed: neve
 repo's `.py` files, ONNX or GGUF exports.
 """
 
+import os
+import threading
 from pathlib import Path
 
 from .weights import pick_weight_files
+
+# Seconds to wait for the Hub's file listing, all in. huggingface_hub's list_repo_files
+# waits without a limit and retries five times (about 25 s when the Hub can't be reached),
+# and building its headers may first fetch an agent registry (up to 3 s); this listing asks
+# once and stops waiting after this long: a cached model then loads from the cache. Long
+# enough for a far-away link to answer, short enough that a dead one fails in about 2 s.
+# HF_HUB_ETAG_TIMEOUT (huggingface_hub's limit for metadata requests), when set, replaces it.
+LISTING_TIMEOUT = 1.5
 
 REPO_ID_HELP = "Pass a local folder or a Hub repo id such as jinaai/jina-embeddings-v5-text-small."
 
@@ -110,25 +120,69 @@ def resolve(
 
     repo = str(path_or_repo)
     check_repo_id(repo)
+    why = "HF_HUB_OFFLINE is set"
     if not constants.HF_HUB_OFFLINE:
         try:
-            names = HfApi().list_repo_files(repo, revision=revision)
+            names = list_files(HfApi, repo, revision)
         except Exception as e:
             if not is_connection_error(e):
                 raise ValueError(f"Could not list {repo!r} at revision {revision!r}: {e}") from None
+            why = unreachable_reason(e)
         else:
             patterns = wanted_files(names, task=task, bits=bits, all_tasks=all_tasks)
             return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns))
     # Offline (HF_HUB_OFFLINE=1 or no connection): use what the cache has.
     try:
         folder = snapshot_download(repo, revision=revision, local_files_only=True)
-    except Exception as e:
+    except Exception:
         raise FileNotFoundError(
             f"{repo!r} (revision {revision or 'main'}) is not in the Hugging Face cache and the "
-            f"Hub can't be reached ({type(e).__name__}). Download it once while online, or pass "
-            "a local folder."
+            f"Hub can't be reached ({why}). Download it once while online, or pass a local folder."
         ) from None
     return Path(folder)
+
+
+def listing_timeout() -> float:
+    """LISTING_TIMEOUT, or HF_HUB_ETAG_TIMEOUT where the user set it."""
+    try:
+        value = float(os.environ.get("HF_HUB_ETAG_TIMEOUT", ""))
+    except ValueError:
+        return LISTING_TIMEOUT
+    return value if value > 0 else LISTING_TIMEOUT
+
+
+def list_files(api_class, repo: str, revision: str | None) -> list[str]:
+    """The repo's file names from one model_info request (list_repo_files would retry with
+    backoff), abandoned after listing_timeout() seconds with a TimeoutError."""
+    limit, result = listing_timeout(), {}
+
+    def ask() -> None:
+        try:
+            info = api_class().model_info(repo, revision=revision, timeout=limit)
+            result["names"] = [sibling.rfilename for sibling in info.siblings or []]
+        except Exception as e:
+            result["error"] = e
+
+    # A daemon thread: the wall-clock limit also covers what happens before the request,
+    # and a request still hanging there never holds up the exit.
+    thread = threading.Thread(target=ask, name="mlx-jina hub listing", daemon=True)
+    thread.start()
+    thread.join(limit)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer within {limit:g} s")
+    if "error" in result:
+        raise result["error"]
+    return result["names"]
+
+
+def unreachable_reason(e: Exception) -> str:
+    """Why the listing failed, in a few words, with what to change on a slow connection."""
+    if any("Timeout" in c.__name__ for c in type(e).__mro__):
+        return (
+            f"no answer within {listing_timeout():g} s; on a slow connection set "
+            "HF_HUB_ETAG_TIMEOUT=10"
+        )
+    return f"{type(e).__name__}: {str(e)[:100]}" if str(e) else type(e).__name__
 
 
 def is_connection_error(e: Exception) -> bool:

@@ -17,7 +17,7 @@ from ..models import Backbone, detect_backbone
 from ..models.base import ModelArgs, sanitize
 from ..models.decoder import Model, weight_shapes
 from ..models.lora import add_adapters
-from ..tasks import TASKS
+from ..tasks import MIN_DIM, TASK_NAMES, parse_task
 from . import WEIGHT_DTYPES, hub, list_problems
 from .adapters import check_adapter, merge, read_adapter
 from .folder import ModelFolder, choose_tasks, inspect_folder, read_prompts, read_tokenizer
@@ -38,15 +38,16 @@ def load(
     dtype: str | None = None,
     revision: str | None = None,
     multitask: bool = False,
+    truncate_dim: int | None = None,
 ) -> Embedder:
     """Load a jina-embeddings-v5-text model for encoding.
 
     Args:
         path_or_repo: A local folder or a Hugging Face repo id, in any published layout:
             the base repo with LoRA adapters, a merged per-task repo, or a -mlx repo.
-        task: One of `mlx_jina.TASKS`. Its adapter is merged at load time. Needed when
-            the source has several adapters. With `multitask=True` it is only the
-            default for `encode(task=...)`.
+        task: One of `mlx_jina.TASKS` (its adapter is merged at load time), or a Jina API
+            task name, which also sets the default prompt. Needed when the source has
+            several adapters. With `multitask=True`, the default for `encode(task=...)`.
         bits: 4 or 8 for quantized weights: `model-{bits}bit.safetensors` when the folder
             has it, else the float weights are quantized at load (after merging the
             adapter). None uses what the folder holds, quantized or not.
@@ -54,11 +55,10 @@ def load(
             Stored quantized files carry their own, read from the tensor shapes.
         dtype: `float16`, `bfloat16` or `float32`; None keeps the stored dtype.
         revision: A Hub branch, tag or commit to pin (Hub repos only).
-        multitask: Keep the base weights once with all task adapters unmerged and pick the
-            task per call with `encode(..., task=...)`. Needs a source with `adapters/`.
+        multitask: Keep all task adapters unmerged; pick one per call (`encode(task=)`).
+        truncate_dim: Every encode call's default Matryoshka size (32 to the model's size).
 
-    Returns:
-        An `Embedder` with `encode`, `encode_query` and `encode_document`.
+    Returns an `Embedder` (`encode`, `encode_query`, `encode_document`, ...).
 
     Raises:
         ValueError: A bad setting, path or repo id, or files that disagree: config.json
@@ -66,9 +66,11 @@ def load(
             All of it is checked before any tensor data is read or any layer built.
         FileNotFoundError: No such folder, config.json, tokenizer.json or weight file.
     """
-    check_load_settings(task, bits, group_size, dtype)
+    check_load_settings(task, bits, group_size, dtype, truncate_dim)
+    task, prompt_name = parse_task(task) if task is not None else (None, None)
     folder = hub.resolve(path_or_repo, revision=revision, task=task, bits=bits, all_tasks=multitask)
     found = inspect_folder(folder, name=str(path_or_repo), bits=bits)
+    check_truncate_dim(truncate_dim, found.config.get("hidden_size"))
     # Small files first: a bad tokenizer or prompt file shouldn't cost a full load.
     tokenizer = read_tokenizer(folder)
     prompts, default_prompt_name = read_prompts(folder)
@@ -82,19 +84,38 @@ def load(
         multitask=multitask,
         revision=found.revision or revision,
         prompts=prompts,
-        default_prompt_name=default_prompt_name,
+        default_prompt_name=prompt_name or default_prompt_name,
         max_length=model.args.max_position_embeddings,
         source=found.name,
+        truncate_dim=truncate_dim,
     )
 
 
-def check_load_settings(task: str | None, bits: int | None, group_size: int, dtype) -> None:
+def check_load_settings(
+    task: str | None, bits: int | None, group_size: int, dtype, truncate_dim: int | None = None
+) -> None:
     if dtype is not None and (not isinstance(dtype, str) or dtype not in DTYPES):
         raise ValueError(f"dtype={dtype!r}; choose one of {', '.join(DTYPES)} or None.")
     if bits is not None:
         check_settings(bits, group_size)
-    if task is not None and task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}. Available tasks: {', '.join(TASKS)}.")
+    if task is not None and (not isinstance(task, str) or task not in TASK_NAMES):
+        raise ValueError(f"Unknown task {task!r}. Available tasks: {', '.join(TASK_NAMES)}.")
+    check_truncate_dim(truncate_dim, None)  # before any file is read
+
+
+def check_truncate_dim(truncate_dim: int | None, dim: int | None) -> None:
+    """`load(truncate_dim=)`: an int from MIN_DIM to the model's size (once config.json
+    says it; a bad config is reported by the checks after this one)."""
+    top = dim if isinstance(dim, int) and dim >= MIN_DIM else None
+    if truncate_dim is not None and (
+        isinstance(truncate_dim, bool)
+        or not isinstance(truncate_dim, int)
+        or not MIN_DIM <= truncate_dim <= (top or truncate_dim)
+    ):
+        size = f"the embedding size {top}" if top else "the model's embedding size"
+        raise ValueError(
+            f"truncate_dim={truncate_dim!r}; use an integer from {MIN_DIM} to {size}, or None."
+        )
 
 
 def read_model(
@@ -145,7 +166,9 @@ def check_checkpoint(
     """
     backbone = detect_backbone(config, set(tensors))
     args = ModelArgs.from_dict(config, {k: t.shape for k, t in tensors.items()}, backbone.context)
-    problem = f"The weights don't fit a {backbone.model_type} model built from config.json ({where}):"
+    problem = (
+        f"The weights don't fit a {backbone.model_type} model built from config.json ({where}):"
+    )
     # Count first: a config claiming 100,000 layers must not cost 100,000 of anything.
     layers = {m.group(1) for k in tensors if (m := LAYER.match(k))}
     if len(layers) != args.num_hidden_layers:

@@ -1,6 +1,7 @@
 """Embedder: the user's API. Prompts and tasks, tokenization, then the engine (engine.py)."""
 
 import atexit
+import inspect
 import threading
 import warnings
 from itertools import islice
@@ -11,10 +12,11 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from ..models.decoder import Model
-from ..tasks import task_prompts
 from .batching import EncodeStats, plan_batches
-from ..retrieval.precision import normalize
 from .engine import Engine, InputTypeError, progress_bar
+from .st_compat import STHabits, check_keywords, check_output_value, device_context
+from .task_choice import TaskChoice
+from .texts import check_texts
 
 # MLX used from a thread other than the main one (the server's worker, a thread pool)
 # can abort the process at exit, "terminate called without an active exception"
@@ -23,8 +25,9 @@ from .engine import Engine, InputTypeError, progress_bar
 atexit.register(mx.synchronize)
 
 
-def as_texts(sentences: str | list[str]) -> tuple[bool, list[str]]:
-    """(whether one string was given, the texts), refusing anything but strings."""
+def as_texts(sentences: str | list[str], first: int = 0) -> tuple[bool, list[str]]:
+    """(whether one string was given, the texts), refusing anything but strings; errors
+    count the texts from `first`."""
     single = isinstance(sentences, str)
     texts = [sentences] if single else sentences
     if not isinstance(texts, (list, tuple)):
@@ -32,11 +35,12 @@ def as_texts(sentences: str | list[str]) -> tuple[bool, list[str]]:
             f"sentences must be a string or a list of strings, got {type(sentences).__name__}."
         )
     if bad := [i for i, t in enumerate(texts) if not isinstance(t, str)]:
-        raise InputTypeError(f"sentences[{bad[0]}] is {type(texts[bad[0]]).__name__}, not a string.")
+        kind = type(texts[bad[0]]).__name__
+        raise InputTypeError(f"sentences[{bad[0] + first}] is {kind}, not a string.")
     return single, list(texts)
 
 
-class Embedder:
+class Embedder(TaskChoice, STHabits):
     """A loaded jina-embeddings-v5-text model. Build it with `mlx_jina.load`."""
 
     def __init__(
@@ -52,6 +56,7 @@ class Embedder:
         source: str,
         multitask: bool = False,
         revision: str | None = None,
+        truncate_dim: int | None = None,
     ):
         self.model = model
         self.engine = Engine(model, max_length)
@@ -67,6 +72,7 @@ class Embedder:
         self._tokenizer_lock = threading.Lock()
         # Batches, tokens, padding and time of the latest encode call (any thread's).
         self.last_stats: EncodeStats | None = None
+        self.truncate_dim = truncate_dim  # checked: 32 to dim, or None
 
     @property
     def dim(self) -> int:
@@ -85,55 +91,11 @@ class Embedder:
     def tasks(self) -> tuple[str, ...]:
         return self._tasks
 
-    @property
-    def prompts(self) -> dict[str, str]:
-        """Prompt name -> text added before each input, for this model's task."""
-        return self.prompts_for(self._task)
-
-    def prompts_for(self, task: str | None) -> dict[str, str]:
-        """Prompt name -> text for `task`: only retrieval has a distinct query prompt."""
-        return task_prompts(self._prompts, task)
-
-    def resolve_task(self, task: str | None) -> str | None:
-        """The task a call runs with: `task`, or the loaded one when None."""
-        if task is None:
-            if self.multitask and self._task is None:
-                raise ValueError(
-                    f"This model holds the adapters {', '.join(self._tasks)}; pass task= to "
-                    "pick one per call."
-                )
-            return self._task
-        if self.multitask and task not in self._tasks:
-            raise ValueError(f"Unknown task {task!r}. Available tasks: {', '.join(self._tasks)}.")
-        if not self.multitask and task != self._task:
-            raise ValueError(
-                f"This model was loaded for task {self._task!r}, not {task!r}. Load it with "
-                f"task={task!r}, or with multitask=True to pick the task per call."
-            )
-        return task
-
     def __repr__(self) -> str:
         return (
             f"Embedder(source={self.source!r}, task={self._task!r}, dim={self.dim}, "
             f"max_length={self._max_length}, dtype={self.model.norm.weight.dtype})"
         )
-
-    def resolve_prompt(
-        self, prompt_name: str | None, prompt: str | None, task: str | None = None
-    ) -> str:
-        if prompt is not None:
-            if prompt_name is not None:
-                warnings.warn("Both prompt and prompt_name were given; using prompt.", stacklevel=3)
-            if not isinstance(prompt, str):
-                raise InputTypeError(f"prompt must be a string, got {type(prompt).__name__}.")
-            return prompt
-        name = self.default_prompt_name if prompt_name is None else prompt_name
-        prompts = self.prompts_for(task or self._task)
-        if name not in prompts:
-            raise ValueError(
-                f"Unknown prompt_name {name!r}. Valid names: {', '.join(sorted(prompts))}."
-            )
-        return prompts[name]
 
     def tokenize(
         self,
@@ -179,8 +141,12 @@ class Embedder:
 
     def _check_max_length(self, max_length: int | None) -> int:
         if max_length is None:
-            return self._max_length
-        if not isinstance(max_length, int) or not 1 <= max_length <= self._max_length:
+            return self.max_seq_length
+        if (
+            isinstance(max_length, bool)
+            or not isinstance(max_length, int)
+            or not 1 <= max_length <= self._max_length
+        ):
             raise ValueError(
                 f"max_length={max_length!r}; use an integer from 1 to the model's context "
                 f"of {self._max_length} tokens."
@@ -200,49 +166,86 @@ class Embedder:
         precision: str = "float32",
         show_progress_bar: bool | None = None,
         convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        output_value: str | None = "sentence_embedding",
+        device: str | None = None,
         max_batch_tokens: int = 8192,
         truncate: bool = True,
         task: str | None = None,
         split_special_tokens: bool = False,
-    ) -> np.ndarray | mx.array:
-        """Embed one text or a list of texts.
+        **unsupported,
+    ) -> np.ndarray | mx.array | list:
+        """Embed one text or a list of texts (each non-blank, valid Unicode); see README.
 
-        Args:
-            sentences: A string (gives a 1-D vector) or a list of strings (a 2-D array).
-            prompt_name: "query" or "document" (default: the model's default, "document").
-                The symmetric tasks (all but retrieval) use the document prompt for all.
-            prompt: A literal prefix that wins over `prompt_name`; "" adds none.
-            batch_size: Most inputs per forward pass.
-            truncate_dim: Matryoshka size from 32 to the model's dimension; cut, then normalize.
-            normalize_embeddings: L2-normalize (default True, as Jina's own module does).
-            max_length: Token limit per input (default: the model's context).
-            precision: "float32", "float16", "int8", "uint8" (fixed ranges, see
-                `quantize_embeddings`), "binary" or "ubinary" (bit-packed signs).
-            show_progress_bar: None shows one on a terminal for large jobs.
-            convert_to_numpy: False returns an `mx.array`.
-            max_batch_tokens: Most padded tokens per forward pass; bounds memory.
-            truncate: False raises instead of cutting inputs longer than `max_length`.
-            task: The adapter for this call, on a `multitask=True` model; it also picks
-                the prompts. A single-task model accepts only its own task.
-            split_special_tokens: Tokenize special-token strings ("<|endoftext|>") as plain
-                text. False matches transformers; True is safer for untrusted text.
+        prompt_name: "query" or "document" (default: the model's); prompt: a literal prefix
+        that wins. batch_size / max_batch_tokens: most inputs / padded tokens per forward
+        pass. truncate_dim: Matryoshka size (default: the model's `truncate_dim`).
+        max_length: tokens per input (default `max_seq_length`); truncate=False raises
+        instead of cutting. precision: "float32", "float16", "int8", "uint8", "binary",
+        "ubinary". convert_to_tensor=True (or convert_to_numpy=False): `mx.array`.
+        output_value="token_embeddings": each text's final hidden states `(n_tokens,
+        hidden)`, before pooling. device: None, "cpu", "gpu" (or "mps", "cuda").
+        task: an adapter or Jina API task name (which picks the prompt too).
 
-        Returns:
-            `(dim,)` for a string, `(n, dim)` for a list; `last_stats` then describes the call.
+        Returns `(dim,)` for a string, `(n, dim)` for a list; `last_stats` describes the call.
         """
+        check_keywords("encode", unsupported, self._encode_parameters)
         single, texts = as_texts(sentences)
-        task = self.resolve_task(task)
-        texts = [self.resolve_prompt(prompt_name, prompt, task) + t for t in texts]
-        ids = self.tokenize(texts, max_length, truncate, split_special_tokens) if texts else []
-        emb = self.encode_ids(
-            ids, batch_size=batch_size, truncate_dim=truncate_dim,
-            normalize_embeddings=normalize_embeddings, precision=precision,
-            show_progress_bar=show_progress_bar, convert_to_numpy=False,
-            max_batch_tokens=max_batch_tokens, task=task,
-        )  # fmt: skip
-        emb = emb[0] if single else emb
-        mx.eval(emb)
-        return np.array(emb) if convert_to_numpy else emb
+        check_texts(texts)
+        tokens = check_output_value(output_value) == "token_embeddings"
+        tensor = convert_to_tensor or not convert_to_numpy
+        with device_context(device):
+            task, prompt_name = self.resolve_task_prompt(task, prompt_name, prompt)
+            texts = [self.resolve_prompt(prompt_name, prompt, task) + t for t in texts]
+            ids = self.tokenize(texts, max_length, truncate, split_special_tokens) if texts else []
+            if tokens:
+                rows = self.token_embeddings(
+                    ids, batch_size, max_batch_tokens, precision, task, show_progress_bar
+                )
+                rows = rows if tensor else [np.array(row) for row in rows]
+                return rows[0] if single else rows
+            emb = self.encode_ids(
+                ids, batch_size=batch_size, truncate_dim=truncate_dim,
+                normalize_embeddings=normalize_embeddings, precision=precision,
+                show_progress_bar=show_progress_bar, convert_to_numpy=False,
+                max_batch_tokens=max_batch_tokens, task=task,
+            )  # fmt: skip
+            emb = emb[0] if single else emb
+            mx.eval(emb)
+            return emb if tensor else np.array(emb)
+
+    def _encode_parameters(self) -> list[str]:
+        return [p for p in inspect.signature(self.encode).parameters if p != "unsupported"]
+
+    def token_embeddings(
+        self,
+        ids: list[list[int]],
+        batch_size: int,
+        max_batch_tokens: int,
+        precision: str,
+        task: str | None,
+        show_progress_bar: bool | None = None,
+    ) -> list[mx.array]:
+        """Per-token final hidden states, float32, one `(len(row), hidden)` per row."""
+        if precision != "float32":
+            raise ValueError(
+                f"precision={precision!r} applies to sentence embeddings; token embeddings "
+                "are float32 hidden states."
+            )
+        self._check_batching(batch_size, max_batch_tokens)
+        self.engine.check_ids(ids)
+        if not ids:
+            return []
+        plan = plan_batches([len(row) for row in ids], batch_size, max_batch_tokens)
+        out, self.last_stats = self.engine.run(ids, plan, task, show_progress_bar, tokens=True)
+        return out
+
+    @staticmethod
+    def _check_batching(batch_size: int, max_batch_tokens: int) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}; use a positive integer.")
+        if not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens={max_batch_tokens!r}; use a positive integer.")
 
     def encode_ids(
         self,
@@ -262,10 +265,8 @@ class Embedder:
         `encode` is `tokenize` plus this; the server uses it to batch across requests.
         Arguments as in `encode`. Returns `(len(ids), dim)` in input order.
         """
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r}; use a positive integer.")
-        if not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
-            raise ValueError(f"max_batch_tokens={max_batch_tokens!r}; use a positive integer.")
+        self._check_batching(batch_size, max_batch_tokens)
+        truncate_dim = self._dims(truncate_dim)
         task = self.validate(ids, task=task, truncate_dim=truncate_dim, precision=precision)
         if ids:
             plan = plan_batches([len(row) for row in ids], batch_size, max_batch_tokens)
@@ -280,6 +281,10 @@ class Embedder:
         )
         return np.array(emb) if convert_to_numpy else emb
 
+    def _dims(self, truncate_dim: int | None) -> int | None:
+        """The call's Matryoshka size: its own, else the model's default."""
+        return self._truncate_dim if truncate_dim is None else truncate_dim
+
     def validate(
         self,
         ids: list[list[int]],
@@ -289,7 +294,7 @@ class Embedder:
         precision: str = "float32",
     ) -> str | None:
         """Check `encode_ids` arguments before any work; returns the task to run with."""
-        self.engine.check(ids, truncate_dim, precision)
+        self.engine.check(ids, self._dims(truncate_dim), precision)
         return self.resolve_task(task)
 
     def embed_batch(self, ids: list[list[int]], task: str | None = None) -> mx.array:
@@ -298,7 +303,9 @@ class Embedder:
         return self.engine.embed_batch(ids, task)
 
     def finish(self, emb: mx.array, **options) -> mx.array:
-        """Pooled vectors to output (`truncate_dim`, `normalize_embeddings`, `precision`)."""
+        """Pooled vectors to output (`truncate_dim`, default the model's; `normalize_embeddings`,
+        `precision`)."""
+        options["truncate_dim"] = self._dims(options.get("truncate_dim"))
         return self.engine.finish(emb, **options)
 
     def encode_iter(
@@ -323,10 +330,13 @@ class Embedder:
         show = kwargs.pop("show_progress_bar", None)
         total = len(sentences) if hasattr(sentences, "__len__") else None
         bar = progress_bar(total, show, total is None or total > chunk_size)
-        it = iter(sentences)
+        it, start = iter(sentences), 0
         try:
             while chunk := list(islice(it, chunk_size)):
+                as_texts(chunk, first=start)
+                check_texts(chunk, first=start)  # the index in the whole stream
                 yield self.encode(chunk, show_progress_bar=False, **kwargs)
+                start += len(chunk)
                 if bar is not None:
                     bar.update(len(chunk))
         finally:
@@ -351,10 +361,3 @@ class Embedder:
     def encode_document(self, sentences: str | list[str], **kwargs) -> np.ndarray | mx.array:
         """`encode` with the "document" prompt ("Document: ")."""
         return self.encode(sentences, prompt_name="document", **kwargs)
-
-    @staticmethod
-    def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Cosine similarity matrix between the rows of `a` and `b` (1-D inputs are one row)."""
-        a = normalize(mx.array(np.atleast_2d(np.asarray(a, dtype=np.float32))))
-        b = normalize(mx.array(np.atleast_2d(np.asarray(b, dtype=np.float32))))
-        return np.array(a @ b.T)

@@ -77,40 +77,58 @@ class Engine:
                 "the tokenizer doesn't match the model."
             )
 
-    def embed_batch(self, rows: list[list[int]], task: str | None = None) -> mx.array:
-        """Pooled float32 vectors of ONE forward pass over `rows`, right-padded to the
-        longest. Builds the graph only; nothing is evaluated here."""
+    def forward(
+        self, rows: list[list[int]], task: str | None = None
+    ) -> tuple[mx.array, np.ndarray]:
+        """Final hidden states (B, L, D) of ONE forward pass over `rows`, right-padded to
+        the longest, and the row lengths. Builds the graph only."""
         lengths = np.array([len(row) for row in rows], dtype=np.int32)
         ids = np.zeros((len(rows), int(lengths.max())), dtype=np.int32)
         for r, row in enumerate(rows):
             ids[r, : len(row)] = row
         self.check_vocab(int(ids.max()))
         with using_task(task):  # LoRA layers read it while the graph is built
-            h = self.model(mx.array(ids), lengths)
+            return self.model(mx.array(ids), lengths), lengths
+
+    def embed_batch(self, rows: list[list[int]], task: str | None = None) -> mx.array:
+        """Pooled float32 vectors of ONE forward pass over `rows` (graph only)."""
+        h, lengths = self.forward(rows, task)
         return self.model.pool(h, mx.array(lengths)).astype(mx.float32)
 
+    def token_batch(self, rows: list[list[int]], task: str | None = None) -> list[mx.array]:
+        """Per-token float32 states of ONE forward pass, one `(len(row), D)` array per
+        row with the padding rows cut off (graph only)."""
+        h, lengths = self.forward(rows, task)
+        h = h.astype(mx.float32)
+        return [h[r, : int(n)] for r, n in enumerate(lengths)]
+
     def run(
-        self, ids: list[list[int]], plan: BatchPlan, task: str | None, show: bool | None
-    ) -> tuple[mx.array, EncodeStats]:
-        """Pooled vectors in input order, evaluated. Each batch's graph is built while
-        the one before it computes."""
+        self,
+        ids: list[list[int]],
+        plan: BatchPlan,
+        task: str | None,
+        show: bool | None,
+        tokens: bool = False,
+    ) -> tuple[mx.array | list[mx.array], EncodeStats]:
+        """Pooled vectors in input order, evaluated (with `tokens`, per-token states: a
+        list of arrays). Each batch's graph is built while the one before it computes."""
         start = time.perf_counter()
         large = len(plan.batches) > 8 or plan.padded_tokens > LARGE_JOB_TOKENS
         bar = progress_bar(len(ids), show, large)
-        pooled: list[mx.array] = []
+        step = self.token_batch if tokens else self.embed_batch
+        done: list = []
         try:
             for batch in plan.batches:
-                out = self.embed_batch([ids[i] for i in batch], task)
+                out = step([ids[i] for i in batch], task)
                 mx.async_eval(out)
-                if pooled:  # wait for the batch before; keeps one graph in flight
-                    mx.eval(pooled[-1])
+                if done:  # wait for the batch before; keeps one graph in flight
+                    mx.eval(done[-1])
                     if bar is not None:
-                        bar.update(len(pooled[-1]))
-                pooled.append(out)
-            emb = mx.concatenate(pooled)[mx.array(np.argsort(plan.order))]
-            mx.eval(emb)
+                        bar.update(len(done[-1]))
+                done.append(out)
+            mx.eval(done[-1])
             if bar is not None:
-                bar.update(len(pooled[-1]))
+                bar.update(len(done[-1]))
         finally:
             if bar is not None:
                 bar.close()
@@ -118,10 +136,17 @@ class Engine:
             plan.real_tokens, plan.padded_tokens, texts=len(ids), batches=len(plan.batches),
             seconds=time.perf_counter() - start,
         )  # fmt: skip
+        if tokens:
+            out = [None] * len(ids)
+            for i, row in zip(plan.order, (row for rows in done for row in rows)):
+                out[i] = row
+        else:
+            out = mx.concatenate(done)[mx.array(np.argsort(plan.order))]
+            mx.eval(out)
         if plan.padded_tokens > LARGE_JOB_TOKENS:
             # Give back the large job's buffers: MLX would keep them cached for reuse.
             mx.clear_cache()
-        return emb, stats
+        return out, stats
 
     def finish(
         self,

@@ -7,6 +7,10 @@ task, prompt, dims, precision and the mlx_jina version.
 Files are untrusted input: load_embeddings checks every byte of the layout against the
 file's own fingerprint before it returns vectors, because a wrong shape or a NaN row does
 not fail later, it silently gives wrong search results. save_embeddings writes atomically.
+
+`load_embeddings(folder)` reads the result of an embed job (mlx_jina/corpus/): one such
+file, `embeddings.safetensors`, memory-mapped (`np.memmap`), so a corpus larger than
+memory is searched a chunk at a time. Its values are checked a chunk at a time too.
 """
 
 import json
@@ -85,7 +89,11 @@ def fingerprint(
     from .. import __version__
 
     check_precision(precision)
-    task = model.resolve_task(task)
+    # As encode resolves them: a Jina API task name picks the prompt too, and a model
+    # loaded with truncate_dim= cuts every call's vectors to it.
+    task, prompt_name = model.resolve_task_prompt(task, prompt_name, prompt)
+    if truncate_dim is None:
+        truncate_dim = getattr(model, "truncate_dim", None)
     dims = model.dim if truncate_dim is None else truncate_dim
     if not isinstance(dims, int) or not MIN_DIM <= dims <= model.dim:
         raise ValueError(
@@ -161,21 +169,41 @@ def save_embeddings(
     return path
 
 
+def embedding_header(fp: Fingerprint, rows: int) -> bytes:
+    """The header `save_embeddings` writes for `rows` vectors of `fp`, for a writer that
+    streams the rows after it (the embed job joining its shards)."""
+    dtype, width = storage(fp.dims, fp.precision)
+    shape = np.broadcast_to(np.zeros((), dtype), (rows, width))  # a shape, no memory
+    return header_bytes(
+        {"embeddings": shape}, {"format": FORMAT, "fingerprint": json.dumps(asdict(fp))}
+    )
+
+
 def load_embeddings(
-    path: str | Path, expected: Fingerprint | None = None, *, force: bool = False
+    path: str | Path,
+    expected: Fingerprint | None = None,
+    *,
+    force: bool = False,
+    mmap: bool = False,
 ) -> EmbeddingFile:
-    """Read an embedding file; with `expected`, refuse one made with other settings.
+    """Read an embedding file, or an embed job's folder; with `expected`, refuse one made
+    with other settings.
 
     The file must match its own fingerprint (dtype, shape, finite vectors, well-formed
     safetensors), or it raises ValueError: it is damaged, and would search wrongly.
 
     Args:
-        path: A file written by `save_embeddings`.
+        path: A file written by `save_embeddings`, or the `out_dir` of a finished
+            `embed_corpus` job (its rows in input order, memory-mapped).
         expected: `fingerprint(model, ...)` for the model and settings you search with.
             Model, revision, task, prompt and dims must match.
         force: Load despite a mismatch (only when you know the vectors are compatible).
+        mmap: Map the vectors (`np.memmap`, read-only) instead of reading them into
+            memory; always so for a job's folder.
     """
     path = Path(path)
+    if path.is_dir():
+        return _load_job(path, expected, force)
     if not path.exists():
         raise FileNotFoundError(f"No embedding file at {path}.")
     try:
@@ -189,13 +217,53 @@ def load_embeddings(
     if expected is not None:
         check_fingerprint(found, expected, force=force, where=str(path))
     try:
-        tensors = {name: read_array(path, info) for name, info in header.tensors.items()}
-        _check_values(tensors["embeddings"], found)
+        tensors = {name: read_array(path, info) for name, info in header.tensors.items()
+                   if not (mmap and name == "embeddings")}  # fmt: skip
+        if mmap:
+            tensors["embeddings"] = _mapped(path, header.tensors["embeddings"], found)
+        else:
+            _check_values(tensors["embeddings"], found)
         if "ranges" in tensors:
             check_ranges(tensors["ranges"], found.dims)
     except ValueError as e:
         raise ValueError(f"{path}: {str(e).rstrip('.')}. {DAMAGED}") from None
     return EmbeddingFile(tensors["embeddings"], found, tensors.get("ranges"))
+
+
+def _load_job(folder: Path, expected: Fingerprint | None, force: bool) -> EmbeddingFile:
+    from ..corpus.manifest import finished_file
+
+    path, rows = finished_file(folder)
+    loaded = load_embeddings(path, expected, force=force, mmap=True)
+    if len(loaded.embeddings) != rows:
+        raise ValueError(
+            f"{path} holds {len(loaded.embeddings)} rows; the job's manifest says {rows}. "
+            "Run the job again with force=True."
+        )
+    return loaded
+
+
+# Bytes read per check when mapping: bounds the memory the check takes.
+CHECK_BYTES = 16 * 2**20
+
+
+def _mapped(path: Path, info, fp: Fingerprint) -> np.ndarray:
+    """The vectors as a read-only np.memmap, checked by chunks read from the file (not
+    through the map, which would keep every page resident)."""
+    dtype = np.dtype(NUMPY_DTYPES[info.dtype])
+    rows, width = info.shape
+    step = max(1, CHECK_BYTES // max(1, width * dtype.itemsize))
+    with open(path, "rb") as f:
+        for start in range(0, rows, step):
+            f.seek(info.offset + start * width * dtype.itemsize)
+            n = min(step, rows - start)
+            chunk = np.fromfile(f, dtype, n * width)
+            if chunk.size != n * width:
+                raise ValueError("it is truncated: it ended while it was read")
+            _check_values(chunk.reshape(n, width), fp)
+    if rows == 0:  # nothing to map: mmap refuses an empty range
+        return np.zeros((0, width), dtype)
+    return np.memmap(path, dtype, mode="r", offset=info.offset, shape=(rows, width))
 
 
 def check_fingerprint(

@@ -152,7 +152,7 @@ async def embeddings(request: Request) -> Response:
 
 @authorized
 async def models(request: Request) -> Response:
-    return JSONResponse({"object": "list", "data": [request.app.state.service.model_info()]})
+    return JSONResponse({"object": "list", "data": request.app.state.service.model_info()})
 
 
 async def health(request: Request) -> Response:
@@ -198,6 +198,31 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     await run_in_threadpool(app.state.service.worker.stop)
 
 
+def middleware(
+    worker: Worker, allowed_hosts: tuple[str, ...], cors_origins: tuple[str, ...]
+) -> list[Middleware]:
+    """The guards (Host, Origin), CORS where asked for, and request metrics, outermost first."""
+    stack = [
+        Middleware(
+            RequestGuard,
+            allowed_hosts=allowed_hosts,
+            cors_origins=cors_origins,
+            on_refused=worker.metrics.request,
+        )
+    ]
+    if cors_origins:
+        stack.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type"],
+            )
+        )
+    stack.append(Middleware(RequestMetrics, metrics=worker.metrics, timed_path="/v1/embeddings"))
+    return stack
+
+
 def create_app(
     worker: Worker,
     *,
@@ -206,6 +231,7 @@ def create_app(
     allowed_hosts: Iterable[str] = LOOPBACK_HOSTS,
     cors_origins: Iterable[str] = (),
     split_special_tokens: bool = False,
+    accept_token_ids: bool = False,
 ) -> Starlette:
     """The ASGI app around a started `Worker`; stopping the app stops the worker.
 
@@ -216,31 +242,12 @@ def create_app(
         cors_origins: Web origins allowed to call the API from a browser ("*": any).
         split_special_tokens: Default for requests without "split_special_tokens": tokenize
             special-token strings in the input ("<|endoftext|>") as plain text.
+        accept_token_ids: Embed token-id inputs as this model's ids. Off by default: OpenAI
+            clients (LangChain) send tiktoken ids, which would give wrong vectors.
     """
     if worker.model is None:
         raise ValueError("Start the worker (Worker.start()) before creating the app.")
     key = check_api_key(api_key)
-    cors_origins = tuple(cors_origins)
-    middleware = [
-        Middleware(
-            RequestGuard,
-            allowed_hosts=tuple(allowed_hosts),
-            cors_origins=cors_origins,
-            on_refused=worker.metrics.request,
-        )
-    ]
-    if cors_origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(cors_origins),
-                allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type"],
-            )
-        )
-    middleware.append(
-        Middleware(RequestMetrics, metrics=worker.metrics, timed_path="/v1/embeddings")
-    )
     app = Starlette(
         routes=[
             Route("/v1/embeddings", embeddings, methods=["POST"]),
@@ -248,13 +255,15 @@ def create_app(
             Route("/health", health, methods=["GET"]),  # open, for load balancers
             Route("/metrics", prometheus, methods=["GET"]),
         ],
-        middleware=middleware,
+        middleware=middleware(worker, tuple(allowed_hosts), tuple(cors_origins)),
         # Exception's handler answers any other error: a request never kills the server.
         exception_handlers={ApiError: api_error, ClientGone: client_gone, Exception: internal_error},
         lifespan=lifespan,
     )
     app.state.api_key = key
-    app.state.service = EmbeddingService(worker, model_name, split_special_tokens)
+    app.state.service = EmbeddingService(
+        worker, model_name, split_special_tokens, accept_token_ids
+    )
     return app
 
 

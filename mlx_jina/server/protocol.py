@@ -1,6 +1,7 @@
 """The HTTP protocol of the server: limits, errors, the request schema, response encoding.
 
-OpenAI's /v1/embeddings request plus Jina's fields; errors in OpenAI's JSON shape.
+OpenAI's /v1/embeddings request plus Jina's fields (and Voyage's and Cohere's
+`input_type`); errors in OpenAI's JSON shape.
 """
 
 from __future__ import annotations
@@ -14,12 +15,20 @@ from typing import Any
 import numpy as np
 from starlette.responses import JSONResponse
 
+from ..encoding.texts import check_texts as the_rule
 from ..retrieval.precision import TABLE as PRECISION_TABLE
-from ..tasks import API_TASKS
+from ..tasks import TASK_NAMES, parse_task
 
 # embedding_type / encoding_format -> Embedder precision, from the one Precision table.
 EMBEDDING_TYPES = {api: p.name for p in PRECISION_TABLE.values() for api in p.api_names}
 ENCODING_FORMATS = PRECISION_TABLE["float32"].api_names  # float vectors, as JSON or base64
+# input_type -> prompt name: Voyage's spelling, then Cohere's search ones.
+INPUT_TYPES = {
+    "query": "query",
+    "document": "document",
+    "search_query": "query",
+    "search_document": "document",
+}
 
 
 @dataclass
@@ -82,6 +91,7 @@ class BodyKey:
 
     kind: type  # a key of JSON_TYPES
     key: str | None = None  # the JSON key, where it is not the field's name
+    aliases: tuple[str, ...] = ()  # other keys for the same value; they must agree
     choices: Collection[str] = ()  # the values accepted, if not all of `kind`
     refusal: str = ""  # the error for a value not in `choices`; {value!r} shows it
 
@@ -105,10 +115,17 @@ class EmbeddingRequest:
     user: str | None = body_field(str)  # accepted, unused
     task: str | None = body_field(
         str,
-        choices=API_TASKS,
-        refusal=f"Unknown task {{value!r}}. Valid tasks: {', '.join(API_TASKS)}.",
+        choices=TASK_NAMES,
+        refusal=f"Unknown task {{value!r}}. Valid tasks: {', '.join(TASK_NAMES)}.",
     )
-    truncate_dim: int | None = body_field(int, key="dimensions")
+    # Voyage's and Cohere's field for the prompt; see prompts.py.
+    input_type: str | None = body_field(
+        str,
+        choices=INPUT_TYPES,
+        refusal=f"input_type={{value!r}}; use one of {', '.join(INPUT_TYPES)}.",
+    )
+    # OpenAI's name, and the Python API's (Jina's API also says dimensions).
+    truncate_dim: int | None = body_field(int, key="dimensions", aliases=("truncate_dim",))
     encoding_format: str | None = body_field(
         str,
         choices=ENCODING_FORMATS,
@@ -127,11 +144,12 @@ class EmbeddingRequest:
     @property
     def adapter(self) -> str | None:
         """The task's adapter; None: the server's default task."""
-        return API_TASKS[self.task][0] if self.task else None
+        return parse_task(self.task)[0] if self.task else None
 
     @property
     def prompt_name(self) -> str | None:
-        return API_TASKS[self.task][1] if self.task else None
+        """The prompt the task names (None for a bare adapter name, or no task)."""
+        return parse_task(self.task)[1] if self.task else None
 
     @property
     def output(self) -> str:
@@ -146,10 +164,13 @@ def is_a(value: Any, kind: type) -> bool:
 
 
 def read_field(body: dict, name: str, default: Any, spec: BodyKey) -> Any:
-    name = spec.key or name
-    value = body.get(name)
-    if value is None:
+    sent = {k: body[k] for k in (spec.key or name, *spec.aliases) if body.get(k) is not None}
+    if not sent:
         return default
+    if len({json.dumps(v) for v in sent.values()}) > 1:
+        said = " and ".join(f"{k!r}={json.dumps(v)[:20]}" for k, v in sent.items())
+        raise ApiError(400, f"{said} disagree; send one of them.", param=next(iter(sent)))
+    name, value = next(iter(sent.items()))
     if not is_a(value, spec.kind):
         raise ApiError(
             400,
@@ -210,18 +231,11 @@ def parse_input(value: Any, max_inputs: int) -> tuple[list[str] | None, list[lis
 
 
 def check_texts(texts: list[str]) -> list[str]:
-    if empty := [i for i, x in enumerate(texts) if not x]:
-        raise ApiError(400, f"input[{empty[0]}] is an empty string.", param="input")
-    for i, text in enumerate(texts):
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as e:  # JSON may escape lone surrogates; text can't hold them
-            raise ApiError(
-                400,
-                f"input[{i}] is not valid text: character {e.start} is a lone surrogate "
-                f"({text[e.start]!r}). Send UTF-8 text.",
-                param="input",
-            ) from None
+    """The one rule for texts (encoding/texts.py), and its words, as in Python and the CLI."""
+    try:
+        the_rule(texts, "input")
+    except ValueError as e:
+        raise ApiError(400, str(e), param="input") from None
     return texts
 
 

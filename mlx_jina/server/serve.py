@@ -34,11 +34,13 @@ def serve(
     allowed_hosts: Iterable[str] | None = None,
     cors_origins: Iterable[str] = (),
     split_special_tokens: bool = False,
+    accept_token_ids: bool = False,
     log_level: str = "info",
 ) -> None:
     """Load `source` on a worker thread and serve it with uvicorn until interrupted.
 
     `allowed_hosts=None` accepts loopback names when bound to loopback, any host otherwise.
+    `accept_token_ids`: embed token-id inputs (this model's ids); refused by default.
     """
     import uvicorn
 
@@ -64,6 +66,7 @@ def serve(
         allowed_hosts=default_allowed_hosts(host) if allowed_hosts is None else allowed_hosts,
         cors_origins=cors_origins,
         split_special_tokens=split_special_tokens,
+        accept_token_ids=accept_token_ids,
     )
     server = uvicorn.Server(
         uvicorn_config(app, host=host, port=port, limits=limits, log_level=log_level)

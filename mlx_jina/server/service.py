@@ -11,7 +11,8 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from ..encoding.embedder import Embedder
-from ..tasks import API_TASKS, MIN_DIM
+from ..tasks import MIN_DIM, TASK_NAMES, parse_task
+from .prompts import QUERY_SUFFIX, requested_prompt, split_model_id
 from .protocol import (
     EMBEDDING_TYPES,
     ApiError,
@@ -31,9 +32,16 @@ def serves(model: Embedder, adapter: str) -> bool:
 class EmbeddingService:
     """Turns a parsed request into a worker job and the job's result into a response."""
 
-    def __init__(self, worker: Worker, model_name: str, split_special_tokens: bool = False):
+    def __init__(
+        self,
+        worker: Worker,
+        model_name: str,
+        split_special_tokens: bool = False,
+        accept_token_ids: bool = False,
+    ):
         self.worker, self.model_name = worker, model_name
         self.split_special_tokens = split_special_tokens
+        self.accept_token_ids = accept_token_ids
         # A repo id "org/name" is also asked for by its name alone.
         self.model_names = {model_name, model_name.rsplit("/", 1)[-1]}
         self.model = worker.model
@@ -41,17 +49,30 @@ class EmbeddingService:
         self.default_task = self.model.task or (self.model.tasks or (None,))[0]
         self.created = int(time.time())
 
-    def model_info(self) -> dict:
-        """The model as GET /v1/models lists it."""
-        return {
-            "id": self.model_name,
+    def model_info(self) -> list[dict]:
+        """The model as GET /v1/models lists it: its name for documents and, where the
+        default task has a query prompt of its own, `<name>:query` for queries."""
+        facts = {
             "object": "model",
             "created": self.created,
             "owned_by": "jinaai",
-            "tasks": [t for t, (adapter, _) in API_TASKS.items() if serves(self.model, adapter)],
+            "tasks": [t for t in TASK_NAMES if serves(self.model, parse_task(t)[0])],
             "dimensions": self.model.dim,
             "max_input_tokens": self.model.max_length,
         }
+        listed = [{"id": self.model_name, **facts, "input_type": "document"}]
+        if self.distinct_query_prompt():
+            listed.append({"id": self.model_name + QUERY_SUFFIX, **facts, "input_type": "query"})
+        return listed
+
+    def distinct_query_prompt(self) -> bool:
+        resolve = self.model.resolve_prompt
+        try:
+            return resolve("query", None, self.default_task) != resolve(
+                "document", None, self.default_task
+            )
+        except ValueError:  # a folder's prompts without a query one
+            return False
 
     def pick_task(self, adapter: str | None) -> str | None:
         if adapter is None:
@@ -59,7 +80,7 @@ class EmbeddingService:
         if serves(self.model, adapter):
             return adapter
         loaded = self.model.tasks if self.model.multitask else (self.model.task,)
-        accepted = [t for t, (a, _) in API_TASKS.items() if a in loaded]
+        accepted = [t for t in TASK_NAMES if parse_task(t)[0] in loaded]
         raise ApiError(
             400,
             f"This server runs the {', '.join(map(repr, loaded))} adapter, not {adapter!r}. "
@@ -68,7 +89,25 @@ class EmbeddingService:
             param="task",
         )
 
-    def token_rows(self, req: EmbeddingRequest, task: str | None) -> list[list[int]]:
+    def prompt(self, req: EmbeddingRequest, query_model: bool, task: str | None) -> str:
+        """The prompt text for the request's texts: its task, input_type or model id."""
+        name = requested_prompt(req, query_model)  # checks that the choices agree
+        if req.ids is not None:
+            if req.input_type is not None or query_model:  # they would be ignored
+                raise ApiError(
+                    400,
+                    "Token ids are embedded as sent, without a prompt, so neither input_type "
+                    f"nor the {QUERY_SUFFIX!r} model id can pick one. Put the prompt's tokens "
+                    "in the ids and drop them, or send text.",
+                    param="input_type" if req.input_type is not None else "model",
+                )
+            return ""
+        try:
+            return self.model.resolve_prompt(name, None, task)
+        except ValueError as e:
+            raise ApiError(400, str(e), param="input_type") from None
+
+    def token_rows(self, req: EmbeddingRequest, prompt: str) -> list[list[int]]:
         model = self.model
         limit = model.max_length
         if req.ids is not None:
@@ -91,7 +130,6 @@ class EmbeddingService:
                     )
                 rows.append(row[:limit])  # ids are embedded as sent: no prompt, no specials
             return rows
-        prompt = model.resolve_prompt(req.prompt_name, None, task)
         try:
             split = req.split_special_tokens
             split = self.split_special_tokens if split is None else split
@@ -114,15 +152,21 @@ class EmbeddingService:
                 param="dimensions",
             )
 
-    def check_model(self, name: str | None) -> None:
-        if name is not None and name not in self.model_names:
-            raise ApiError(
-                404,
-                f"The model {name!r} does not exist on this server; it serves "
-                f"{self.model_name!r}. Send that name (see GET /v1/models).",
-                param="model",
-                code="model_not_found",
-            )
+    def check_model(self, name: str | None) -> bool:
+        """Whether the model id asks for queries (`<name>:query`); other ids are a 404."""
+        if name is None or name in self.model_names:
+            return False
+        base, query = split_model_id(name)
+        if base in self.model_names:
+            return query
+        served = " and ".join(repr(m["id"]) for m in self.model_info())
+        raise ApiError(
+            404,
+            f"The model {name!r} does not exist on this server; it serves {served}. "
+            "Send one of those (see GET /v1/models).",
+            param="model",
+            code="model_not_found",
+        )
 
     async def embed(
         self,
@@ -134,12 +178,15 @@ class EmbeddingService:
         """Answer one request body. `disconnected` returns when the client goes away; its
         remaining work is then dropped. `deadline` (time.monotonic()) bounds the work."""
         req = parse_request(body, self.worker.limits.max_inputs)
-        self.check_model(req.model)
+        if req.ids is not None and not self.accept_token_ids:
+            raise token_ids_refused()
+        query_model = self.check_model(req.model)
         task = self.pick_task(req.adapter)
+        prompt = self.prompt(req, query_model, task)
         self.check_dimensions(req)
         if self.worker.full():  # refuse before paying for tokenization
             raise queue_full()
-        rows = await run_in_threadpool(self.token_rows, req, task)
+        rows = await run_in_threadpool(self.token_rows, req, prompt)
         job = Job(
             task, rows, req.truncate_dim, req.normalized, EMBEDDING_TYPES[req.output],
             deadline=deadline,
@@ -156,7 +203,23 @@ class EmbeddingService:
             raise ApiError(504, str(e), code="deadline_exceeded") from None
         tokens = job.tokens
         self.worker.metrics.embedded(len(rows), tokens)
-        return embedding_response(vectors, req.output, self.model_name, tokens)
+        name = self.model_name + (QUERY_SUFFIX if query_model else "")
+        return embedding_response(vectors, req.output, name, tokens)
+
+
+def token_ids_refused() -> ApiError:
+    # OpenAI clients tokenize with tiktoken; those ids mean other words to this model.
+    return ApiError(
+        400,
+        "'input' holds token ids, which this server refuses by default: OpenAI clients send "
+        "OpenAI's tiktoken (cl100k) ids, which are other words to this model and give wrong "
+        "vectors. Send the texts instead (LangChain's OpenAIEmbeddings: pass "
+        "check_embedding_ctx_length=False). A client that sends this model's own token ids "
+        "(from its tokenizer.json, prompt included) needs the server started with "
+        "--accept-token-ids.",
+        param="input",
+        code="token_ids_refused",
+    )
 
 
 def queue_full() -> ApiError:

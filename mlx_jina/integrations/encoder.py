@@ -1,0 +1,128 @@
+"""What the LangChain, LlamaIndex and Chroma classes share: a model from a folder, a repo id
+or a loaded Embedder; the task; queries and documents to vectors, one call at a time."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
+
+import numpy as np
+
+from ..encoding.texts import check_texts, text_problem
+from ..tasks import parse_task
+
+if TYPE_CHECKING:
+    from ..encoding.embedder import Embedder
+
+# One lock per Embedder: async callers run in worker threads, and MLX runs one graph at a
+# time anyway; serializing keeps concurrent calls from sharing MLX state.
+_LOCKS: WeakKeyDictionary[Any, threading.Lock] = WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def encode_lock(embedder: Any) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(embedder, threading.Lock())
+
+
+def framework_missing(package: str, extra: str) -> ImportError:
+    return ImportError(
+        f"This integration needs {package}, which is not installed. "
+        f"Install it with: pip install 'mlx-jina[{extra}]'"
+    )
+
+
+class QueryDocumentEncoder:
+    """Queries and documents to float32 unit vectors with one Embedder.
+
+    `task` is any name in `mlx_jina.tasks.TASK_NAMES`. An adapter name keeps queries and
+    documents apart (the Embedder gives symmetric tasks the document prompt for both); a
+    Jina API task name also fixes the prompt, for queries and documents alike.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | Embedder,
+        *,
+        task: str | None = None,
+        truncate_dim: int | None = None,
+        bits: int | None = None,
+        batch_size: int = 32,
+        revision: str | None = None,
+        dtype: str | None = None,
+    ):
+        if task is not None and not isinstance(task, str):
+            raise TypeError(f"task={task!r}; use a task name (a string) or None.")
+        self.adapter, self.prompt_name = parse_task(task) if task is not None else (None, None)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}; use a positive integer.")
+        self.embedder = as_embedder(model, self.adapter, bits=bits, revision=revision, dtype=dtype)
+        # A task the model lacks or a bad truncate_dim fails here, not at the first query.
+        self.embedder.validate([], task=self.adapter, truncate_dim=truncate_dim)
+        self.task, self.truncate_dim, self.batch_size = task, truncate_dim, batch_size
+
+    @property
+    def source(self) -> str:
+        """The folder or repo id the model was loaded from."""
+        return str(self.embedder.source)
+
+    def documents(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """`(len(texts), dim)` document vectors (the task's prompt, if it names one)."""
+        return self._encode(checked_texts(texts), self.prompt_name or "document", batch_size)
+
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
+        """`(len(texts), dim)` query vectors."""
+        return self._encode(checked_texts(texts), self.prompt_name or "query")
+
+    def query(self, text: str) -> np.ndarray:
+        """One `(dim,)` query vector."""
+        if not isinstance(text, str):
+            raise TypeError(f"The query must be a string, got {type(text).__name__}.")
+        if problem := text_problem(text):
+            raise ValueError(f"The query {problem}; a query needs some content.")
+        return self._encode([text], self.prompt_name or "query")[0]
+
+    def _encode(self, texts: list[str], prompt_name: str, batch_size: int | None = None):
+        embedder = self.embedder
+        encode = embedder.encode_query if prompt_name == "query" else embedder.encode_document
+        with encode_lock(embedder):
+            emb = encode(
+                texts, task=self.adapter, truncate_dim=self.truncate_dim,
+                batch_size=batch_size or self.batch_size, show_progress_bar=False,
+            )  # fmt: skip
+        return np.asarray(emb, dtype=np.float32)
+
+
+def as_embedder(model: Any, adapter: str | None, **load_settings: Any) -> Embedder:
+    """The Embedder given, or the one loaded from a folder or repo id."""
+    from ..encoding.embedder import Embedder
+
+    if isinstance(model, Embedder):
+        if given := [k for k, v in load_settings.items() if v is not None]:
+            raise ValueError(
+                f"{', '.join(given)} only apply when loading, and this Embedder is loaded "
+                "already. Pass its folder or repo id instead, or load it with those settings."
+            )
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        from ..checkpoint.loader import load
+
+        return load(model, task=adapter, **load_settings)
+    raise TypeError(
+        f"model is {type(model).__name__}; pass a folder, a Hugging Face repo id or an "
+        "Embedder from mlx_jina.load()."
+    )
+
+
+def checked_texts(texts: Sequence[str]) -> list[str]:
+    """A list of strings that pass the one text rule, else a TypeError or ValueError."""
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}.")
+    texts = list(texts)
+    if bad := [i for i, t in enumerate(texts) if not isinstance(t, str)]:
+        raise TypeError(f"texts[{bad[0]}] is {type(texts[bad[0]]).__name__}, not a string.")
+    check_texts(texts, "texts")
+    return texts

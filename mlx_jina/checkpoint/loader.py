@@ -20,8 +20,20 @@ from ..models.lora import add_adapters
 from ..tasks import MIN_DIM, TASK_NAMES, parse_task
 from . import WEIGHT_DTYPES, hub, list_problems
 from .adapters import check_adapter, merge, read_adapter
-from .folder import ModelFolder, choose_tasks, inspect_folder, read_prompts, read_tokenizer
-from .quantization import check_settings, infer_quantization, quantize_like, quantize_model
+from .folder import (
+    ModelFolder,
+    choose_tasks,
+    inspect_folder,
+    read_prompts,
+    read_tokenizer,
+)
+from .quantization import (
+    check_settings,
+    infer_quantization,
+    quantize_like,
+    quantize_model,
+    warn_slow_activations,
+)
 from .safetensors import FLOATS, TensorInfo
 from .weights import load_weights, quantized_file, read_headers
 
@@ -142,14 +154,20 @@ def read_model(
     shapes = weight_shapes(args, backbone)
     for adapter in adapters:  # the float shapes, whether merged or not, quantized or not
         check_adapter(shapes, adapter)
+    # Lazy arrays: nothing is read from the files until evaluated.
     weights = sanitize(load_weights(found.path, found.weight_files))
     merged = bool(adapters) and not (multitask or stored)
     if merged:
         # Cast first: a float32 load of 16-bit files then merges without rounding.
         weights = merge(cast_floats(weights, dtype), adapters[0])
-    model = build_model(backbone, args, stored, weights, dtype)
+    # From float weights with `bits`, each block is read, merged, quantized and evaluated
+    # in turn (quantize_at_load), so the float model is never in memory as a whole.
+    layerwise = bits is not None and not stored
+    model = build_model(backbone, args, stored, weights, dtype, evaluate=not layerwise)
+    del weights  # the model holds the only references now
     if bits is not None:
         quantize_at_load(model, bits, group_size, bool(stored), where)
+    warn_slow_activations(model, bits is not None or bool(stored))
     if adapters and not merged:
         # Unmerged LoRA: the base stays as loaded (possibly quantized), adapters float.
         add_adapters(model, adapters)
@@ -214,8 +232,12 @@ def build_model(
     quantized: dict[str, tuple[int, int]],
     weights: dict[str, mx.array],
     dtype: str | None,
+    *,
+    evaluate: bool = True,
 ) -> Model:
-    """The model, from weights that `check_checkpoint` accepted."""
+    """The model, from weights that `check_checkpoint` accepted.
+
+    `evaluate=False` leaves the weights lazy: read from the files when first evaluated."""
     model = Model(args, backbone)
     # Quantize exactly the layers the checkpoint stores quantized (`<path>.scales`).
     quantize_like(model, quantized)
@@ -226,7 +248,8 @@ def build_model(
         floats = [v.dtype for v in weights.values() if mx.issubdtype(v.dtype, mx.floating)]
         model.set_dtype(floats[0] if floats else mx.float32)
     model.load_weights(list(weights.items()), strict=True)
-    mx.eval(model.parameters())
+    if evaluate:
+        mx.eval(model.parameters())
     return model
 
 
@@ -242,7 +265,7 @@ def quantize_at_load(model: Model, bits: int, group_size: int, stored: bool, whe
             )
         return
     # A merged adapter is quantized with the base; unmerged ones stay float.
-    if skipped := quantize_model(model, bits, group_size):
+    if skipped := quantize_model(model, bits, group_size, layerwise=True):
         warnings.warn(
             f"{len(skipped)} layers stay float: their input size is not a multiple of "
             f"group_size={group_size} (e.g. {skipped[0]}).",

@@ -40,6 +40,17 @@ def as_texts(sentences: str | list[str], first: int = 0) -> tuple[bool, list[str
     return single, list(texts)
 
 
+def as_output(emb: mx.array, single: bool, tensor: bool) -> np.ndarray | mx.array:
+    """`finish`'s evaluated (n, dim) vectors as `encode` returns them: numpy takes one
+    copy to the host and no further sync; a single text's is row 0."""
+    if not tensor:
+        out = np.array(emb)
+        return out[0] if single else out
+    emb = emb[0] if single else emb
+    mx.eval(emb)
+    return emb
+
+
 class Embedder(TaskChoice, STHabits):
     """A loaded jina-embeddings-v5-text model. Build it with `mlx_jina.load`."""
 
@@ -210,9 +221,7 @@ class Embedder(TaskChoice, STHabits):
                 show_progress_bar=show_progress_bar, convert_to_numpy=False,
                 max_batch_tokens=max_batch_tokens, task=task,
             )  # fmt: skip
-            emb = emb[0] if single else emb
-            mx.eval(emb)
-            return emb if tensor else np.array(emb)
+            return as_output(emb, single, tensor)
 
     def _encode_parameters(self) -> list[str]:
         return [p for p in inspect.signature(self.encode).parameters if p != "unsupported"]

@@ -77,23 +77,32 @@ class Engine:
                 "the tokenizer doesn't match the model."
             )
 
-    def forward(
-        self, rows: list[list[int]], task: str | None = None
-    ) -> tuple[mx.array, np.ndarray]:
-        """Final hidden states (B, L, D) of ONE forward pass over `rows`, right-padded to
-        the longest, and the row lengths. Builds the graph only."""
+    def padded(self, rows: list[list[int]]) -> tuple[mx.array, np.ndarray]:
+        """`rows` right-padded to the longest as one (B, L) array, and the row lengths."""
         lengths = np.array([len(row) for row in rows], dtype=np.int32)
         ids = np.zeros((len(rows), int(lengths.max())), dtype=np.int32)
         for r, row in enumerate(rows):
             ids[r, : len(row)] = row
         self.check_vocab(int(ids.max()))
+        return mx.array(ids), lengths
+
+    def forward(
+        self, rows: list[list[int]], task: str | None = None
+    ) -> tuple[mx.array, np.ndarray]:
+        """Final hidden states (B, L, D) of ONE forward pass over `rows`, right-padded to
+        the longest, every token's (token embeddings need them all), and the row lengths.
+        Builds the graph only."""
+        ids, lengths = self.padded(rows)
         with using_task(task):  # LoRA layers read it while the graph is built
-            return self.model(mx.array(ids), lengths), lengths
+            return self.model(ids, lengths), lengths
 
     def embed_batch(self, rows: list[list[int]], task: str | None = None) -> mx.array:
-        """Pooled float32 vectors of ONE forward pass over `rows` (graph only)."""
-        h, lengths = self.forward(rows, task)
-        return self.model.pool(h, mx.array(lengths)).astype(mx.float32)
+        """Pooled float32 vectors of ONE forward pass over `rows` (graph only). The last
+        layer runs at the pooled tokens only (`Model.embed`): the same vectors as pooling
+        `forward`'s states, with less work."""
+        ids, lengths = self.padded(rows)
+        with using_task(task):
+            return self.model.embed(ids, lengths).astype(mx.float32)
 
     def token_batch(self, rows: list[list[int]], task: str | None = None) -> list[mx.array]:
         """Per-token float32 states of ONE forward pass, one `(len(row), D)` array per
@@ -140,6 +149,8 @@ class Engine:
             out = [None] * len(ids)
             for i, row in zip(plan.order, (row for rows in done for row in rows)):
                 out[i] = row
+        elif len(done) == 1 and all(i == n for n, i in enumerate(plan.order)):
+            out = done[0]  # one batch in input order (a single query): nothing to move
         else:
             out = mx.concatenate(done)[mx.array(np.argsort(plan.order))]
             mx.eval(out)
@@ -161,18 +172,20 @@ class Engine:
         Raises FloatingPointError when the model produced inf or NaN.
         """
         dim = self.check_truncate_dim(truncate_dim)
-        if not mx.all(mx.isfinite(emb)).item():
+        finite = mx.all(mx.isfinite(emb))
+        emb = emb[:, :dim]
+        if normalize_embeddings:
+            emb = normalize(emb)
+        mx.eval(finite, emb)  # one sync for the check and the output
+        if not finite.item():
             raise FloatingPointError(
                 f"The model produced inf/NaN in {self.model.norm.weight.dtype}; "
                 "load it with dtype='bfloat16' or 'float32'."
             )
-        emb = emb[:, :dim]
-        if normalize_embeddings:
-            emb = normalize(emb)
         if precision != "float32":
             # After the cut and normalization: the int8 ranges assume unit vectors.
             emb = mx.array(quantize_embeddings(np.array(emb), precision))
-        mx.eval(emb)
+            mx.eval(emb)
         return emb
 
 

@@ -37,21 +37,31 @@ class Attention(nn.Module):
             self.q_norm = nn.RMSNorm(self.head_dim, eps=args.rms_norm_eps)
             self.k_norm = nn.RMSNorm(self.head_dim, eps=args.rms_norm_eps)
 
-    def __call__(self, x: mx.array, mask: mx.array | str | None) -> mx.array:
+    def __call__(
+        self, x: mx.array, mask: mx.array | str | None, positions: mx.array | None = None
+    ) -> mx.array:
+        """Attention over every token of x (B, L, D). With `positions` (B,), only the query
+        at each row's position is computed: the output is (B, 1, D), and `mask` must then
+        be None or a boolean key mask (B, 1, 1, L)."""
         B, L, _ = x.shape
-        q = self.q_proj(x).reshape(B, L, self.n_heads, -1)
+        xq = x if positions is None else x[mx.arange(B), positions][:, None]
+        q = self.q_proj(xq).reshape(B, xq.shape[1], self.n_heads, -1)
         k = self.k_proj(x).reshape(B, L, self.n_kv_heads, -1)
         v = self.v_proj(x).reshape(B, L, self.n_kv_heads, -1)
         if "q_norm" in self:  # Qwen3 normalizes q and k per head, before RoPE
             q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))  # (B, H, L, D)
-        q, k = (
-            mx.fast.rope(t, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=0)
-            for t in (q, k)
-        )
+        # One query per row sits at its row's own position: RoPE takes it as the offset.
+        q = self.rope(q, 0 if positions is None else positions)
+        k = self.rope(k, 0)
         # Grouped K/V go in as they are; the kernel shares them across query heads.
         o = scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
-        return self.o_proj(o.transpose(0, 2, 1, 3).reshape(B, L, -1))
+        return self.o_proj(o.transpose(0, 2, 1, 3).reshape(B, xq.shape[1], -1))
+
+    def rope(self, t: mx.array, offset: int | mx.array) -> mx.array:
+        return mx.fast.rope(
+            t, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=offset
+        )
 
 
 class MLP(nn.Module):
@@ -73,8 +83,15 @@ class TransformerBlock(nn.Module):
         self.input_layernorm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
         self.post_attention_layernorm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
 
-    def __call__(self, x: mx.array, mask: mx.array | str | None) -> mx.array:
-        h = x + self.self_attn(self.input_layernorm(x), mask)
+    def __call__(
+        self, x: mx.array, mask: mx.array | str | None, positions: mx.array | None = None
+    ) -> mx.array:
+        """(B, L, D) states; with `positions` (B,), those of one token per row, (B, 1, D):
+        keys and values still come from every token, the rest from that token only."""
+        xn = self.input_layernorm(x)
+        if positions is not None:
+            x = x[mx.arange(x.shape[0]), positions][:, None]
+        h = x + self.self_attn(xn, mask, positions)
         return h + self.mlp(self.post_attention_layernorm(h))
 
 
@@ -95,15 +112,33 @@ class Model(nn.Module):
             h = layer(h, mask)
         return self.norm(h)
 
+    def embed(self, inputs: mx.array, lengths: np.ndarray) -> mx.array:
+        """The pooled vectors (B, D) of right-padded token ids: `pool(self(inputs, lengths))`
+        without the last layer's work on tokens the pooling drops. Its keys and values still
+        come from every token; its query, attention output, MLP and the final norm only
+        from each row's pooled token."""
+        positions = POOL_POSITIONS[self.backbone.pooling](lengths)
+        h = self.embed_tokens(inputs)
+        mask = self.attention_mask(inputs.shape[1], lengths)
+        for layer in self.layers[:-1]:
+            h = layer(h, mask)
+        h = self.layers[-1](h, self.key_mask(inputs.shape[1], lengths), mx.array(positions))
+        return self.norm(h[:, 0])
+
+    @staticmethod
+    def key_mask(L: int, lengths: np.ndarray) -> mx.array | None:
+        """Boolean (B, 1, 1, L) mask of each row's real keys, None without padding: what a
+        row's last real token sees under causal and bidirectional attention alike."""
+        if lengths.min() == L:
+            return None
+        return mx.array(np.arange(L)[None] < lengths[:, None])[:, None, None, :]
+
     def attention_mask(self, L: int, lengths: np.ndarray) -> mx.array | str | None:
         if self.backbone.causal:
             # Right padding comes after every real token, so the fused "causal" mask is
             # exact for the real ones; one token needs none.
             return "causal" if L > 1 else None
-        if lengths.min() == L:
-            return None  # no padding in this batch
-        keys = np.arange(L)[None] < lengths[:, None]  # every query sees the real keys
-        return mx.array(keys)[:, None, None, :]
+        return self.key_mask(L, lengths)  # every query sees the real keys
 
     def pool(self, h: mx.array, lengths: mx.array) -> mx.array:
         """The embedding of each row, as the backbone pools it."""
@@ -116,6 +151,9 @@ def last_token_pool(h: mx.array, lengths: mx.array) -> mx.array:
 
 
 POOLING = {"last": last_token_pool}
+# The one position per row each pooling reads, from the host lengths: `Model.embed`
+# computes the last layer there only.
+POOL_POSITIONS = {"last": lambda lengths: np.asarray(lengths, dtype=np.int32) - 1}
 
 
 def weight_shapes(args: ModelArgs, backbone: Backbone) -> dict[str, tuple[int, ...]]:

@@ -218,7 +218,7 @@ def run_embed(args: argparse.Namespace) -> None:
             raise ValueError(f"-o {args.output} is the input file; write to another file")
         output_format(args.output)
     task, prompt_name = task_and_prompt(args.task, args.prompt_name)
-    texts = read_texts(args.texts, args.input, args.jsonl)
+    texts = read_texts(args.texts, args.input, args.jsonl, args.text_field)
     from . import load
 
     model = load(args.model, task=task, bits=args.bits, dtype=args.dtype, revision=args.revision)

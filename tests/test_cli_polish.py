@@ -384,3 +384,13 @@ def test_serve_task_takes_every_name(monkeypatch, capsys):
         seen.clear()
         main(["serve", "-m", "some-folder", "--task", name])
         assert seen["task"] == adapter
+
+
+def test_text_field_applies_without_out_dir(tiny_qwen_base, qwen, capsys, tmp_path):
+    """`embed` lists --text-field, but only a corpus job (--out-dir) honoured it: plain
+    `embed -i docs.jsonl --text-field body` refused every line. One reader serves both."""
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "body": t}) + "\n" for i, t in enumerate(TEXTS)))
+    out, _ = run(["embed", "-m", tiny_qwen_base, "--task", "retrieval", "-i", path,
+                  "--text-field", "body"], capsys)  # fmt: skip
+    np.testing.assert_array_equal(rows(out).astype(np.float32), qwen.encode(TEXTS))

@@ -311,3 +311,18 @@ def test_an_input_edited_during_the_run_is_never_recorded(qwen, corpus, tmp_path
         mlx_jina.embed_corpus(qwen, corpus, out)
     mlx_jina.embed_corpus(qwen, corpus, out, force=True)
     assert_matches_reference(out, qwen, TEXTS[::-1])
+
+
+def test_a_corpus_file_reads_as_embed_i_reads_it(qwen, tmp_path):
+    """The corpus reader was a second line reader beside `embed -i`'s: it split lines with
+    str.splitlines() (a text holding U+2028 or a form feed became two rows, every later
+    row shifted) and kept a byte-order mark in the first text. Both now use one reader."""
+    from mlx_jina.encoding.textio import read_texts
+
+    texts = ["one\u2028two", "three\x0cfour", "five"]
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + ("\n".join(texts) + "\n").encode())
+    assert read_texts([], str(path), False) == texts
+    out = tmp_path / "job"
+    mlx_jina.embed_corpus(qwen, path, out)
+    assert_matches_reference(out, qwen, texts)

@@ -8,19 +8,20 @@ again while the job embeds it. A list or tuple is scanned the same way. stdin an
 iterables can be read only once: each text is checked as it arrives (so a bad one may
 stop the job after some shards were written) and such a job cannot be resumed.
 
-Lines are `str.splitlines()` of the file read as UTF-8, as `mlx-jina embed -i` reads them.
+Files and stdin are read by `encoding.textio.stream_texts`, the reader of `mlx-jina embed -i`:
+the same lines, the same JSON lines, the same errors.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..encoding.textio import stream_texts
 from ..encoding.texts import text_problem
 
 # How much of a file's start is hashed on its own: a quick "same file?" for messages.
@@ -83,7 +84,7 @@ class CorpusInput:
         if self.kind == "file":
             return _file_texts(self.source, self.jsonl, self.text_field)
         if self.kind == "stdin":
-            return _stream_texts(sys.stdin, "stdin", self.jsonl, self.text_field)
+            return (text for _, text in stream_texts(sys.stdin, "stdin", self.jsonl, self.text_field))
         return _checked_items(self.source)
 
 
@@ -132,65 +133,8 @@ def _file_identity(path: Path) -> dict:
 
 def _file_texts(path: Path, jsonl: bool, text_field: str) -> Iterator[str]:
     with open(path, "rb") as f:  # bytes, decoded line by line: a bad byte's line is exact
-        yield from _stream_texts(f, str(path), jsonl, text_field)
-
-
-def _stream_texts(f, name: str, jsonl: bool, text_field: str) -> Iterator[str]:
-    """Texts of an open stream (binary, or text as a StringIO stdin is), numbered by
-    line for messages."""
-    for n, line in _numbered_lines(getattr(f, "buffer", f), name):
-        text = line
-        if jsonl:
-            text = _json_text(line, n, name, text_field)
-            if text is None:
-                continue
-        if problem := text_problem(text):
-            raise ValueError(
-                f"line {n} of {name} {problem}; every text needs some content. Fix or "
-                "remove that line."
-            )
-        yield text
-
-
-def _numbered_lines(f, name: str) -> Iterator[tuple[int, str]]:
-    """(line number, line) as `read_text().splitlines()` gives them, streamed. Splitting
-    the bytes at b"\n" is safe in UTF-8; splitlines() then handles \r\n, \r and the rest."""
-    n = 0
-    for raw in f:
-        if isinstance(raw, bytes):
-            try:
-                raw = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(
-                    f"line {n + 1} of {name} is not UTF-8 (byte {e.start}: {e.reason}); save "
-                    "the file as UTF-8."
-                ) from None
-        for line in raw.splitlines():
-            n += 1
-            yield n, line
-
-
-def _json_text(line: str, n: int, name: str, text_field: str) -> str | None:
-    """The text of one JSON line (a string, or an object's `text_field`); None if blank."""
-    if not line.strip():
-        return None
-    try:
-        item = json.loads(line)
-    except ValueError:
-        raise ValueError(f"line {n} of {name} is not JSON; a .jsonl file holds one JSON value per line.") from None
-    if isinstance(item, dict):
-        if text_field not in item:
-            raise ValueError(
-                f"line {n} of {name} has no {text_field!r} field (it has "
-                f"{', '.join(map(repr, list(item)[:5])) or 'none'}); pass the field's name."
-            )
-        item = item[text_field]
-    if not isinstance(item, str):
-        raise ValueError(
-            f"line {n} of {name} holds {type(item).__name__}, not a JSON string or an "
-            f"object with a string {text_field!r}."
-        )
-    return item
+        for _, text in stream_texts(f, str(path), jsonl, text_field):
+            yield text
 
 
 def _checked_items(items: Iterable) -> Iterator[str]:

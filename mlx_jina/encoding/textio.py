@@ -1,10 +1,11 @@
 """Texts in, vectors out, for the command line: lines or JSON lines from a file or stdin,
 and vectors as JSON arrays on stdout or one .npy, .json or .jsonl file written atomically."""
 
-import codecs
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 import numpy as np
 
@@ -15,13 +16,12 @@ from .texts import text_problem
 OUTPUT_FORMATS = {".npy": "NumPy array", ".json": "JSON array of arrays", ".jsonl": "JSON lines"}
 
 
-def read_texts(texts: list[str], source: str | None, jsonl: bool) -> list[str]:
-    """`texts` as given, else the lines of `source` (a file, or "-" / None for stdin).
-
-    A `.jsonl` file (or `jsonl=True`) holds one JSON string or {"text": ...} object per
-    line; blank lines are skipped there. Every text must pass the one text rule
-    (encoding/texts.py). Raises ValueError naming the bad argument or line.
-    """
+def read_texts(
+    texts: list[str], source: str | None, jsonl: bool, text_field: str = "text"
+) -> list[str]:
+    """`texts` as given, else the texts of `source` (a file, or "-" / None for stdin), read
+    by `stream_texts` (a `.jsonl` file or `jsonl=True`: JSON lines). Raises ValueError
+    naming the bad argument or line."""
     if texts and source:
         raise ValueError("pass texts as arguments or with -i, not both")
     if texts:
@@ -32,69 +32,85 @@ def read_texts(texts: list[str], source: str | None, jsonl: bool) -> list[str]:
     if source is None and sys.stdin.isatty():
         raise ValueError("no input: pass texts as arguments, -i FILE, or pipe them on stdin")
     if source in (None, "-"):
-        data, name = read_stdin(), "stdin"
+        read = [text for _, text in stream_texts(sys.stdin, "stdin", jsonl, text_field)]
+        name = "stdin"
     else:
         path = Path(source)
         if not path.is_file():
             raise ValueError(f"no input file {path}")
-        data, name = path.read_bytes(), str(path)
-    lines = split_lines(decode(data, name))
-    if jsonl or name.endswith(".jsonl"):
-        numbered = [(n, text) for n, line in enumerate(lines, 1)
-                    if (text := json_line(line, n, name)) is not None]  # fmt: skip
-    else:
-        numbered = list(enumerate(lines, 1))
-    for n, text in numbered:
-        if problem := text_problem(text):
-            raise ValueError(f"line {n} of {name} {problem}; every line needs some text")
-    if not numbered:
+        name = str(path)
+        with open(path, "rb") as f:
+            jsonl = jsonl or name.endswith(".jsonl")
+            read = [text for _, text in stream_texts(f, name, jsonl, text_field)]
+    if not read:
         raise ValueError(f"{name} holds no texts")
-    return [text for _, text in numbered]
+    return read
 
 
-def read_stdin() -> bytes | str:
-    """stdin as bytes where it has them, so that the decoding below is ours (strict)."""
-    buffer = getattr(sys.stdin, "buffer", None)
-    return buffer.read() if buffer is not None else sys.stdin.read()
+def stream_texts(
+    f: BinaryIO | TextIO, name: str, jsonl: bool = False, text_field: str = "text"
+) -> Iterator[tuple[int, str]]:
+    """(line number, text) of an open file or stdin, streamed and checked; the one reader
+    of text files, for `embed -i` and corpus jobs alike.
+
+    Lines end at \n (or \r\n) only: str.splitlines() also splits at \x0c, \x85 or
+    U+2028 inside a text, which would shift every later line. Each line is strict UTF-8 (a
+    leading byte-order mark dropped). JSON lines hold a string or an object whose
+    `text_field` is one; blank JSON lines are skipped. Every text must pass the one text
+    rule (encoding/texts.py)."""
+    offset = 0
+    for n, raw in enumerate(getattr(f, "buffer", f), 1):
+        line = _decoded(raw, n, offset, name)
+        offset += len(raw)
+        if jsonl:
+            if not line.strip():
+                continue
+            line = json_text(line, n, name, text_field)
+        if problem := text_problem(line):
+            raise ValueError(
+                f"line {n} of {name} {problem}; every line needs some text. Fix or remove "
+                "that line."
+            )
+        yield n, line
 
 
-def decode(data: bytes | str, name: str) -> str:
-    """UTF-8 text (a leading byte-order mark dropped), or a ValueError naming where it breaks."""
-    if isinstance(data, str):
-        return data
-    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    try:
-        return data[skip:].decode("utf-8")
-    except UnicodeDecodeError as e:
-        at = e.start + skip
-        line = data.count(b"\n", 0, at) + 1
-        raise ValueError(
-            f"line {line} of {name} is not UTF-8 (byte {at}: {data[at:at + 1]!r}); convert the "
-            "input to UTF-8, e.g. iconv -f latin1 -t utf-8"
-        ) from None
+def _decoded(raw: bytes | str, n: int, offset: int, name: str) -> str:
+    """One line as text, without its line end (and the file's byte-order mark)."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            at = offset + e.start
+            raise ValueError(
+                f"line {n} of {name} is not UTF-8 (byte {at}: {raw[e.start:e.start + 1]!r}); "
+                "convert the input to UTF-8, e.g. iconv -f latin1 -t utf-8"
+            ) from None
+    line = raw.removesuffix("\n").removesuffix("\r")
+    return line.removeprefix("\ufeff") if n == 1 else line
 
 
-def split_lines(text: str) -> list[str]:
-    """Lines split at \\n (and \\r\\n) only: str.splitlines() also splits at \\x0c, \\x85 or
-    U+2028 inside a text, which would shift every later line number."""
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the final newline ends the last line; it starts no new one
-    return [line.removesuffix("\r") for line in lines]
-
-
-def json_line(line: str, n: int, name: str) -> str | None:
-    """The text of one JSON line, or None for a blank line."""
-    if not line.strip():
-        return None
+def json_text(line: str, n: int, name: str, text_field: str) -> str:
+    """The text of one JSON line: a string, or an object's `text_field`."""
     try:
         item = json.loads(line)
     except ValueError:
-        raise ValueError(f"line {n} of {name} is not JSON; drop --jsonl for plain text") from None
+        raise ValueError(
+            f"line {n} of {name} is not JSON; a .jsonl file (or --jsonl) holds one JSON value "
+            "per line"
+        ) from None
     if isinstance(item, dict):
-        item = item.get("text")
+        if text_field not in item:
+            raise ValueError(
+                f"line {n} of {name} has no {text_field!r} field (it has "
+                f"{', '.join(map(repr, list(item)[:5])) or 'none'}); pass the field's name "
+                "(--text-field, text_field=)"
+            )
+        item = item[text_field]
     if not isinstance(item, str):
-        raise ValueError(f'line {n} of {name} is not a JSON string or {{"text": ...}} object')
+        raise ValueError(
+            f"line {n} of {name} holds {type(item).__name__}, not a JSON string or an object "
+            f"with a string {text_field!r}"
+        )
     return item
 
 

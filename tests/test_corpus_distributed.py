@@ -268,21 +268,22 @@ def test_corpus_job_on_two_ranks_equals_one_process(tiny_qwen_base, qwen, tmp_pa
 
 @needs_ring
 def test_corpus_job_with_a_killed_rank_resumes(tiny_qwen_base, qwen, tmp_path):
-    """Rank 1 dies holding its second shard: the launch ends (no hang), rank 0 names the
-    lost rank, finished shards stay; the same command again (here on one process)
-    embeds only the rest and the result equals encode of the whole corpus."""
+    """Rank 1 dies holding its first shard (it always gets one: its thread asks at once,
+    while rank 0 could finish every later shard alone): the launch ends (no hang), rank 0
+    names the lost rank, finished shards stay and the lost one is never listed; the same
+    command again (here on one process) embeds only the rest and equals encode."""
     import mlx_jina
 
     corpus, texts = _corpus_file(tmp_path)
     out = tmp_path / "job"
     start = time.monotonic()
-    first = _embed_job(tiny_qwen_base, corpus, out, ranks=2, MLX_JINA_DIST_TEST_KILL="1:1")
+    first = _embed_job(tiny_qwen_base, corpus, out, ranks=2, MLX_JINA_DIST_TEST_KILL="1:0")
     assert time.monotonic() - start < 60
     output = first.stdout + first.stderr
     assert "rank 1 was lost holding shard" in output, output
     manifest = json.loads((out / "manifest.json").read_text())
     finished = len(manifest["shards"])
-    assert 1 <= finished < 9 and not (out / "embeddings.safetensors").exists()
+    assert finished < 9 and not (out / "embeddings.safetensors").exists()
     again = _embed_job(tiny_qwen_base, corpus, out, ranks=1)
     assert again.returncode == 0, again.stderr
     assert f"{9 - finished} of 9 shards this run" in again.stderr, again.stderr

@@ -1,22 +1,25 @@
-"""What data-parallel corpus embedding costs: 2 ranks on loopback against 1 process.
+"""What data-parallel corpus embedding costs: ranks on loopback against 1 process.
 
-Two measurements, both through mlx_jina.corpus.distributed:
+Two measurements, both through the schedulers of a corpus job (mlx_jina.corpus.rounds
+picks: "peers", send/recv to a free rank, up to 3 ranks; "rounds" over collectives):
 
-* transport: rank 1 answers every shard with ready-made vectors (no model), rank 0 only
-  hands out, so the time per shard is the protocol alone: texts out, vectors back;
-* model: the same shards embedded by 1 process, then by 2 ranks (rank 0 embeds too),
-  on a random reduced qwen3 model with the real output size (1024 dims).
+* transport: the other ranks answer every shard with ready-made vectors (no model),
+  rank 0 only hands out, so the time per shard is the protocol alone;
+* model: the same shards embedded by 1 process, then by the launched ranks (rank 0
+  embeds too), on a random reduced qwen3 model with the real output size (1024 dims).
 
-    python benchmarks/bench_corpus_distributed.py [--shards 8] [--texts 8]
+    python benchmarks/bench_corpus_distributed.py [--shards 8] [--texts 8] [--ranks 2 4]
 
-It launches itself with `mlx.launch -n 2 --backend ring` on 127.0.0.1 for the 2-rank
-parts and prints one Markdown table. On one machine both ranks share its cores, so the
-2-rank wall time says nothing about several Macs; the per-shard transport cost and the
-bytes per vector are what carry over (see the README's "Several Macs").
+It launches itself with `mlx.launch -n N --backend ring` on 127.0.0.1 once per scheduler
+and rank count (2 ranks in both modes, 4 in rounds) and prints one Markdown table. On one
+machine the ranks share its cores, so the wall time with ranks says nothing about
+several Macs; the per-shard transport cost and the bytes per vector are what carry over
+(see the README's "Several Macs").
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 DIM = 1024  # jina-embeddings-v5-text-small's output
-TRANSPORT_TEXTS = 256  # texts per shard in the transport measurement
+TRANSPORT_TEXTS = 256  # texts per shard in the transport measurement (--transport-texts)
 ITEMSIZE = {"float32": 4, "float16": 2, "int8": 1, "ubinary": 1 / 8}
 
 
@@ -64,25 +67,27 @@ def timed_map(pool, work) -> tuple[float, int]:
 
 def rank_job(folder: str, out: str, count: int, texts: int) -> None:
     """Runs on every launched rank; rank 0 writes the JSON results to `out`."""
-    from mlx_jina.corpus.distributed import ShardPool, init_group, serve_shards
+    from mlx_jina.corpus.distributed import init_group
+    from mlx_jina.corpus.rounds import open_pool, serve
 
     group = init_group()
     work, moved = shards(count, texts), shards(count, TRANSPORT_TEXTS)
-    results = {"ping": ping(group)}
+    results = {"ping": ping(group) if group.size() == 2 else None}
     if group.rank() != 0:
         for precision in ITEMSIZE:  # transport: one pool per precision
             ready = fake_vectors(TRANSPORT_TEXTS, precision)
-            serve_shards(group, lambda t, v=ready: (v, 0))
-        serve_shards(group, embedder(Path(folder)))
+            serve(group, lambda t, v=ready: (v, 0))
+        serve(group, embedder(Path(folder)))
         return
     for precision in ITEMSIZE:
-        with ShardPool(group) as pool:
+        with open_pool(group) as pool:
             seconds, n = timed_map(pool, moved)
         results[f"transport {precision}"] = seconds / n
-    with ShardPool(group, embedder(Path(folder))) as pool:
+    with open_pool(group, embedder(Path(folder))) as pool:
         seconds, _ = timed_map(pool, work)
-    results["2 ranks"] = seconds
+    results["model"] = seconds
     results["by_rank"] = pool.shards_by_rank
+    results["scheduler"] = type(pool).__name__
     Path(out).write_text(json.dumps(results))
 
 
@@ -109,24 +114,33 @@ def fake_vectors(texts: int, precision: str) -> np.ndarray:
 
 
 def main() -> None:
+    global TRANSPORT_TEXTS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--texts", type=int, default=8, help="texts per shard")
+    parser.add_argument("--ranks", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--transport-texts", type=int, default=TRANSPORT_TEXTS,
+                        help="texts per shard when measuring the transport alone")
     parser.add_argument("--rank-job", nargs=2, metavar=("MODEL", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    TRANSPORT_TEXTS = args.transport_texts
     if args.rank_job:
         return rank_job(*args.rank_job, args.shards, args.texts)
     from mlx_jina.corpus.distributed import ShardPool
 
+    runs = [(n, mode) for n in args.ranks for mode in (["peers", "rounds"] if n <= 3 else ["rounds"])]
     with tempfile.TemporaryDirectory() as tmp:
         folder, out = build_model(Path(tmp)), Path(tmp) / "results.json"
         work = shards(args.shards, args.texts)
         one, _ = timed_map(ShardPool(None, embedder(folder)), work)
-        cmd = ["mlx.launch", "-n", "2", "--backend", "ring", "--", sys.executable, __file__,
-               "--shards", str(args.shards), "--texts", str(args.texts),
-               "--rank-job", str(folder), str(out)]  # fmt: skip
-        subprocess.run(cmd, check=True, timeout=600)
-        results = json.loads(out.read_text())
+        results = {}
+        for ranks, mode in runs:
+            cmd = ["mlx.launch", "-n", str(ranks), "--backend", "ring", "--", sys.executable,
+                   __file__, "--shards", str(args.shards), "--texts", str(args.texts),
+                   "--transport-texts", str(TRANSPORT_TEXTS), "--rank-job", str(folder), str(out)]  # fmt: skip
+            env = {**os.environ, "MLX_JINA_DIST_MODE": mode}
+            subprocess.run(cmd, check=True, timeout=600, env=env)
+            results[ranks, mode] = json.loads(out.read_text())
     report(args, work, one, results)
 
 
@@ -136,16 +150,17 @@ def report(args, work, one: float, results: dict) -> None:
           f"{DIM}-d vectors, loopback ring\n")  # fmt: skip
     print("| measure | value |\n|---|---|")
     print(f"| 1 process, model | {one:.2f} s ({one / args.shards * 1e3:.0f} ms/shard) |")
-    two = results["2 ranks"]
-    print(f"| 2 ranks, model | {two:.2f} s, shards by rank {results['by_rank']} |")
-    print(f"| one 64-byte round trip | {results['ping'] * 1e3:.2f} ms |")
     n = TRANSPORT_TEXTS
-    for precision, size in ITEMSIZE.items():
-        per_shard = results[f"transport {precision}"]
-        sent = 32 + n * (8 + text_bytes) + 64 + n * DIM * size
-        print(f"| transport only, {n} texts/shard, {precision} | {per_shard * 1e3:.1f} ms/shard, "
-              f"{DIM * size:g} B/vector, {sent / 1e3:.0f} kB/shard both ways, "
-              f"{sent / per_shard / 1e6:.0f} MB/s |")  # fmt: skip
+    for (ranks, mode), got in results.items():
+        print(f"| {ranks} ranks, {mode}, model | {got['model']:.2f} s, shards by rank {got['by_rank']} |")
+        if got["ping"] is not None:
+            print(f"| {ranks} ranks, {mode}: one 64-byte round trip | {got['ping'] * 1e3:.2f} ms |")
+        for precision, size in ITEMSIZE.items():
+            per_shard = got[f"transport {precision}"]
+            sent = 32 + n * (8 + text_bytes) + 64 + n * DIM * size
+            print(f"| {ranks} ranks, {mode}: transport only, {n} texts/shard, {precision} | "
+                  f"{per_shard * 1e3:.1f} ms/shard, {DIM * size:g} B/vector, {sent / 1e3:.0f} kB/shard "
+                  f"both ways, {sent / per_shard / 1e6:.0f} MB/s |")  # fmt: skip
 
 
 if __name__ == "__main__":

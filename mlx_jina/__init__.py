@@ -9,6 +9,12 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+# Before any module of this package imports MLX: on Linux, MLX's CPU wheel then multiplies
+# with the system's OpenBLAS instead of its bundled reference BLAS (see cpu_blas.py).
+from .cpu_blas import prefer_fast_blas
+
+prefer_fast_blas()
+
 # Public name -> the module that defines it.
 _EXPORTS = {
     "load": "checkpoint.loader",

@@ -14,6 +14,7 @@ from pathlib import Path
 from . import __version__
 from .checkpoint import WEIGHT_DTYPES
 from .corpus.cli import add_corpus_options, run_corpus
+from .corpus.errors import ShardPoolError
 from .tasks import DEFAULT_PROMPT_NAME, MIN_DIM, TASK_NAMES, TASKS
 
 API_ONLY = [name for name in TASK_NAMES if name not in TASKS]  # the names that pick a prompt
@@ -164,10 +165,22 @@ def add_options(p: argparse.ArgumentParser, *tables: list) -> argparse.ArgumentP
     return p
 
 
+class _Version(argparse.Action):
+    """argparse's own version action rewraps its text; this prints lines as they are."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from .cpu_blas import describe  # no MLX import: --version stays instant
+
+        print(f"mlx-jina {__version__}")
+        if sys.platform.startswith("linux"):
+            print(f"CPU BLAS: {describe()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="mlx-jina", description="Run Jina's jina-embeddings-v5-text models with MLX.")
-    parser.add_argument("--version", action="version", version=f"mlx-jina {__version__}",
-                        help="print the version and exit")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="print the version (and, on Linux, the CPU BLAS) and exit")
     subs = parser.add_subparsers(dest="command", metavar="{embed,convert,serve,info}",
                                  help="what to do; mlx-jina COMMAND --help tells more")
     subs.required = True
@@ -196,6 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
+    except ShardPoolError as e:  # a distributed corpus job lost a rank: no usage text
+        sys.exit(f"mlx-jina: {one_line(e)}; finished shards are kept: run the same command to resume")
     except (ValueError, OSError) as e:  # OSError: e.g. -o in a folder we can't write to
         args.parser.error(cli_words(one_line(e)))
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+import mlx_jina  # first, as users do: on Linux MLX then multiplies with OpenBLAS
 import pytest
 import torch
 
@@ -309,8 +310,6 @@ def make_checkpoint(tmp_path_factory) -> Callable[..., Path]:
 @pytest.fixture(scope="module")
 def qwen_for(tiny_qwen_base) -> Callable[[str], Any]:
     """``qwen_for(task)``: tiny_qwen_base loaded for ``task``, one Embedder per task."""
-    import mlx_jina
-
     cache: dict[str, Any] = {}
 
     def get(task: str) -> Any:
@@ -330,6 +329,4 @@ def qwen(qwen_for) -> Any:
 @pytest.fixture(scope="module")
 def nano(tiny_eurobert_base) -> Any:
     """tiny_eurobert_base loaded for "retrieval" (the adapter merged)."""
-    import mlx_jina
-
     return mlx_jina.load(tiny_eurobert_base, task="retrieval")

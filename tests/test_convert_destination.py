@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 # argv: point, hf_path, mlx_path, task, dtype ("-" for None)
 DRIVER = """
 import os, signal, sys
+import mlx_jina  # first, as in the test process: the same BLAS, so the same merged bytes
 import mlx.core as mx
 from mlx_jina.conversion import convert
 

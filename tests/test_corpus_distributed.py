@@ -16,6 +16,7 @@ import time
 from itertools import pairwise
 from pathlib import Path
 
+import mlx_jina  # before MLX: the launched ranks multiply with OpenBLAS too
 import numpy as np
 import pytest
 
@@ -37,8 +38,6 @@ def corpus_shards() -> list[tuple[int, list[str]]]:
 
 
 def _embedder(model_dir: str, precision: str):
-    import mlx_jina
-
     model = mlx_jina.load(model_dir, task="retrieval")
 
     def embed(texts: list[str]) -> tuple[np.ndarray, int]:
@@ -207,7 +206,7 @@ def test_ring_beyond_neighbours_is_explained(tmp_path):
     done, seconds = _launch("ring4", Path("-"), out, ranks=4)
     output = done.stdout + done.stderr
     assert seconds < 60, output
-    assert "use at most 3 ranks with --backend ring" in output, output
+    assert "MLX_JINA_DIST_MODE=peers takes at most 3 ranks with --backend ring" in output, output
 
 
 def test_alone_runs_in_process():
@@ -246,8 +245,6 @@ def _embed_job(model: Path, corpus: Path, out: Path, ranks: int, **env: str):
 def test_corpus_job_on_two_ranks_equals_one_process(tiny_qwen_base, qwen, tmp_path):
     """Issue 12: the same command under mlx.launch writes the same folder as one process;
     both ranks embed shards; only rank 0 reads the input and writes the output."""
-    import mlx_jina
-
     corpus, texts = _corpus_file(tmp_path)
     two = _embed_job(tiny_qwen_base, corpus, tmp_path / "two", ranks=2)
     one = _embed_job(tiny_qwen_base, corpus, tmp_path / "one", ranks=1)
@@ -272,8 +269,6 @@ def test_corpus_job_with_a_killed_rank_resumes(tiny_qwen_base, qwen, tmp_path):
     while rank 0 could finish every later shard alone): the launch ends (no hang), rank 0
     names the lost rank, finished shards stay and the lost one is never listed; the same
     command again (here on one process) embeds only the rest and equals encode."""
-    import mlx_jina
-
     corpus, texts = _corpus_file(tmp_path)
     out = tmp_path / "job"
     start = time.monotonic()

@@ -18,6 +18,7 @@ from ..models.base import ModelArgs, sanitize
 from ..models.decoder import Model, weight_shapes
 from ..models.lora import add_adapters
 from ..tasks import MIN_DIM, TASK_NAMES, parse_task
+from ..thread_streams import release_at_thread_exit
 from . import WEIGHT_DTYPES, hub, list_problems
 from .adapters import check_adapter, merge, read_adapter
 from .folder import (
@@ -154,7 +155,9 @@ def read_model(
     shapes = weight_shapes(args, backbone)
     for adapter in adapters:  # the float shapes, whether merged or not, quantized or not
         check_adapter(shapes, adapter)
-    # Lazy arrays: nothing is read from the files until evaluated.
+    # Lazy arrays: nothing is read from the files until evaluated (on this thread's
+    # streams, which it then frees as it ends).
+    release_at_thread_exit()
     weights = sanitize(load_weights(found.path, found.weight_files))
     merged = bool(adapters) and not (multitask or stored)
     if merged:

@@ -4,6 +4,9 @@
     manifest.py  the job folder: its file names, the manifest, the lock
     settings.py  what decides the vectors, and the check that a folder holds this job
     shards.py    shard files written, verified and joined into one embedding file
+    errors.py    ShardPoolError, which the CLI catches without loading MLX
+    distributed.py  rank 0 hands shards to free ranks (send/recv), up to 3 ranks on a ring
+    rounds.py    lockstep rounds over collectives for larger groups; picks the scheduler
     job.py       embed_corpus(): the scheduler, the shard function, progress, summary
     cli.py       the `mlx-jina embed --out-dir` options and handler
 

@@ -21,8 +21,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
 def add_corpus_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add --out-dir, --shard-size, --text-field and --force to `embed`."""
+    """Add --out-dir, --shard-size, --text-field, --stall-timeout and --force to `embed`."""
     group = parser.add_argument_group("large corpora (resumable; see README 'Embed a large corpus')")
     group.add_argument("--out-dir", metavar="DIR",
                        help="embed -i FILE (or stdin) into DIR shard by shard; run the same "
@@ -31,6 +41,9 @@ def add_corpus_options(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        help="texts per shard with --out-dir (default: 10000)")
     group.add_argument("--text-field", default="text", metavar="NAME",
                        help="the JSON field holding the text in .jsonl input (default: text)")
+    group.add_argument("--stall-timeout", type=_positive_float, metavar="SECONDS",
+                       help="under mlx.launch: stop the job, naming the rank, when a shard "
+                       "takes longer (a frozen Mac); default: no limit")
     group.add_argument("--force", action="store_true",
                        help="with --out-dir: start over in a folder holding another job "
                        "(deletes only that job's files)")
@@ -56,7 +69,7 @@ def run_corpus(args: argparse.Namespace) -> None:
     result = embed_corpus(
         args.model, source, args.out_dir,
         shard_size=args.shard_size, text_field=args.text_field,
-        jsonl=True if args.jsonl else None, force=args.force,
+        jsonl=True if args.jsonl else None, force=args.force, stall_timeout=args.stall_timeout,
         load_options=dict(bits=args.bits, dtype=args.dtype, revision=args.revision),
         **{k: v for k, v in options.items() if v is not None},
     )  # fmt: skip

@@ -26,9 +26,9 @@ the pending recv with "[ring] connection to a peer was lost" within about a seco
 `map` raises ShardPoolError naming the rank and shard. `mlx.launch` also SIGTERMs the
 other ranks once one exits non-zero (and itself always exits 0 in MLX 0.32.4); `map`
 turns that SIGTERM into a ShardPoolError too. A rank that hangs without dying is caught only
-by `stall_timeout`. Limitation: the ring backend connects neighbours only, so with
-`--backend ring` at most 3 ranks (0, 1 and N-1) can take part; more need a backend
-where any rank reaches any other (mpi, jaccl).
+by `stall_timeout`. The ring backend connects neighbours only, so this scheduler serves
+at most 3 ranks there (0, 1 and N-1); rounds.py runs larger groups over collectives and
+chooses between the two (`open_pool`, `serve`).
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ from typing import Self
 import mlx.core as mx
 import numpy as np
 
+from ..thread_streams import release_at_thread_exit
+from .errors import ShardPoolError
+
 EmbedShard = Callable[[list[str]], tuple[np.ndarray, int]]
 Result = tuple[int, np.ndarray, int]
 
@@ -53,10 +56,6 @@ _REQ = 4  # request header: kind, shard index, texts, payload bytes
 _REP = 8  # reply header: status, shard index, tokens, dtype code, ndim, d0, d1, extra
 _DTYPES = [np.float32, np.float16, np.int8, np.uint8, np.int32, np.int64, np.bool_]
 _TEST_KILL = "MLX_JINA_DIST_TEST_KILL"  # "rank:n": that rank SIGKILLs itself at shard n+1
-
-
-class ShardPoolError(RuntimeError):
-    """The distributed job cannot go on (a rank was lost or failed); its str is one line."""
 
 
 def init_group(backend: str = "any") -> mx.distributed.Group | None:
@@ -95,7 +94,8 @@ def _explain(exc: RuntimeError) -> str:
         return str(exc).strip()
     return (
         f"{str(exc).strip()}; the ring backend links each rank to its 2 neighbours only, "
-        "so use at most 3 ranks with --backend ring (or the mpi or jaccl backend)"
+        "so MLX_JINA_DIST_MODE=peers takes at most 3 ranks with --backend ring: unset it "
+        "(beyond 3 ranks, jobs then run in rounds over collectives) or use the mpi backend"
     )
 
 
@@ -163,6 +163,7 @@ def serve_shards(group: mx.distributed.Group, embed_shard: EmbedShard) -> None:
     """Ranks > 0: take shards from rank 0, embed them, send the vectors back, until told
     to stop. An error in `embed_shard` is sent to rank 0 (which stops the job), then raised."""
     stream = mx.new_stream(mx.cpu)  # this thread's own: see the module docstring
+    release_at_thread_exit()
     kill_at = _test_kill_at(group.rank())
     done = 0
     while True:
@@ -316,6 +317,7 @@ class ShardPool:
         # MLX streams belong to the thread that made them; a blocking recv on this one
         # stalls neither rank 0's own embedding nor the other peers
         stream, index = mx.new_stream(mx.cpu), None
+        release_at_thread_exit()
         try:
             while (shard := run.next_shard()) is not None:
                 index, texts = shard

@@ -91,6 +91,7 @@ def embed_corpus(
     force: bool = False,
     show_progress_bar: bool | None = None,
     load_options: dict | None = None,
+    stall_timeout: float | None = None,
     **encode_kwargs,
 ) -> CorpusResult | None:
     """Embed a corpus into `out_dir`, shard by shard; run it again to resume. Under
@@ -107,6 +108,8 @@ def embed_corpus(
         text_field, jsonl: The JSON field holding the text; JSON lines (default: ".jsonl").
         force: Start over in a folder holding another job; deletes only the job's files.
         show_progress_bar: None shows one (texts, tokens/s, ETA) on a terminal.
+        stall_timeout: Under mlx.launch, seconds a shard may take before the job stops:
+            catches a frozen rank (default: no limit); above the slowest shard's time.
         **encode_kwargs: As in `encode` (task, prompt_name, truncate_dim, precision, ...).
 
     Returns:
@@ -119,13 +122,12 @@ def embed_corpus(
         ShardPoolError: Under mlx.launch, a rank was lost or failed (rerun to resume).
     """
     started = time.perf_counter()
-    check_options(encode_kwargs, shard_size)
+    check_options(encode_kwargs, shard_size, stall_timeout)
     if (group := _launched_group()) is not None and group.rank() != 0:
         return _serve_rank(group, _model(model_or_path, encode_kwargs, load_options), encode_kwargs)
     corpus = open_corpus(texts_or_path, text_field=text_field, jsonl=jsonl)
     folder = _job_folder(out_dir, corpus)
-    identity = corpus.scan()  # every text checked before the model loads
-    if identity.get("texts") == 0:
+    if corpus.scan().get("texts") == 0:  # every text checked before the model loads
         raise ValueError(f"{corpus.name} holds no texts; there is nothing to embed.")
     model = _model(model_or_path, encode_kwargs, load_options)
     fp, settings = job_settings(model, encode_kwargs)
@@ -134,11 +136,10 @@ def embed_corpus(
         store = ShardStore(folder, _prepare(folder, settings, corpus, shard_size, force), fp)
         store.verify()  # listed shards whose files changed are dropped, to be redone
         store.clean()
-        done, tokens, by_rank = _run(corpus, store, model, encode_kwargs, show_progress_bar)
+        done, tokens, by_rank = _run(corpus, store, model, encode_kwargs, show_progress_bar, stall_timeout)
         store.join(_kill_point)
-    m = store.manifest
-    return CorpusResult(folder, m.texts, m.shard_count, sum(done.values()), len(done), tokens,
-                        time.perf_counter() - started, by_rank)  # fmt: skip
+    return CorpusResult(folder, store.manifest.texts, store.manifest.shard_count, sum(done.values()),
+                        len(done), tokens, time.perf_counter() - started, by_rank)  # fmt: skip
 
 
 def shard_embedder(model, encode_kwargs: dict, progress: Callable[[int], None] | None = None) -> EmbedShard:
@@ -162,9 +163,9 @@ def shard_embedder(model, encode_kwargs: dict, progress: Callable[[int], None] |
 
 def _serve_rank(group, model, encode_kwargs: dict) -> None:
     """A rank > 0 under mlx.launch needs only the model: rank 0 sends it the texts."""
-    from .distributed import serve_shards
+    from .rounds import serve
 
-    serve_shards(group, shard_embedder(model, encode_kwargs))
+    serve(group, shard_embedder(model, encode_kwargs))
 
 
 def _launched_group():
@@ -211,22 +212,26 @@ def _prepare(folder: Path, settings: dict, corpus: CorpusInput, shard_size, forc
     return manifest
 
 
-def _run(corpus: CorpusInput, store: ShardStore, model, encode_kwargs: dict, show) -> tuple[dict, int, dict | None]:
+def _run(corpus: CorpusInput, store: ShardStore, model, encode_kwargs: dict, show,
+         stall_timeout: float | None = None) -> tuple[dict, int, dict | None]:
     """Embed the unfinished shards; {index: texts} embedded, and tokens. Under mlx.launch
-    the shards go to every rank (distributed.ShardPool); alone, they run here in order."""
-    from .distributed import ShardPool, init_group
+    the shards go to every rank (rounds.open_pool); alone, they run here in order."""
+    from .distributed import init_group
+    from .rounds import open_pool
 
     manifest, done, tokens = store.manifest, {}, 0
-    if manifest.complete:
-        return done, tokens, None
     group = init_group()
+    if manifest.complete:
+        if group is not None:  # the other ranks wait for word: tell them there is no work
+            open_pool(group).close()
+        return done, tokens, None
     bar = _bar(manifest, show)
     # Alone, the bar moves within a shard; with ranks, as each shard comes back.
     local = bar.update if bar is not None and group is None else None
     embed_shard = shard_embedder(model, encode_kwargs, local)
     read = {"texts": 0}
     try:
-        with ShardPool(group, embed_local=embed_shard) as pool:
+        with open_pool(group, embed_local=embed_shard, stall_timeout=stall_timeout) as pool:
             for index, vectors, n_tokens in pool.map(_pending(corpus.texts(), manifest, read)):
                 _kill_point("shard-embedded", index)
                 entry = store.write(index, vectors)

@@ -23,10 +23,13 @@ ENCODE_OPTIONS = (
 INPUT_KEYS = ("kind", "format", "text_field", "size", "sha256", "texts")
 
 
-def check_options(options: dict, shard_size: int | None = None) -> None:
+def check_options(options: dict, shard_size: int | None = None, stall_timeout=None) -> None:
     """Refuse what encode() would not take here, before the model is loaded."""
     if shard_size is not None and (type(shard_size) is not int or shard_size < 1):
         raise ValueError(f"shard_size={shard_size!r}; use a positive integer (texts per shard).")
+    if stall_timeout is not None and (type(stall_timeout) not in (int, float)
+                                      or not 0 < stall_timeout < float("inf")):  # fmt: skip
+        raise ValueError(f"stall_timeout={stall_timeout!r}; give seconds > 0, or None for no limit.")
     if unknown := sorted(set(options) - set(ENCODE_OPTIONS)):
         raise ValueError(
             f"embed_corpus got unknown option(s) {', '.join(unknown)}; it takes encode's "

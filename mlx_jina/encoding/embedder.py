@@ -1,6 +1,5 @@
 """Embedder: the user's API. Prompts and tasks, tokenization, then the engine (engine.py)."""
 
-import atexit
 import inspect
 import threading
 import warnings
@@ -18,11 +17,6 @@ from .st_compat import STHabits, check_keywords, check_output_value, device_cont
 from .task_choice import TaskChoice
 from .texts import check_texts
 
-# MLX used from a thread other than the main one (the server's worker, a thread pool)
-# can abort the process at exit, "terminate called without an active exception"
-# (ml-explore/mlx#3126, still seen with 0.32.4 on the CPU), unless the streams are
-# synchronized before the interpreter tears down.
-atexit.register(mx.synchronize)
 
 
 def as_texts(sentences: str | list[str], first: int = 0) -> tuple[bool, list[str]]:

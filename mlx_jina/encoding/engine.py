@@ -15,6 +15,7 @@ from ..models.decoder import Model
 from ..models.lora import using_task
 from ..retrieval.precision import PRECISIONS, normalize, quantize_embeddings
 from ..tasks import MIN_DIM
+from ..thread_streams import release_at_thread_exit
 from .batching import BatchPlan, EncodeStats
 
 # A job over this many padded tokens clears MLX's buffer cache and (on a terminal)
@@ -84,6 +85,7 @@ class Engine:
         for r, row in enumerate(rows):
             ids[r, : len(row)] = row
         self.check_vocab(int(ids.max()))
+        release_at_thread_exit()  # every forward pass starts here: free this thread's streams as it ends
         return mx.array(ids), lengths
 
     def forward(

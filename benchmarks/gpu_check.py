@@ -19,6 +19,8 @@ note) when the time spent plus the longest step so far would pass --budget (420 
    in a child process;
 4. transformers (Qwen3Model / EuroBertModel, sdpa, adapter merged) on the same weights
    and batches, bf16 on CUDA: tokens/s and cosine against mlx_jina bf16.
+5. packing against padding (gpu/packing.py, issue 13 item 5): the same texts padded and
+   packed, bf16, in a child per model; its tables are appended to gpu_check.md.
 
 --smoke runs the same path on the CPU with tiny models (2 layers, hidden 64) and a tiny
 corpus in well under a minute (torch on the CPU in float32 against mlx_jina fp32);
@@ -55,7 +57,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # checkpoint, gpu/, internals; mlx_jina
 
-from gpu import mlx_runs, report, setup, torch_runs  # noqa: E402
+from gpu import mlx_runs, packing, report, setup, torch_runs  # noqa: E402
 
 ORDER = ("bf16", "fp32", "fp16", "8-bit", "4-bit")
 
@@ -172,8 +174,11 @@ def main(argv=None) -> int:
     result = {"mode": "smoke: CPU, tiny models" if args.smoke else "full size",
               "budget_s": args.budget, "notes": notes, "mlx": {}, "torch": {}}
     result["environment"] = setup.device_facts()
-    if not result["environment"]["mlx_embeddings"]:
+    if not (mlx_embeddings := result["environment"]["mlx_embeddings"]):
         notes.append("mlx-embeddings is not installed here: no mlx-embeddings rows.")
+    else:  # say so, or a reader would look for rows that this check never runs
+        notes.append(f"mlx-embeddings {mlx_embeddings} is installed, but this check runs no "
+                     "mlx-embeddings rows (benchmarks/bench_encode.py compares it on the CPU).")
     if args.smoke:
         notes.append("--smoke: CPU, 2-layer hidden-64 models; figures test the path only.")
     elif not result["environment"]["gpu_available"]:
@@ -194,8 +199,12 @@ def main(argv=None) -> int:
                                            Path(tmp), ms, args.smoke)
         if "error" not in result["checkpoints"]:
             measure_models(args, budget, ms, result)
+            result["packing"] = {m.name: budget.run(f"packing {m.name}", packing.run, m,
+                                                    args.texts, args.smoke) for m in ms}
     result["seconds"] = round(budget.spent(), 1)
     report.write(args.out, result)
+    if "packing" in result:
+        packing.append_markdown(args.out, result["packing"])
     print(f"wrote {args.out}/gpu_check.json and gpu_check.md", file=sys.stderr)
     return 0
 

@@ -1,12 +1,26 @@
-"""The pieces of bench_encode.py, in the order a run uses them.
+"""The pieces of bench_encode.py.
 
-shapes.py   the reduced models and their random checkpoints
-corpus.py   the mixed corpus and the token ids every engine gets
-measure.py  FLOPs, matmul rates, p50 timing
-engines.py  a class per engine (mlx_jina, mlx-embeddings, transformers); `run_engine`
-sections.py the measurements beyond the table: 4K batches, one query, long inputs
-suite.py    the whole run, in order
-report.py   the Markdown report
+The parent process (bench_encode.py):
+shapes.py          the models (real widths at reduced depth; tiny; reduced) and checkpoints
+corpus.py          the mixed corpus, its subset, the token ids every engine gets
+batch_plans.py     the batches: input order, sentence-transformers', mlx_jina's plan
+jobs.py            one job per table row, and each round's order
+blas.py            OpenBLAS or the reference BLAS for MLX processes; what a process mapped
+rounds.py          interleaved rounds, each job in a fresh process
+suite.py           checkpoints, corpus and jobs in a run folder, then the rounds
+flops.py           the FLOPs each engine executes on a batch
+summary.py         rounds into rows: min / median / max, ratios, fractions, agreement
+report.py          the Markdown report (report_prose.py its paragraphs,
+                   section_report.py the extra sections')
+progress.py        progress lines on stderr
+
+The measured processes (`python -m encode.runner`, PYTHONPATH=benchmarks):
+runner.py          one job or one matmul-rate probe, written as JSON
+jina_engine.py, mlx_embeddings_engine.py, torch_engine.py   the engines
+passes.py          one timed pass, p50 timing, cosine
+matmul_rates.py    the probes' matmul rates
+sections.py        the extra sections (--sections, reduced widths); measure.py their
+                   FLOP count, matmul rate and timing
 
 These modules import `checkpoint` and `internals` from benchmarks/, which is on sys.path
 when a script there runs.

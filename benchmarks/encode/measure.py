@@ -1,23 +1,13 @@
-"""FLOPs of a model's matrix products as executed, backend matmul rates, p50 timing."""
+"""Logging, and the extra sections' FLOP count, float32 matmul rate and p50 timing."""
 
-import statistics
-import sys
 import time
 from functools import partial
 
 import mlx.core as mx
-import numpy as np
-
 from checkpoint import head_dim, linear_shapes
 from internals import query_block_size
 
 from .shapes import Model
-
-TORCH_THREADS = 2
-
-
-def log(*args) -> None:
-    print(*args, file=sys.stderr, flush=True)
 
 
 def linear_params(model: Model) -> int:
@@ -58,35 +48,3 @@ def matmul_rate(model: Model, dtype, bits: int | None, tokens: int = 4096) -> fl
         seconds += (time.perf_counter() - t) / 3
         flops += 2 * tokens * inp * out
     return flops / seconds / 1e9
-
-
-def torch_matmul_rate(model: Model, tokens: int = 4096) -> float:
-    """torch's GFLOP/s (CPU, TORCH_THREADS threads) on the same linear-layer shapes."""
-    import torch
-
-    torch.set_num_threads(TORCH_THREADS)
-    flops = seconds = 0.0
-    for out, inp in linear_shapes(model.config).values():
-        x, w = torch.randn(tokens, inp), torch.randn(out, inp)
-        x @ w.T
-        t = time.perf_counter()
-        for _ in range(3):
-            x @ w.T
-        seconds += (time.perf_counter() - t) / 3
-        flops += 2 * tokens * inp * out
-    return flops / seconds / 1e9
-
-
-def p50_ms(fn, n: int = 20) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
-
-
-def min_cos(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.min(np.sum(a * b, axis=1)))

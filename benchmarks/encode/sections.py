@@ -1,18 +1,27 @@
-"""The measurements beyond the table: 4K-token batches, one query, long inputs."""
+"""The measurements beyond the table, at the reduced widths (shapes.REDUCED): 4K-token
+batches, one query, causal query blocks, long inputs. Opt-in (`--sections`): they run in
+one fresh MLX process after the rounds.
+
+They time `engine.forward` (every layer at every token), not `embed_batch`, whose last
+layer runs at the pooled token only: on their 1-layer models that would skip the work
+they measure.
+"""
 
 import time
 from pathlib import Path
 
 import mlx.core as mx
-import mlx_jina
 import numpy as np
-
 from checkpoint import head_dim, linear_shapes
 from internals import query_block_size, scaled_dot_product_attention
 
+import mlx_jina
+
 from .corpus import PROMPT
-from .measure import batch_flops, log, p50_ms
-from .shapes import SHAPES, Model, build_model
+from .measure import batch_flops, matmul_rate
+from .passes import p50_ms
+from .progress import log
+from .shapes import SHAPES, WIDE_HEADS, Model, build_model
 
 
 def long_input_memory(root: Path, max_tokens: int) -> list[tuple[int, float, float]]:
@@ -29,7 +38,7 @@ def long_input_memory(root: Path, max_tokens: int) -> list[tuple[int, float, flo
         mx.reset_peak_memory()
         before = mx.get_active_memory()
         t = time.perf_counter()
-        mx.eval(embedder.engine.embed_batch([row]))
+        mx.eval(embedder.engine.forward([row])[0])
         out.append(
             (n, (mx.get_peak_memory() - before) / 2**20, time.perf_counter() - t)
         )
@@ -43,8 +52,9 @@ def query_overhead(model: Model, query: str) -> dict[str, float]:
     under mx.compile, and the linear layers' matmuls alone."""
     embedder = mlx_jina.load(model.folder)
     x = mx.array(embedder.tokenize([PROMPT + query]))
-    bare = p50_ms(lambda: mx.eval(embedder.model(x)[:, -1]))
-    compiled_fn = mx.compile(lambda t: embedder.model(t)[:, -1])
+    lengths = np.array([x.shape[1]])  # the model takes each row's length on the host
+    bare = p50_ms(lambda: mx.eval(embedder.model(x, lengths)[:, -1]))
+    compiled_fn = mx.compile(lambda t: embedder.model(t, lengths)[:, -1])
     compiled = p50_ms(lambda: mx.eval(compiled_fn(x)))
     ws = [mx.random.normal(s) for s in linear_shapes(model.config).values()]
     a = {w.shape[1]: mx.random.normal((x.shape[1], w.shape[1])) for w in ws}
@@ -97,9 +107,9 @@ def batch_4k(model: Model, rate: float) -> dict[str, tuple]:
     res = {}
     for rows, width in ((8, 512), (1, 4096)):
         batch = [rng.integers(0, 150_000, width).tolist() for _ in range(rows)]
-        mx.eval(embedder.engine.embed_batch(batch))
+        mx.eval(embedder.engine.forward(batch)[0])
         t = time.perf_counter()
-        mx.eval(embedder.engine.embed_batch(batch))
+        mx.eval(embedder.engine.forward(batch)[0])
         seconds = time.perf_counter() - t
         gflops = batch_flops(model, rows, width, True) / seconds / 1e9
         res[f"{rows}×{width}"] = (
@@ -126,3 +136,21 @@ def causal_blocks(block_sizes=(128, 256, 512, 1024, 4096)) -> dict[int, float]:
         )
         res[size] = time.perf_counter() - t
     return res
+
+
+def run_sections(root: Path, long_max: int) -> dict:
+    """Every section, as JSON-ready data (report.py formats it)."""
+    arch, shape = SHAPES["small"]
+    small = build_model(root, "small-reduced", arch, layers=2, seed=5, **shape)
+    log("single-query overhead, 4K batches, causal blocks ...")
+    overhead = query_overhead(small, "what is the capital of france")
+    rate = matmul_rate(small, mx.float32, None)
+    name = f"small-shaped, heads of {head_dim(small.config)}, {small.layers} layers"
+    at_4k = {name: batch_4k(small, rate)}
+    wide = build_model(root, "small-heads128", "qwen3", layers=1, seed=4, **WIDE_HEADS)
+    name = "small's heads of 128 (4/2 heads, hidden 256, MLP 768), 1 layer"
+    at_4k[name] = batch_4k(wide, matmul_rate(wide, mx.float32, None))
+    blocks = {str(k): v for k, v in causal_blocks().items()}
+    log("long inputs ...")
+    long = long_input_memory(root, long_max)
+    return dict(rate=rate, at_4k=at_4k, overhead=overhead, blocks=blocks, long=long)

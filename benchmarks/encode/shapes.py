@@ -1,15 +1,56 @@
-"""The reduced models of the benchmark and their random checkpoints."""
+"""The benchmark's models and their random checkpoints.
+
+The table runs the published widths at reduced depth: the time per token of a width is
+what the engines differ on, while every layer costs the same, so depth only scales the
+run time. The extra sections (sections.py) keep their older, reduced widths.
+"""
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from checkpoint import LLAMA_TOKENIZER, QWEN_TOKENIZER, build, head_dim
+from checkpoint import LLAMA_TOKENIZER, NANO, QWEN_TOKENIZER, SMALL, build, head_dim
 
-# Reduced widths: the real small is 1024 wide, 16/8 heads of 128, 28 layers; nano 768
-# wide, 12 heads of 64, 12 layers. MLX's Linux CPU build multiplies at a few GFLOP/s, so
-# full-width models would take hours here. The real vocabularies stay.
-SHAPES = {
+WIDTH_KEYS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+)
+
+
+def widths(published: dict) -> dict:
+    return {k: published[k] for k in WIDTH_KEYS if k in published}
+
+
+# Qwen3-0.6B (hidden 1024, 16/8 heads of 128, MLP 3072) and EuroBERT-210m (hidden 768,
+# 12/12 heads of 64, MLP 3072), as checkpoint.py writes the published configs.
+REAL = {"small": ("qwen3", widths(SMALL)), "nano": ("eurobert", widths(NANO))}
+# --smoke: tiny widths, so the whole path runs in seconds. The real vocabularies stay.
+TINY = {
+    "small": (
+        "qwen3",
+        dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+        ),
+    ),
+    "nano": (
+        "eurobert",
+        dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+        ),
+    ),
+}
+# The extra sections' reduced widths (their figures in the README were taken at these).
+REDUCED = {
     "small": (
         "qwen3",
         dict(
@@ -30,9 +71,10 @@ SHAPES = {
         ),
     ),
 }
-# For the 4K-batch efficiency: small's real heads (128 wide, GQA 2:1), narrower.
+SHAPES = REDUCED  # the name sections.py reads
+# For the 4K-batch section: small's real heads (128 wide, GQA 2:1), narrower.
 WIDE_HEADS = dict(
-    SHAPES["small"][1], hidden_size=256, intermediate_size=768, head_dim=128
+    REDUCED["small"][1], hidden_size=256, intermediate_size=768, head_dim=128
 )
 
 
@@ -40,7 +82,7 @@ WIDE_HEADS = dict(
 class Model:
     """One random checkpoint: plain data, so it can travel to another process."""
 
-    name: str
+    name: str  # "small" or "nano"
     arch: str  # "qwen3" (small's backbone) or "eurobert" (nano's)
     config: dict  # its config.json
     folder: Path
@@ -52,6 +94,15 @@ class Model:
     @property
     def layers(self) -> int:
         return self.config["num_hidden_layers"]
+
+    def to_json(self) -> dict:
+        return dict(
+            name=self.name, arch=self.arch, config=self.config, folder=str(self.folder)
+        )
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Model":
+        return cls(data["name"], data["arch"], data["config"], Path(data["folder"]))
 
 
 def build_model(
@@ -71,10 +122,27 @@ def build_model(
     return Model(name, arch, json.loads((folder / "config.json").read_text()), folder)
 
 
+def mlx_embeddings_folder(folder: Path, write: bool = True) -> Path:
+    """The same weights with the config mlx-embeddings reads (model_type qwen3); the
+    parent writes it once, the measured processes only read it."""
+    out = folder.parent / (folder.name + "-mlx-embeddings")
+    if not write:
+        return out
+    out.mkdir(exist_ok=True)
+    config = json.loads((folder / "config.json").read_text())
+    config |= {"model_type": "qwen3", "architectures": ["Qwen3Model"]}
+    (out / "config.json").write_text(json.dumps(config))
+    for name in ("model.safetensors", "tokenizer.json"):
+        if not (out / name).exists():
+            (out / name).symlink_to(folder / name)
+    return out
+
+
 def describe(model: Model) -> str:
     c = model.config
     heads = f"{c['num_attention_heads']}/{c['num_key_value_heads']}"
     return (
         f"{heads} heads of {head_dim(c)}, hidden {c['hidden_size']}, "
-        f"MLP {c['intermediate_size']}"
+        f"MLP {c['intermediate_size']}, vocabulary {c['vocab_size']:,}, "
+        f"{c['num_hidden_layers']} layers"
     )

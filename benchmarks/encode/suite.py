@@ -1,132 +1,110 @@
-"""One benchmark run: checkpoints, corpus, matmul rates, table rows, sections."""
+"""One benchmark run: checkpoints, corpus and jobs in a run folder, then the rounds."""
 
-from dataclasses import dataclass
+import gc
+import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import mlx.core as mx
 import mlx_jina
 
-from checkpoint import head_dim
+from .corpus import CorpusSpec, Workload, make_corpus, single_token_words, workload
+from .jobs import Job, plan_jobs, runnable, save_jobs
+from .progress import log
+from .rounds import Round, launch, run_probe, run_round
+from .shapes import Model, build_model, mlx_embeddings_folder
 
-from .corpus import CorpusSpec, make_corpus, single_token_words, workload
-from .engines import Engine, MlxEmbeddings, MlxJina, Row, Transformers, run_engine
-from .measure import log, matmul_rate, torch_matmul_rate
-from .sections import batch_4k, causal_blocks, long_input_memory, query_overhead
-from .shapes import SHAPES, WIDE_HEADS, Model, build_model
 
-# mlx_jina's settings: activation dtype and bits for the matmul rate, load() arguments.
-SETTINGS = {
-    "float32": (mx.float32, None, {}),
-    "float16": (mx.float16, None, {"dtype": "float16"}),
-    "bfloat16": (mx.bfloat16, None, {"dtype": "bfloat16"}),
-    "8-bit": (mx.float32, 8, {"bits": 8}),
-    "4-bit": (mx.float32, 4, {"bits": 4}),
-}
-RUNS = {"small": list(SETTINGS), "nano": ["float32", "bfloat16"]}
-# mlx-embeddings as its users call it, and as a careful user batches by hand.
-MLX_EMBEDDINGS_RUNS = {
-    "naive": "float32, batches of 32 in input order",
-    "sorted": "float32, length-sorted, ≤4,096 padded tokens",
-}
-PIP = (
-    "pip install --no-deps mlx-embeddings==0.1.0 mlx-vlm==0.7.10 "
-    "requests urllib3 pillow"
-)
+@dataclass
+class Settings:
+    spec: CorpusSpec
+    shapes: dict  # name -> (arch, widths): shapes.REAL or shapes.TINY
+    layers: int
+    rounds: int
+    blas: str  # "openblas" or "reference"
+    grouped: bool = False  # --smoke: one process per engine
+    torch_threads: int = 2  # the machine's cores: torch's default here
+    query_calls: int = 10  # timed single queries per process (after 2 untimed)
+    sections_max: int | None = None  # --sections: longest long input, else no sections
 
 
 @dataclass
 class Results:
-    spec: CorpusSpec
+    settings: Settings
     models: dict[str, Model]
-    lengths: list[int]  # tokens of each text, small's tokenizer
-    rows: list[Row]
-    rates: dict[tuple[str, str], float]  # GFLOP/s by (model name, setting)
-    at_4k: dict[str, dict[str, tuple]]
-    overhead: dict[str, float]
-    blocks: dict[int, float]
-    long: list[tuple[int, float, float]]
-    notes: list[str]
-
-    @property
-    def peers(self) -> dict[str, dict[str, float]]:
-        """tokens/s of the rows the ratio columns divide by, per backbone."""
-        peers = {"qwen3": {}, "eurobert": {}}
-        for r in self.rows:
-            if r.peer:
-                peers[r.model][r.peer] = r.tokens_per_s
-        return peers
+    works: dict[str, Workload]
+    jobs: list[Job]  # every row, run or not
+    rounds: list[Round]
+    slow_rates: dict  # the once-per-run probe of MLX's 16-bit and quantized matmuls
+    notes: list[str] = field(default_factory=list)
+    sections: dict | None = None
+    load: tuple[str, str] = ("?", "?")  # the machine's load average, start and end
 
 
-def backend_rates(models: dict[str, Model]) -> dict[tuple[str, str], float]:
-    rates = {}
-    for name, model in models.items():
-        for label in RUNS[name]:
-            dtype, bits, _ = SETTINGS[label]
-            rates[name, label] = matmul_rate(model, dtype, bits)
-    # Two reference points: quantized weights with float16 activations, and torch.
-    rates["small", "8-bit with float16 activations (128 rows)"] = matmul_rate(
-        models["small"], mx.float16, 8, tokens=128
-    )
-    rates["small", "torch float32"] = torch_matmul_rate(models["small"])
-    return rates
-
-
-def table_engines(model: Model, notes: list[str]) -> list[tuple[Engine, str | None]]:
-    """The engines of one model's rows, each with the setting of its matmul rate."""
-    engines = [
-        (MlxJina(model, label, SETTINGS[label][2]), label) for label in RUNS[model.name]
-    ]
-    if model.arch != "qwen3":
-        notes.append("mlx-embeddings 0.1.0 has no EuroBERT model: no nano peer rows.")
-    else:
-        try:
-            from mlx_embeddings.utils import load_model  # noqa: F401
-        except ImportError as e:
-            notes.append(f"mlx-embeddings rows missing: {e}. Install it with `{PIP}`.")
-        else:
-            engines += [
-                (MlxEmbeddings(model, label, peer), "float32")
-                for peer, label in MLX_EMBEDDINGS_RUNS.items()
-            ]
-    return engines + [(Transformers(model), None)]
-
-
-def sections(root: Path, models: dict[str, Model], rates: dict, long_max: int) -> dict:
-    log("single-query overhead, 4K batches, causal blocks ...")
-    small = models["small"]
-    overhead = query_overhead(small, "what is the capital of france")
-    name = f"small-shaped, heads of {head_dim(small.config)}, {small.layers} layers"
-    at_4k = {name: batch_4k(small, rates["small", "float32"])}
-    wide = build_model(root, "small-heads128", "qwen3", layers=1, seed=4, **WIDE_HEADS)
-    name = "small's heads of 128 (4/2 heads, hidden 256, MLP 768), 1 layer"
-    at_4k[name] = batch_4k(wide, matmul_rate(wide, mx.float32, None))
-    blocks = causal_blocks()
-    log("long inputs ...")
-    long = long_input_memory(root, long_max)
-    return dict(at_4k=at_4k, overhead=overhead, blocks=blocks, long=long)
-
-
-def run(root: Path, spec: CorpusSpec, layers: int, long_max: int) -> Results:
-    """Build the checkpoints under `root`, then measure everything the report shows."""
+def prepare(run: Path, s: Settings) -> tuple[dict[str, Model], dict[str, Workload]]:
+    """Random checkpoints, and the corpus tokenized by mlx_jina for each model."""
     models = {
-        name: build_model(root, name, arch, layers, seed=i, **shape)
-        for i, (name, (arch, shape)) in enumerate(SHAPES.items())
+        name: build_model(run, name, arch, s.layers, seed=i, **shape)
+        for i, (name, (arch, shape)) in enumerate(s.shapes.items())
     }
     embedders = {name: mlx_jina.load(m.folder) for name, m in models.items()}
     words = sorted(
         set.intersection(*(set(single_token_words(e)) for e in embedders.values()))
     )
-    texts = make_corpus(words, spec)
-    log(f"corpus: {len(texts)} texts; {len(words)} single-token words")
-    works = {name: workload(e, texts) for name, e in embedders.items()}
+    texts, kinds = make_corpus(words, s.spec)
+    works = {name: workload(e, texts, kinds, s.spec) for name, e in embedders.items()}
+    # The parent holds no model while the measured processes run.
+    del embedders
+    gc.collect()
+    import mlx.core as mx  # here, after mlx_jina: its cpu_blas.py wants to come first
 
-    log("matmul rates ...")
-    rates = backend_rates(models)
-    rows, notes = [], []
-    for name, model in models.items():
-        for engine, setting in table_engines(model, notes):
-            log(f"{engine.name} {name} {engine.label} ...")
-            rows.append(run_engine(engine, works[name], rates.get((name, setting))))
-    lengths = [len(r) for r in works["small"].ids]
-    extra = sections(root, models, rates, long_max)
-    return Results(spec, models, lengths, rows, rates, notes=notes, **extra)
+    mx.clear_cache()
+    return models, works
+
+
+def write_run_folder(run: Path, s: Settings, models, works, jobs) -> None:
+    process = dict(torch_threads=s.torch_threads, query_calls=s.query_calls)
+    (run / "process.json").write_text(json.dumps(process))
+    (run / "models.json").write_text(json.dumps([m.to_json() for m in models.values()]))
+    for name, work in works.items():
+        work.save(run / f"workload-{name}.json")
+    save_jobs(jobs, run / "jobs.json")
+    if "small" in models:
+        mlx_embeddings_folder(models["small"].folder)
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def run(run_dir: Path, s: Settings) -> Results:
+    load_before = load_average()
+    models, works = prepare(run_dir, s)
+    n = len(works["small"].ids)
+    log(f"corpus: {n} texts, {works['small'].tokens():,} tokens (small's tokenizer)")
+    notes: list[str] = []
+    jobs = plan_jobs(works, notes)
+    write_run_folder(run_dir, s, models, works, jobs)
+    slow = run_probe(run_dir, 0, "mlx-slow", s.blas)
+    log(f"16-bit and quantized matmul rates (once): {slow.get('rates', slow)}")
+    todo = runnable(jobs)
+    rounds = [
+        run_round(run_dir, r, s.rounds, todo, s.blas, s.grouped)
+        for r in range(s.rounds)
+    ]
+    res = Results(s, models, works, jobs, rounds, slow, notes)
+    if s.sections_max:
+        res.sections = run_sections(run_dir, s)
+    res.load = (load_before, load_average())
+    return res
+
+
+def run_sections(run_dir: Path, s: Settings) -> dict | None:
+    from .blas import mlx_env
+
+    log("extra sections (reduced widths, one process) ...")
+    args = ["--sections", str(s.sections_max)]
+    if error := launch(run_dir, s.rounds, args, mlx_env(s.blas)):
+        log(f"  sections failed: {error}")
+        return {"error": error}
+    return json.loads((run_dir / f"round-{s.rounds}" / "sections.json").read_text())

@@ -422,7 +422,8 @@ def test_request_timeout_gives_504(model_path):
     worker, app = start(model_path, limits)
     with live_server(app, limits) as url:
         start_time = time.monotonic()
-        r = httpx.post(url + "/v1/embeddings", json={"input": [LONG_TEXT] * 200}, timeout=30)
+        # 1,000 one-text batches: seconds of work on any machine, so 0.5 s always runs out
+        r = httpx.post(url + "/v1/embeddings", json={"input": [LONG_TEXT] * 1000}, timeout=30)
         assert r.status_code == 504 and r.json()["error"]["code"] == "deadline_exceeded"
         assert "--request-timeout" in r.json()["error"]["message"]
         assert time.monotonic() - start_time < 5

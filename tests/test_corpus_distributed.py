@@ -119,10 +119,11 @@ needs_ring = pytest.mark.skipif(_ring_available() is not None, reason=str(_ring_
 
 
 def _launch(
-    mode: str, model: Path, out: Path, ranks: int = 2, **env: str
+    mode: str, model: Path, out: Path, ranks: int = 2, script: str = __file__, **env: str
 ) -> tuple[subprocess.CompletedProcess, float]:
+    """`script MODE MODEL OUT` on `ranks` ranks of a loopback ring: (its run, seconds)."""
     cmd = ["mlx.launch", "-n", str(ranks), "--backend", "ring", "--", sys.executable,
-           __file__, mode, str(model), str(out)]  # fmt: skip
+           script, mode, str(model), str(out)]  # fmt: skip
     start = time.monotonic()
     done = subprocess.run(
         cmd, check=False, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT,

@@ -22,7 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from test_corpus_distributed import (  # noqa: E402
-    LAUNCH_TIMEOUT, SHARDS, _cosines, _corpus_file, _embed_job, _embedder, _failing, _run_pool,
+    SHARDS, _cosines, _corpus_file, _embed_job, _embedder, _failing, _launch, _run_pool,
     _shards_saved, corpus_shards, needs_ring,
 )  # fmt: skip
 
@@ -177,12 +177,8 @@ def test_a_bad_stall_timeout_flag_is_a_usage_error(value, tmp_path):
 
 
 def _launch4(mode: str, model: Path, out: Path, ranks: int = RANKS, **env: str):
-    cmd = ["mlx.launch", "-n", str(ranks), "--backend", "ring", "--", sys.executable,
-           __file__, mode, str(model), str(out)]  # fmt: skip
-    start = time.monotonic()
-    done = subprocess.run(cmd, check=False, capture_output=True, text=True,
-                          timeout=LAUNCH_TIMEOUT, env={**os.environ, **env})  # fmt: skip
-    return done, time.monotonic() - start, done.stdout + done.stderr
+    done, seconds = _launch(mode, model, out, ranks=ranks, script=__file__, **env)
+    return done, seconds, done.stdout + done.stderr
 
 
 @needs_ring

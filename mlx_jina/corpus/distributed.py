@@ -99,13 +99,30 @@ def _explain(exc: RuntimeError) -> str:
     )
 
 
+def texts_blob(texts: list[str]) -> bytes:
+    """Texts in one blob: their UTF-8 byte lengths (int64), then the bytes (one message
+    instead of one per text: each message costs a round of MLX dispatch)."""
+    encoded = [t.encode("utf-8") for t in texts]
+    return np.array([len(b) for b in encoded], dtype=np.int64).tobytes() + b"".join(encoded)
+
+
+def blob_texts(blob: bytes, n: int) -> list[str]:
+    """The `n` texts of a `texts_blob`."""
+    ends = (np.cumsum(np.frombuffer(blob[: 8 * n], dtype=np.int64)) + 8 * n).tolist()
+    starts = [8 * n] + ends[:-1]
+    return [blob[a:b].decode("utf-8") for a, b in zip(starts, ends)]
+
+
+def vectors_layout(vectors: np.ndarray) -> list[int]:
+    """[dtype code, ndim, d0, d1]: what a receiver needs to rebuild `vectors` from bytes."""
+    shape = list(vectors.shape) + [0] * (2 - vectors.ndim)
+    return [_DTYPES.index(vectors.dtype.type), vectors.ndim, *shape]
+
+
 def _send_texts(texts: list[str], index: int, dst: int, group, stream) -> None:
-    """Two messages: the header, then the byte lengths (int64) and the UTF-8 bytes in one
-    uint8 array (each message costs a round of MLX dispatch: fewer is faster)."""
-    blobs = [t.encode("utf-8") for t in texts]
-    lengths = np.array([len(b) for b in blobs], dtype=np.int64).tobytes()
-    payload = np.frombuffer(lengths + b"".join(blobs), dtype=np.uint8)
-    _send(np.array([_WORK, index, len(blobs), payload.size], dtype=np.int64), dst, group, stream)
+    """Two messages: the header, then the texts' blob as one uint8 array."""
+    payload = np.frombuffer(texts_blob(texts), dtype=np.uint8)
+    _send(np.array([_WORK, index, len(texts), payload.size], dtype=np.int64), dst, group, stream)
     _send(payload, dst, group, stream)
 
 
@@ -114,10 +131,7 @@ def _recv_texts(group, stream) -> tuple[int, list[str]] | None:
     kind, index, n, nbytes = _recv((_REQ,), np.int64, 0, group, stream).tolist()
     if kind == _STOP:
         return None
-    payload = _recv((nbytes,), np.uint8, 0, group, stream).tobytes()
-    ends = (np.cumsum(np.frombuffer(payload[: 8 * n], dtype=np.int64)) + 8 * n).tolist()
-    starts = [8 * n] + ends[:-1]
-    return index, [payload[a:b].decode("utf-8") for a, b in zip(starts, ends)]
+    return index, blob_texts(_recv((nbytes,), np.uint8, 0, group, stream).tobytes(), n)
 
 
 def _checked(vectors: np.ndarray) -> np.ndarray:
@@ -128,9 +142,7 @@ def _checked(vectors: np.ndarray) -> np.ndarray:
 
 
 def _send_vectors(index: int, vectors: np.ndarray, tokens: int, group, stream) -> None:
-    shape = list(vectors.shape) + [0] * (2 - vectors.ndim)
-    code = _DTYPES.index(vectors.dtype.type)
-    header = [_OK, index, int(tokens), code, vectors.ndim, *shape, 0]
+    header = [_OK, index, int(tokens), *vectors_layout(vectors), 0]
     _send(np.array(header, dtype=np.int64), 0, group, stream)
     _send(vectors.reshape(-1), 0, group, stream)
 
@@ -251,7 +263,7 @@ class ShardPool:
         `(shard index, vectors, tokens)` as they complete, in any order. Raises
         ShardPoolError when a rank is lost, fails or stalls (shards yielded so far stand)."""
         if self._closed:
-            raise ValueError("this ShardPool is closed.")
+            raise ValueError(f"this {type(self).__name__} is closed.")
         if self._lost:
             raise ShardPoolError(f"rank {min(self._lost)} was lost; start the job again.")
         for thread in self._threads.values():  # an abandoned map's shards finish first
@@ -263,12 +275,9 @@ class ShardPool:
                 yield index, vectors, tokens
             return
         run = _Run(shards)
-        workers = {peer: self._peer_loop for peer in self.peers}
-        if self.embed_local is not None:
-            workers[0] = self._local_loop
         self._threads = {
             rank: threading.Thread(target=loop, args=(rank, run), daemon=True)
-            for rank, loop in workers.items()
+            for rank, loop in self._workers().items()
         }
         self._restore()
         # Kept until close(): mlx.launch's SIGTERM often lands while close() waits for
@@ -280,6 +289,13 @@ class ShardPool:
             yield from self._collect(run, len(self._threads))
         finally:
             run.stop.set()  # threads finish the shard they hold, then end
+
+    def _workers(self) -> dict[int, Callable[[int, _Run], None]]:
+        """A thread per rank: one per peer, and one for rank 0's own embedding."""
+        workers = {peer: self._peer_loop for peer in self.peers}
+        if self.embed_local is not None:
+            workers[0] = self._local_loop
+        return workers
 
     def _collect(self, run: _Run, running: int) -> Iterator[Result]:
         while running:

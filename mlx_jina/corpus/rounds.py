@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable
 
 import mlx.core as mx
 import numpy as np
 
 from ..thread_streams import release_at_thread_exit
 from .distributed import (
-    _DTYPES, EmbedShard, Result, ShardPool, ShardPoolError, _checked, _explain, _Run,
-    _test_kill_at,
+    _DTYPES, EmbedShard, ShardPool, ShardPoolError, _checked, _explain, _Run, _test_kill_at,
+    blob_texts, texts_blob, vectors_layout,
 )  # fmt: skip
 
 MAX_QUOTA = 4  # shards per rank per round: bounds a round's length and its memory
@@ -66,13 +65,11 @@ def _gather(x: np.ndarray, group, stream) -> np.ndarray:
 
 
 def _pack_plan(plan: list[tuple[int, int, list[str]]]) -> np.ndarray:
-    """[rank, index, texts, bytes] per shard, then each shard's text lengths and bytes."""
+    """[rank, index, texts, bytes] per shard, then each shard's `texts_blob`."""
     table, blobs = [], []
     for rank, index, texts in plan:
-        encoded = [t.encode("utf-8") for t in texts]
-        lengths = np.array([len(b) for b in encoded], dtype=np.int64).tobytes()
-        blob = lengths + b"".join(encoded)
-        table.append([rank, index, len(encoded), len(blob)])
+        blob = texts_blob(texts)
+        table.append([rank, index, len(texts), len(blob)])
         blobs.append(blob)
     head = np.array(table, dtype=np.int64).tobytes()
     return np.frombuffer(head + b"".join(blobs), dtype=np.uint8)
@@ -85,10 +82,7 @@ def _unpack_plan(payload: np.ndarray, shards: int, me: int) -> list[tuple[int, l
     mine, offset = [], 32 * shards
     for rank, index, n, size in table.tolist():
         if rank == me:
-            blob = raw[offset : offset + size]
-            ends = (np.cumsum(np.frombuffer(blob[: 8 * n], dtype=np.int64)) + 8 * n).tolist()
-            starts = [8 * n] + ends[:-1]
-            mine.append((index, [blob[a:b].decode("utf-8") for a, b in zip(starts, ends)]))
+            mine.append((index, blob_texts(raw[offset : offset + size], n)))
         offset += size
     return mine
 
@@ -105,9 +99,7 @@ def _pack_vectors(results: list[tuple[int, np.ndarray, int]], into: np.ndarray) 
     """Each shard's meta and vectors, written straight into the gather's uint8 buffer."""
     offset = 0
     for index, vectors, tokens in results:
-        shape = list(vectors.shape) + [0] * (2 - vectors.ndim)
-        meta = np.array([index, tokens, _DTYPES.index(vectors.dtype.type), vectors.ndim, *shape],
-                        dtype=np.int64)  # fmt: skip
+        meta = np.array([index, tokens, *vectors_layout(vectors)], dtype=np.int64)
         for part in (meta, vectors):
             into[offset : offset + part.nbytes] = part.reshape(-1).view(np.uint8)
             offset += part.nbytes
@@ -182,6 +174,11 @@ def _round(group, stream, plan, embed: EmbedShard | None, kill) -> tuple[np.ndar
     return reports, outcomes
 
 
+def _held(plan: list[tuple[int, int, list[str]]]) -> str:
+    """A round's shards, for an error: "3 (rank 1), 4 (rank 2)"."""
+    return ", ".join(f"{index} (rank {rank})" for rank, index, _ in plan)
+
+
 def _stop(group, stream=None) -> None:
     _broadcast(np.array([_STOP, 0, 0, 0], np.int64), (_HEADER,), np.int64, group, stream)
 
@@ -223,22 +220,9 @@ class RoundPool(ShardPool):
         self.quota = {rank: 1 for rank in ranks}
         self._round: tuple[float, float, str] | None = None  # started, time limit, shards
 
-    def map(self, shards: Iterable[tuple[int, list[str]]]) -> Iterator[Result]:
-        if self._closed:
-            raise ValueError("this RoundPool is closed.")
-        if self._lost:
-            raise ShardPoolError(f"rank {min(self._lost)} was lost; start the job again.")
-        for thread in self._threads.values():
-            thread.join()
-        run = _Run(shards)
-        self._threads = {0: threading.Thread(target=self._rounds, args=(run,), daemon=True)}
-        self._restore()
-        self._restore = self._catch_sigterm(run)
-        try:
-            self._threads[0].start()
-            yield from self._collect(run, 1)
-        finally:
-            run.stop.set()
+    def _workers(self) -> dict[int, Callable[[int, _Run], None]]:
+        """One thread runs the rounds (rank 0's own shards included)."""
+        return {0: self._rounds}
 
     def _plan(self, run: _Run) -> list[tuple[int, int, list[str]]]:
         plan = []
@@ -249,7 +233,7 @@ class RoundPool(ShardPool):
                 plan.append((rank, *shard))
         return plan
 
-    def _rounds(self, run: _Run) -> None:
+    def _rounds(self, _rank: int, run: _Run) -> None:
         stream, plan = mx.new_stream(mx.cpu), []
         release_at_thread_exit()
         try:
@@ -268,8 +252,7 @@ class RoundPool(ShardPool):
                 self._rebalance(reports)
         except RuntimeError as exc:  # MLX: a rank of the ring is gone
             self._lost.update(self.peers)
-            held = ", ".join(f"{index} (rank {rank})" for rank, index, _ in plan)
-            message = f"a rank was lost in the round of shards {held}: {_explain(exc)}"
+            message = f"a rank was lost in the round of shards {_held(plan)}: {_explain(exc)}"
             run.results.put((0, ShardPoolError(message)))
         except BaseException as exc:  # noqa: BLE001 - the input failed: map raises it as is
             run.results.put((0, exc))
@@ -280,8 +263,7 @@ class RoundPool(ShardPool):
         """A round may last stall_timeout per shard of its busiest rank."""
         per_rank = [sum(1 for r, _, _ in plan if r == rank) for rank in self.quota]
         limit = (self.stall_timeout or 0) * max(per_rank, default=1)
-        held = ", ".join(f"{index} (rank {rank})" for rank, index, _ in plan)
-        self._round = (time.monotonic(), limit, held)
+        self._round = (time.monotonic(), limit, _held(plan))
 
     def _check(self, run: _Run) -> None:
         super()._check(run)  # SIGTERM (run.inflight stays empty in rounds)

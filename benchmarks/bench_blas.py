@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from checkpoint import QWEN_TOKENIZER, TOKENIZERS_PIP, build  # noqa: E402
+from internals import write_report  # noqa: E402
 
 SHAPE = dict(hidden_size=1024, intermediate_size=3072, num_attention_heads=16,
              num_key_value_heads=8, head_dim=128)  # fmt: skip
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     lines.append(f"Whole run: {time.perf_counter() - started:.0f} s.")
     print("\n".join(lines))
     if args.out:
-        args.out.write_text("\n".join(lines) + "\n")
+        write_report(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from encode.corpus import CorpusSpec
 from encode.report import report
 from encode.shapes import REAL, TINY
 from encode.suite import Settings, run
+from internals import write_report
 
 # (queries, passages, documents, document tokens, subset queries, subset passages).
 # Documents stay at 768 tokens: mlx-embeddings as documented pads the batch of 32 holding
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(root, ignore_errors=True)
     print(text)
     if args.out:
-        args.out.write_text(text)
+        write_report(args.out, text)
 
 
 if __name__ == "__main__":

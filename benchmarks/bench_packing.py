@@ -36,6 +36,7 @@ import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from checkpoint import NANO, SMALL, build  # noqa: E402
+from internals import write_report  # noqa: E402
 from packing import corpora, flops, prose, report, timing  # noqa: E402
 
 MODELS = {"small": ("qwen3", SMALL), "nano": ("eurobert", NANO)}
@@ -137,11 +138,10 @@ def main(argv=None) -> int:
                   "(other jobs shared this machine: hence interleaved rounds).", ""]  # fmt: skip
         if args.save_json:
             settings = {k: vars(args)[k] for k in ("layers", "repeats", "budget")}
-            args.save_json.write_text(
-                json.dumps({"header": lines, "measured": measured, "settings": settings}))
+            write_report(args.save_json,
+                         json.dumps({"header": lines, "measured": measured, "settings": settings}))
     lines += sections(args, table, facts, measured)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
+    write_report(args.out, "\n".join(lines) + "\n")  # makes the folder too
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -8,7 +8,7 @@ benchmarks also use these `Embedder` attributes: `model`, `tokenize`, `last_stat
 from mlx_jina.models.attention import query_block_size, scaled_dot_product_attention
 from mlx_jina.encoding.batching import plan_batches
 
-__all__ = ["plan_batches", "query_block_size", "scaled_dot_product_attention", "server"]
+__all__ = ["plan_batches", "query_block_size", "scaled_dot_product_attention", "server", "write_report"]
 
 
 def server():
@@ -17,3 +17,11 @@ def server():
     from mlx_jina.server.worker import Job
 
     return Job, Limits, Worker
+
+
+def write_report(path, text: str) -> None:
+    """Write a report file whole or not at all (beside it, then renamed over it)."""
+    from mlx_jina.atomic import replacing_file
+
+    with replacing_file(path) as f:
+        f.write(text.encode("utf-8"))

@@ -26,6 +26,8 @@ HERE = Path(__file__).resolve()
 if __name__ == "__main__":  # a child: benchmarks/ first, never benchmarks/gpu/
     sys.path[0:1] = [str(HERE.parents[1]), str(HERE.parents[2])]
 
+from internals import write_report  # noqa: E402 - benchmarks/ is on the path by now
+
 BUDGET = 8192  # tokens per pass: encode's default, as the check's corpus rows use
 REPEATS = 3
 SDPA_CACHE = "4096"
@@ -99,8 +101,8 @@ def markdown(section: dict) -> str:
 
 
 def append_markdown(out: Path, section: dict) -> None:
-    with open(Path(out) / "gpu_check.md", "a") as f:
-        f.write(markdown(section))
+    report = Path(out) / "gpu_check.md"
+    write_report(report, report.read_text() + markdown(section))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+from internals import write_report
+
 
 def _gib(row: dict, n: str) -> str:
     cell = row.get("long", {}).get(n)
@@ -77,5 +79,5 @@ def markdown(result: dict) -> str:
 
 def write(out: Path, result: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_check.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (out / "gpu_check.md").write_text(markdown(result))
+    write_report(out / "gpu_check.json", json.dumps(result, indent=2, default=str) + "\n")
+    write_report(out / "gpu_check.md", markdown(result))

@@ -21,7 +21,8 @@ def test_fingerprint_records_the_settings(qwen, tiny_qwen_base):
     fp = fingerprint(qwen, truncate_dim=32, precision="binary")
     assert fp == Fingerprint(model=str(tiny_qwen_base), revision=None, task="retrieval",
                              prompt="Document: ", dims=32, precision="binary",
-                             version=mlx_jina.__version__)
+                             version=mlx_jina.__version__, identity=qwen.identity)
+    assert qwen.identity.startswith("c1:") and len(qwen.identity) == 35
     query = fingerprint(qwen, prompt_name="query")
     assert (query.prompt, query.dims, query.precision) == ("Query: ", qwen.dim, "float32")
 
@@ -72,13 +73,20 @@ def test_query_prompt_corpus_is_refused(qwen, tmp_path):
         load_embeddings(path, fingerprint(qwen))
 
 
-def test_other_model_or_revision_is_refused(qwen, tmp_path):
+def test_model_is_compared_by_content_not_by_name(qwen, tmp_path):
     fp = fingerprint(qwen)
     path = save_embeddings(tmp_path / "d.safetensors", qwen.encode_document(DOCS), fp)
-    other = Fingerprint(**{**fp.__dict__, "model": "jinaai/jina-embeddings-v5-text-nano",
-                           "revision": "abc123"})
-    with pytest.raises(ValueError, match="model .* revision None \\(expected 'abc123'\\)"):
+    # The same content under another name or revision: the same vectors, accepted.
+    renamed = Fingerprint(**{**fp.__dict__, "model": "./elsewhere/", "revision": "abc123"})
+    assert load_embeddings(path, renamed).fingerprint == fp
+    # Other content under the same name: refused, naming both identities.
+    other = Fingerprint(**{**fp.__dict__, "identity": "c1:" + "0" * 32})
+    with pytest.raises(ValueError, match=f"identity '{fp.identity}' \\(expected 'c1:0+'\\)"):
         load_embeddings(path, other)
+    # A side without an identity (an older file) falls back to the name and revision.
+    unnamed = Fingerprint(**{**fp.__dict__, "identity": None, "revision": "abc123"})
+    with pytest.raises(ValueError, match="revision None \\(expected 'abc123'\\)"):
+        load_embeddings(path, unnamed)
     # precision and version are recorded, not compared: a float query reads a binary corpus.
     same = Fingerprint(**{**fp.__dict__, "precision": "binary", "version": "9.9.9"})
     assert load_embeddings(path, same).fingerprint == fp

@@ -28,6 +28,7 @@ from .folder import (
     read_prompts,
     read_tokenizer,
 )
+from .identity import model_identity
 from .quantization import (
     check_settings,
     infer_quantization,
@@ -89,6 +90,12 @@ def load(
     prompts, default_prompt_name = read_prompts(folder)
     task, tasks = choose_tasks(found, task, multitask)
     model = read_model(found, tasks, multitask, bits, group_size, dtype)
+    identity = model_identity(
+        found.path,
+        found.weight_files,
+        {t: found.adapters[t] for t in tasks},
+        load_settings(model, tasks, multitask),
+    )
     return Embedder(
         model,
         tokenizer,
@@ -101,7 +108,21 @@ def load(
         max_length=model.args.max_position_embeddings,
         source=found.name,
         truncate_dim=truncate_dim,
+        identity=identity,
     )
+
+
+def load_settings(model: Model, tasks: list[str], multitask: bool) -> dict:
+    """What a load adds to the files' content: the adapters used and how, the dtype it
+    runs in, and its quantized layers (bits, group size), stored or quantized at load."""
+    kinds = (nn.QuantizedLinear, nn.QuantizedEmbedding)
+    quantized = {(m.bits, m.group_size) for _, m in model.named_modules() if isinstance(m, kinds)}
+    return {
+        "tasks": list(tasks),
+        "multitask": multitask,
+        "dtype": str(model.norm.weight.dtype),
+        "quantized": sorted(quantized),
+    }
 
 
 def check_load_settings(

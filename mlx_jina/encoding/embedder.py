@@ -62,12 +62,16 @@ class Embedder(TaskChoice, STHabits):
         multitask: bool = False,
         revision: str | None = None,
         truncate_dim: int | None = None,
+        identity: str | None = None,
     ):
         self.model = model
         self.engine = Engine(model, max_length)
         self.tokenizer = tokenizer
         self.source = source
         self.revision = revision  # the Hub commit, when known; embedding fingerprints record it
+        # What the model computes, by content (checkpoint/identity.py): compared wherever two
+        # runs, ranks, files or collections must agree; the source is only for people.
+        self.identity = identity
         self._task, self._tasks = task, tuple(tasks)
         # Multitask: adapters unmerged, `task` is only the default for encode(task=...).
         self.multitask = multitask

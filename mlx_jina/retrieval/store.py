@@ -43,8 +43,11 @@ from .precision import (
 
 FORMAT = "mlx_jina.embeddings/1"
 # Vectors agree only if these match; precision and version are recorded, not compared
-# (a float query searches a binary corpus, and a new release reads old files).
-COMPARED = ("model", "revision", "task", "prompt", "dims")
+# (a float query searches a binary corpus, and a new release reads old files). The model
+# is compared by its content identity; by its name and revision only when a side has none
+# (files from releases before identities, or an Embedder built by hand).
+COMPARED = ("identity", "task", "prompt", "dims")
+BY_NAME = ("model", "revision")
 # Ours hold a fingerprint and two tensor entries, about 1 KB; never read a giant one.
 MAX_HEADER_BYTES = 1 << 20
 # The safetensors dtypes of the precisions' arrays (and of float32 ranges).
@@ -63,6 +66,7 @@ class Fingerprint:
     dims: int
     precision: str
     version: str
+    identity: str | None = None  # the model's content identity (checkpoint/identity.py)
 
 
 @dataclass
@@ -108,6 +112,7 @@ def fingerprint(
         dims=dims,
         precision=precision,
         version=__version__,
+        identity=getattr(model, "identity", None),
     )
 
 
@@ -120,7 +125,9 @@ FIELDS = {
     "dims": (lambda v: type(v) is int and v >= 1, "a positive integer"),
     "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
     "version": (lambda v: isinstance(v, str), "a string"),
+    "identity": (lambda v: v is None or isinstance(v, str), "a string or null"),
 }
+OPTIONAL = ("identity",)  # absent from files written before it existed
 
 
 def save_embeddings(
@@ -270,10 +277,18 @@ def check_fingerprint(
     found: Fingerprint, expected: Fingerprint, *, force: bool = False, where: str = "The corpus"
 ) -> None:
     """Raise ValueError naming every setting where `found` differs from `expected`."""
+    names = [n for n in COMPARED if n != "identity"]
+    if found.identity is None or expected.identity is None:
+        names = [*BY_NAME, *names]
+    elif found.identity != expected.identity:
+        # Say which model each side is, by the names people know them by.
+        names = ["identity", *names]
+        if found.model != expected.model:
+            names.insert(0, "model")
     diffs = [
         f"{name} {getattr(found, name)!r} (expected {getattr(expected, name)!r})"
-        for name in COMPARED
-        if getattr(found, name) != getattr(expected, name)
+        for name in names
+        if name == "identity" or getattr(found, name) != getattr(expected, name)
     ]
     if diffs and not force:
         raise ValueError(
@@ -289,14 +304,14 @@ def _check_fields(data) -> Fingerprint:
     """A Fingerprint from decoded JSON, or a ValueError naming the first bad field."""
     if not isinstance(data, dict):
         raise ValueError(f"the fingerprint is {_short(data)}, not a JSON object")
-    missing = [name for name in FIELDS if name not in data]
+    missing = [name for name in FIELDS if name not in data and name not in OPTIONAL]
     if missing:
         raise ValueError(f"the fingerprint has no {', '.join(missing)}")
     for name, (valid, want) in FIELDS.items():
         if not valid(data[name]):
             raise ValueError(f"fingerprint field {name} is {_short(data[name])}; use {want}")
     # Fields a newer release may add are ignored, so this one still reads its files.
-    return Fingerprint(**{name: data[name] for name in FIELDS})
+    return Fingerprint(**{name: data[name] for name in FIELDS if name in data})
 
 
 def _check_layout(dtype: np.dtype, shape: tuple, fp: Fingerprint) -> None:

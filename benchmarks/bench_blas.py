@@ -1,4 +1,4 @@
-"""MLX's bundled reference BLAS against the system OpenBLAS, on Linux (issue 13, item 5).
+"""MLX's bundled reference BLAS against the system OpenBLAS, on Linux.
 
     python benchmarks/bench_blas.py [--rounds 3] [--full-depth] [--out results.md]
 

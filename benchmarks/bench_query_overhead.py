@@ -14,7 +14,7 @@ so the fixed per-call costs are not drowned by 28 layers of kernels. Each repeat
 
 Also counted: the `mx.eval` / `mx.async_eval` calls one
 `encode_query` makes. Medians over `--repeats`; `--compile` also times the forward under
-`mx.compile` (see README "Performance").
+`mx.compile` (see docs/cpu-performance.md).
 
     python benchmarks/bench_query_overhead.py [--layers 2] [--repeats 200] [--nano] [--narrow]
         [--compile] [--folder /tmp/ckpt]   (--folder keeps the checkpoint between runs)

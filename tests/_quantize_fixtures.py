@@ -1,6 +1,6 @@
 """Test helpers for quantization: an exact numpy dequantizer and float folders built from it.
 
-The numpy code is written from MLX's documented affine format (model-facts §10), not from
+The numpy code is written from MLX's documented affine format (docs/model-facts.md), not from
 mlx_jina: each uint32 word holds 32 / bits values, little-endian (value j at bits
 [j * bits, (j + 1) * bits)), and every run of `group_size` inputs shares one scale and
 bias, w = scales * q + biases. A float model built from these weights is what a quantized

@@ -475,7 +475,7 @@ def test_head_dim_has_one_rule():
         ModelArgs.from_dict(cfg, {q: (48, 64), k: (20, 64)})
 
 
-# --- paths and repo ids (issue 9, item 12) -------------------------------------------
+# --- paths and repo ids ----------------------------------------------------------------
 
 
 @pytest.fixture

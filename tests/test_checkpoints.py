@@ -1,7 +1,8 @@
 """Tests of the test fixtures themselves (no mlx_jina needed).
 
-They pin the published layouts our fixtures imitate (model-facts §2-5, §8, §14) and
-check that the torch reference is strong enough to catch merge, rope and mask bugs.
+They pin the published layouts our fixtures imitate (docs/model-facts.md: layouts,
+config.json, weight keys, adapters, tokenizers) and check that the torch reference is
+strong enough to catch merge, rope and mask bugs.
 """
 
 from __future__ import annotations

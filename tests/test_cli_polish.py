@@ -1,4 +1,4 @@
-"""`mlx-jina` polish (issue 11): --version, -o formats, input decoding and the text rule,
+"""`mlx-jina` details: --version, -o formats, input decoding and the text rule,
 task names and --truncate-dim, help on every flag, and a Hub that can't be reached.
 
 Run: python -m pytest tests/test_cli_polish.py -q

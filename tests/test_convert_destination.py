@@ -236,7 +236,7 @@ def test_interrupted_convert_cleans_up_at_once(
 
 def test_in_place_convert_is_refused(tiny_qwen_base, tmp_path, monkeypatch, capsys):
     """A destination that is, contains or lies inside the source is refused before any
-    write (issue 9.1: --force overwrote the source, then crashed with SameFileError),
+    write (--force must never overwrite the source, as a SameFileError crash once showed),
     whether named directly, relatively, through a symlink or with ~."""
     src = tmp_path / "base"
     shutil.copytree(tiny_qwen_base, src)

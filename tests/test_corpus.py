@@ -111,7 +111,7 @@ mlx_jina.embed_corpus(sys.argv[1], sys.argv[2], sys.argv[3], shard_size=int(sys.
 
 
 def test_sigkill_inside_a_shard_write_then_resume(qwen, tiny_qwen_base, corpus, tmp_path):
-    """Issue 12: killed with half of shard 1's file on disk (a temp file beside it), the
+    """Killed with half of shard 1's file on disk (a temp file beside it), the
     rerun deletes the leftover, embeds shards 1-3 again and ends equal to `encode`."""
     out = tmp_path / "job"
     argv = [sys.executable, "-c", MID_WRITE_SCRIPT, str(tiny_qwen_base), str(corpus), str(out),

@@ -244,7 +244,7 @@ def _embed_job(model: Path, corpus: Path, out: Path, ranks: int, **env: str):
 
 @needs_ring
 def test_corpus_job_on_two_ranks_equals_one_process(tiny_qwen_base, qwen, tmp_path):
-    """Issue 12: the same command under mlx.launch writes the same folder as one process;
+    """The same command under mlx.launch writes the same folder as one process;
     both ranks embed shards; only rank 0 reads the input and writes the output."""
     corpus, texts = _corpus_file(tmp_path)
     two = _embed_job(tiny_qwen_base, corpus, tmp_path / "two", ranks=2)

@@ -1,5 +1,5 @@
 """MLX's Linux CPU wheel multiplies with its bundled reference BLAS; importing mlx_jina
-first puts the system's OpenBLAS in its place (issue 13, item 5). Every check runs in a
+first puts the system's OpenBLAS in its place. Every check runs in a
 fresh interpreter: which BLAS MLX binds is decided once, when mlx.core is imported."""
 
 import json

@@ -25,7 +25,7 @@ TEXTS = [
     "El zorro marrón rápido salta sobre el perro perezoso.",
     "Paris is the capital and largest city of France. " * 5,
 ]
-# Published parameter counts (model-facts §1 and §5).
+# Published parameter counts (docs/model-facts.md).
 SMALL = dict(backbone=596_049_920, adapter=20_185_088)
 NANO = dict(backbone=211_766_016, adapter=6_782_976)
 

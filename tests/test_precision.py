@@ -96,7 +96,7 @@ def test_dequantize_binary_gives_signs(precision):
 
 
 def test_bytes_per_vector():
-    """The README's table: bytes for one 1024-d vector."""
+    """The table in docs/retrieval-toolkit.md: bytes for one 1024-d vector."""
     sizes = {p: bytes_per_vector(1024, p) for p in PRECISIONS}
     assert sizes == {"float32": 4096, "float16": 2048, "int8": 1024, "uint8": 1024,
                      "binary": 128, "ubinary": 128}

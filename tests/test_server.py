@@ -40,7 +40,7 @@ TEXTS = [
     "Embeddings map text to vectors; similar texts get similar vectors. " * 3,
 ]
 CONTEXT = 40  # the "limits" model's max_position_embeddings
-# Jina API task -> (adapter, prompt text), as Jina trained them (model-facts §7).
+# Jina API task -> (adapter, prompt text), as Jina trained them (docs/model-facts.md).
 JINA_TASKS = {
     "retrieval.query": ("retrieval", "Query: "),
     "retrieval.passage": ("retrieval", "Document: "),

@@ -3,7 +3,7 @@
 Run: python -m pytest tests/test_server_clients.py -q
 
 The openai SDK, LangChain's OpenAIEmbeddings, LlamaIndex's OpenAIEmbedding and Chroma's
-OpenAIEmbeddingFunction each talk to a live server on 127.0.0.1 (issue 11). Every vector
+OpenAIEmbeddingFunction each talk to a live server on 127.0.0.1. Every vector
 is compared with `encode_query` / `encode_document` of the same checkpoint loaded in the
 test thread. The model is qwen_base: the real Qwen tokenizer (vocab 151,936), so OpenAI's
 cl100k token ids all fall inside the vocabulary, as they do for the published models.

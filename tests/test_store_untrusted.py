@@ -62,8 +62,8 @@ def edit_header(path, edit) -> None:
 
 
 def test_header_shape_that_disagrees_with_the_fingerprint_is_refused(tmp_path):
-    """Issue 9: a header saying (8, 32) over (4, 64) data loaded, and semantic_search then
-    returned corpus_id 4 of a 4-row corpus."""
+    """A header saying (8, 32) over (4, 64) data must not load: semantic_search would then
+    return corpus_id 4 of a 4-row corpus."""
     path = save_embeddings(tmp_path / "d.safetensors", unit_rows(4, 64), FP)
     edit_header(path, lambda h: h["embeddings"].update(shape=[8, 32]))
     with pytest.raises(ValueError) as err:
@@ -73,7 +73,7 @@ def test_header_shape_that_disagrees_with_the_fingerprint_is_refused(tmp_path):
 
 
 def test_fingerprint_that_disagrees_with_the_tensor_is_refused_even_when_expected(tmp_path):
-    """Issue 9: an int8 / 32-dim fingerprint over float32 / 64-dim data passed expected=."""
+    """An int8 / 32-dim fingerprint over float32 / 64-dim data must not pass expected=."""
     fp = replace(FP, precision="int8", dims=32)
     path = write(tmp_path / "d.safetensors", {"embeddings": unit_rows(4, 64)}, fp)
     with pytest.raises(ValueError, match=r"int8 vectors of 32 dimensions.*float32 \(4, 64\)"):
@@ -135,7 +135,7 @@ BAD_FINGERPRINTS = {
 
 @pytest.mark.parametrize("case", BAD_FINGERPRINTS)
 def test_malformed_fingerprint_is_one_clear_value_error(tmp_path, case):
-    """Issue 9: these raised KeyError / TypeError / AttributeError, or loaded."""
+    """Each is one ValueError, never a KeyError / TypeError / AttributeError, nor a load."""
     text, field = BAD_FINGERPRINTS[case]
     path = write(tmp_path / "d.safetensors", {"embeddings": unit_rows(2, 64)}, text)
     for expected in (None, FP):

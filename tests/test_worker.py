@@ -108,12 +108,12 @@ def assert_same(got: np.ndarray, want: np.ndarray) -> None:
 
 
 # ---------------------------------------------------------------------------
-# issue 9: abandoned work
+# abandoned work
 
 
 @pytest.mark.parametrize("how", ["job.cancel", "future.cancel"])
 def test_cancelled_job_stops_before_its_next_batch(start, how):
-    """Issue 9: a 12-batch job cancelled during its first batch computes no other batch,
+    """A 12-batch job cancelled during its first batch computes no other batch,
     whether the app cancels the job (client gone) or asyncio cancels the future."""
     rec = Recorder(hold=True)
     worker = start(rec)
@@ -133,7 +133,7 @@ def test_cancelled_job_stops_before_its_next_batch(start, how):
 
 
 def test_deadline_drops_the_rest_of_the_job(start):
-    """Issue 9: past its deadline a job gets DeadlineExceeded naming the timeout and the
+    """Past its deadline a job gets DeadlineExceeded naming the timeout and the
     flag, before its next batch; a job already past it computes nothing."""
     assert Limits().request_timeout == 300
     rec = Recorder(hold=True)
@@ -155,12 +155,12 @@ def test_deadline_drops_the_rest_of_the_job(start):
 
 
 # ---------------------------------------------------------------------------
-# issue 10: fairness, shared batches, a worker that survives its jobs
+# fairness, shared batches, a worker that survives its jobs
 
 
 @pytest.mark.parametrize("schedule, position", [("fair", 1), ("fifo", 12)])
 def test_short_job_waits_for_one_batch_not_a_long_job(start, direct, schedule, position):
-    """Issue 10: a one-row job submitted while a 12-batch job runs is in the very next
+    """A one-row job submitted while a 12-batch job runs is in the very next
     batch ("fair"); "fifo", the old policy, runs it after all of the long job."""
     rec = Recorder(hold=True)
     worker = start(rec, schedule=schedule)
@@ -175,7 +175,7 @@ def test_short_job_waits_for_one_batch_not_a_long_job(start, direct, schedule, p
 
 
 def test_small_jobs_share_a_batch_per_task(start, direct):
-    """Issue 10: queued small jobs share one forward pass per adapter, whatever their
+    """Queued small jobs share one forward pass per adapter, whatever their
     output options; another adapter's rows get a pass of their own."""
     rec = Recorder(hold=True)
     worker = start(rec, max_batch_tokens=1024)
@@ -211,7 +211,7 @@ def test_small_jobs_share_a_batch_per_task(start, direct):
 
 
 def test_cancelled_future_does_not_kill_the_worker(start, direct):
-    """Issue 10: asyncio.wrap_future cancels the future when its request task is
+    """asyncio.wrap_future cancels the future when its request task is
     cancelled; the worker then finishes that job's last batch and must not die on
     set_result (InvalidStateError), and serves the next job."""
     rec = Recorder(hold=True)
@@ -227,7 +227,7 @@ def test_cancelled_future_does_not_kill_the_worker(start, direct):
 
 
 def test_a_failing_job_fails_alone(start, direct):
-    """Issue 10: NaN output in a shared batch and bad arguments each fail only their own
+    """NaN output in a shared batch and bad arguments each fail only their own
     job; the worker lives on."""
     rec = Recorder(hold=True)
     worker = start(rec, max_batch_tokens=1024)
@@ -258,7 +258,7 @@ def test_a_failing_job_fails_alone(start, direct):
 
 
 def test_an_error_in_a_shared_batch_fails_only_its_job(start, direct):
-    """Issue 10: when a shared forward pass raises, each job is retried alone, so only the
+    """When a shared forward pass raises, each job is retried alone, so only the
     job that causes the error gets it."""
     rec = Recorder(hold=True)
     worker = start(rec, max_batch_tokens=1024)
@@ -333,7 +333,7 @@ def test_queue_counts_waiting_jobs_and_stop_finishes_them(start):
 
 
 # ---------------------------------------------------------------------------
-# issue 11: memory
+# memory
 
 
 MEMORY_PROBE = """
@@ -373,7 +373,7 @@ print(json.dumps({"grown": grown, "cached": cached}))
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
 def test_memory_is_given_back_when_idle(tiny_qwen_base):
-    """Issue 11: idle for 2 s after a heavy job (32 rows of 200-400 tokens, ~15 batches
+    """Idle for 2 s after a heavy job (32 rows of 200-400 tokens, ~15 batches
     of different widths; 77 MiB at its peak), MLX's buffer cache is empty and RSS is back
     within 32 MiB of where it was before the job. Measured: 0.3-4 MiB in most runs, now
     and then 16-19 MiB that an MLX thread keeps live (a trim from any thread leaves it).

@@ -1,7 +1,7 @@
 """What a model folder holds, from its files alone: layout, weight files, adapters, tasks;
 and its small files: config.json, tokenizer.json and the prompts.
 
-Layouts (model-facts §2): "base" (weights + PEFT adapters/<task>/), "merged" (one task
+Layouts (docs/model-facts.md): "base" (weights + PEFT adapters/<task>/), "merged" (one task
 merged in), "mlx-task" (per-task -mlx folder) and "mlx-unified" (-mlx weights +
 adapters/). Only JSON, tokenizer.json and safetensors are read; Python files in a model
 folder are never imported.

@@ -1,7 +1,7 @@
 """MLX affine quantization: quantize a model, or rebuild the layers a checkpoint quantized.
 
 A quantized layer stores `weight` as uint32 words `[out, in * bits / 32]` plus `scales`
-and `biases` `[out, in / group_size]` (model-facts §10), so a checkpoint's shapes give
+and `biases` `[out, in / group_size]` (docs/model-facts.md), so a checkpoint's shapes give
 its bits and group size even when config.json has no "quantization" block.
 """
 

@@ -22,7 +22,7 @@ builders.files
     write_safetensors(path, tensors, metadata=None) -> Path
     read_safetensors(path) -> dict[str, torch.Tensor]
     executed_sentinels(root) -> list[Path]
-builders.layouts (docs/model-facts.md §2, letters as in the tests' brief)
+builders.layouts (docs/model-facts.md, "Published layouts"; the tests letter them (a)-(d))
     TASKS                           the four adapter names
     MERGED_TASKS                    task of conftest's per-task fixtures, per arch
     build_base(root, arch, *, tokenizer, seed=0, rope_form="parameters", tasks=TASKS,

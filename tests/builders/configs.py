@@ -51,7 +51,7 @@ def hf_config(
     Defaults: hidden 64, 2 layers, intermediate 96, eager attention. qwen3: 4 query / 2
     kv heads, head_dim 16, theta 3.5e6, eps 1e-6, tied embeddings. eurobert: 4 / 4
     heads, head_dim hidden/heads, theta 1e6, eps 1e-5, untied. The theta is always set
-    explicitly (transformers 5 silently falls back to 10,000; model-facts §3.3).
+    explicitly (transformers 5 silently falls back to 10,000; docs/model-facts.md).
     ``rope_theta=`` in overrides is accepted and moved into ``rope_parameters``.
     """
     if arch not in ARCHS:
@@ -96,7 +96,7 @@ def _arch_defaults(arch: str, vocab_size: int) -> dict[str, Any]:
         tie_word_embeddings=False,
         max_position_embeddings=8_192,
     )
-    if vocab_size >= LLAMA_VOCAB:  # the nano config's ids (model-facts §3.1)
+    if vocab_size >= LLAMA_VOCAB:  # the nano config's ids (docs/model-facts.md)
         ids = dict(pad_token_id=128_001, bos_token_id=128_000, eos_token_id=128_001)
         kw.update(ids, mask_token_id=128_002)
     else:  # the tiny tokenizer's specials; EuroBERT's defaults are out of range
@@ -172,7 +172,7 @@ def mlx_config(base: Path, model_type: str, *, minimal: bool) -> dict[str, Any]:
         data.pop(key, None)
     data["model_type"] = model_type
     if not minimal:
-        # seen in a per-task -mlx config (model-facts §2.3)
+        # reported for a per-task -mlx config (docs/model-facts.md)
         data["architectures"] = None
         return data
     keep = list(_MINIMAL_MLX_KEYS)

@@ -1,4 +1,4 @@
-"""Jina's four published jina-embeddings-v5-text layouts (docs/model-facts.md §2).
+"""Jina's four published jina-embeddings-v5-text layouts (docs/model-facts.md).
 
 * (a) ``build_base``: base repo, un-prefixed backbone keys, PEFT adapters per task.
 * (b) ``build_merged``: merged per-task repo, un-prefixed keys, no adapters.
@@ -181,7 +181,7 @@ def build_mlx_unified(
 
     ``adapters/<task>/adapter_model.safetensors`` holds the base repo's PEFT tensors
     with the same keys, cast to ``dtype``; ``adapter_config.json`` is copied only when
-    ``with_adapter_config`` (whether Jina ships it is unknown, model-facts §16.6).
+    ``with_adapter_config`` (whether Jina ships it is unknown: docs/model-facts.md).
     The config is minimal (shapes and rope_theta only, as in nano's 378-byte file).
     """
     root, base = Path(root), Path(base)

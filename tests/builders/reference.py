@@ -127,7 +127,7 @@ def reference_token_ids(
     tok.no_padding()
     if max_length is None:
         tok.no_truncation()
-    else:  # keeps room for the specials the post-processor adds (model-facts §8)
+    else:  # keeps room for the specials the post-processor adds (docs/model-facts.md)
         tok.enable_truncation(max_length=max_length)
     try:
         encodings = tok.encode_batch(

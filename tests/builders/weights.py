@@ -155,7 +155,7 @@ def _randomize_lora_(
 
 
 def _check_adapter_file(path: Path, n_layers: int, r: int) -> None:
-    """Assert Jina's adapter key naming and PEFT shapes (model-facts §5)."""
+    """Assert Jina's adapter key naming and PEFT shapes (docs/model-facts.md, "LoRA adapters")."""
     tensors = read_safetensors(path)
     bad = [k for k in tensors if not _ADAPTER_KEY.match(k)]
     assert not bad, f"adapter keys do not follow Jina's naming: {bad[:5]}"

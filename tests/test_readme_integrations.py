@@ -1,9 +1,10 @@
-"""The README's LangChain, LlamaIndex and Chroma examples run as written, offline, on a tiny
-local model, and print the document that encode_query / encode_document rank first.
+"""The LangChain, LlamaIndex and Chroma examples of the README and docs/integrations.md run
+as written, offline, on a tiny local model, and print the document that encode_query /
+encode_document rank first.
 
-The examples are the ```python blocks after a `<!-- test: integrations -->` line in the
-"Use it from LangChain, LlamaIndex and Chroma" section; only their `MODEL = "..."` line is
-rewritten. Run: python -m pytest tests/test_readme_integrations.py
+The examples are the ```python blocks after a `<!-- test: integrations -->` line; only
+their `MODEL = "..."` line is rewritten (tests/test_docs.py runs the pages' other blocks).
+Run: python -m pytest tests/test_readme_integrations.py
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-README = Path(__file__).parent.parent / "README.md"
+ROOT = Path(__file__).parent.parent
+PAGES = {"README": ROOT / "README.md", "docs": ROOT / "docs" / "integrations.md"}
 BLOCK = re.compile(r"<!-- test: integrations -->\s*```python\n(.*?)```", re.DOTALL)
 MODEL_LINE = re.compile(r'^MODEL = "[^"\n]*"$', re.MULTILINE)
 
@@ -33,19 +35,24 @@ def connect(sock, address):
     return real_connect(sock, address)
 socket.socket.connect = connect
 namespace = {"__name__": "__main__"}
-exec(compile(open(sys.argv[1]).read(), "README block", "exec"), namespace)
+exec(compile(open(sys.argv[1]).read(), "docs block", "exec"), namespace)
 print("INPUTS " + json.dumps([namespace["docs"], namespace["question"]]))
 """
 
 
-def blocks() -> list[str]:
-    return BLOCK.findall(README.read_text())
+def blocks(page: str) -> list[str]:
+    return BLOCK.findall(PAGES[page].read_text())
 
 
-def test_the_readme_has_one_example_per_framework():
-    found = [re.search(r"from mlx_jina\.integrations\.(\w+) import", b) for b in blocks()]
-    assert [m and m.group(1) for m in found] == ["langchain", "llama_index", "chroma"]
-    assert all(len(MODEL_LINE.findall(b)) == 1 for b in blocks())
+def framework(block: str) -> str | None:
+    found = re.search(r"from mlx_jina\.integrations\.(\w+) import", block)
+    return found and found.group(1)
+
+
+def test_the_pages_have_one_example_per_framework():
+    assert [framework(b) for b in blocks("README")] == ["langchain"]
+    assert [framework(b) for b in blocks("docs")] == ["langchain", "llama_index", "chroma"]
+    assert all(len(MODEL_LINE.findall(b)) == 1 for page in PAGES for b in blocks(page))
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +63,17 @@ def nano_retrieval(make_checkpoint, tiny_eurobert_base) -> Path:
     return make_checkpoint(build_merged, tiny_eurobert_base, "retrieval")
 
 
-@pytest.mark.parametrize("index", range(3), ids=["langchain", "llama_index", "chroma"])
-def test_readme_example_runs(index, nano_retrieval, tmp_path):
+EXAMPLES = [("README", 0), ("docs", 0), ("docs", 1), ("docs", 2)]
+
+
+@pytest.mark.parametrize(
+    "page, index", EXAMPLES, ids=["README", "docs-langchain", "docs-llama_index", "docs-chroma"]
+)
+def test_example_runs(page, index, nano_retrieval, tmp_path):
     import mlx_jina
 
     folder = nano_retrieval
-    code = MODEL_LINE.sub(f"MODEL = {str(folder)!r}", blocks()[index])
+    code = MODEL_LINE.sub(f"MODEL = {str(folder)!r}", blocks(page)[index])
     (tmp_path / "block.py").write_text(code)
     (tmp_path / "runner.py").write_text(RUNNER)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}

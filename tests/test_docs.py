@@ -220,7 +220,7 @@ def test_the_pages_link_to_each_other():
 @pytest.fixture(scope="module")
 def hub(make_checkpoint, tiny_tokenizer_eos, tiny_tokenizer_bos_eos):
     """Hub id -> a local tiny folder of the same layout, built on first use."""
-    from builders.layouts import build_base, build_merged
+    from builders.layouts import build_base, build_merged, build_mlx_task, build_mlx_unified
 
     def base(size: str) -> Path:
         if size == "small":
@@ -235,9 +235,29 @@ def hub(make_checkpoint, tiny_tokenizer_eos, tiny_tokenizer_bos_eos):
             return str(base(size))
         if rest in TASKS:
             return str(make_checkpoint(build_merged, base(size), rest))
+        if rest == "mlx":
+            return str(make_checkpoint(build_mlx_unified, base(size)))
+        if rest.removesuffix("-mlx") in TASKS:
+            return str(make_checkpoint(build_mlx_task, base(size), rest.removesuffix("-mlx")))
         raise AssertionError(f"{match[0]}: no local stand-in; add one to tests/test_docs.py")
 
     return folder
+
+
+@pytest.mark.parametrize(
+    "name, layout",
+    [("small", "base"), ("nano-retrieval", "merged"), ("small-text-matching-mlx", "mlx-task"),
+     ("nano-mlx", "mlx-unified")],
+)  # fmt: skip
+def test_stand_ins_have_the_layout_their_hub_id_names(hub, name, layout):
+    folder = HUB_ID.sub(hub, f"jinaai/jina-embeddings-v5-text-{name}")
+    info = subprocess.run(
+        [sys.executable, "-m", "mlx_jina", "info", "-m", folder, "--json"],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    facts = json.loads(info.stdout)
+    assert (facts["layout"], facts["dim"]) == (layout, 256)
+    assert facts["backbone"] == ("qwen3" if name.startswith("small") else "eurobert")
 
 
 def actions(page: Path, hub, port: int) -> list[dict]:

@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .checkpoint import WEIGHT_DTYPES
 from .corpus.cli import add_corpus_options, run_corpus
 from .corpus.errors import ShardPoolError, exit_on
@@ -234,7 +234,7 @@ def run_embed(args: argparse.Namespace) -> None:
         output_format(args.output)
     task, prompt_name = task_and_prompt(args.task, args.prompt_name)
     texts = read_texts(args.texts, args.input, args.jsonl, args.text_field)
-    from . import load
+    from .loading import load
 
     model = load(args.model, task=task, bits=args.bits, dtype=args.dtype, revision=args.revision)
     emb = model.encode(

@@ -178,7 +178,7 @@ def _launched_group():
 
 def _model(model_or_path, encode_kwargs: dict, load_options: dict | None):
     if isinstance(model_or_path, (str, os.PathLike)):
-        from ..checkpoint.loader import load
+        from ..loading import load
 
         return load(model_or_path, task=encode_kwargs.get("task"), **(load_options or {}))
     if load_options:

@@ -4,6 +4,7 @@
     manifest.py  the job folder: its file names, the manifest, the lock
     settings.py  what decides the vectors, and the check that a folder holds this job
     shards.py    shard files written, verified and joined into one embedding file
+    results.py   load_embeddings(): an embedding file, or a finished job's folder
     errors.py    ShardPoolError, which the CLI catches without loading MLX, and its exit
     rounds.py    under mlx.launch: shards over every rank in lockstep rounds (collectives)
     wire.py      the bytes the ranks exchange: texts out, vectors back

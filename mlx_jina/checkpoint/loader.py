@@ -7,7 +7,6 @@ built yet), reads the tensors, merges or attaches the adapters and quantizes if 
 
 import re
 import warnings
-from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn

@@ -1,7 +1,7 @@
 """What data-parallel corpus embedding costs: ranks on loopback against 1 process.
 
-Two measurements, both through the schedulers of a corpus job (mlx_jina.corpus.rounds
-picks: "peers", send/recv to a free rank, up to 3 ranks; "rounds" over collectives):
+Two measurements, both through the scheduler of a corpus job (lockstep rounds over
+collectives, mlx_jina.corpus.rounds):
 
 * transport: the other ranks answer every shard with ready-made vectors (no model),
   rank 0 only hands out, so the time per shard is the protocol alone;
@@ -10,8 +10,8 @@ picks: "peers", send/recv to a free rank, up to 3 ranks; "rounds" over collectiv
 
     python benchmarks/bench_corpus_distributed.py [--shards 8] [--texts 8] [--ranks 2 4]
 
-It launches itself with `mlx.launch -n N --backend ring` on 127.0.0.1 once per scheduler
-and rank count (2 ranks in both modes, 4 in rounds) and prints one Markdown table. On one
+It launches itself with `mlx.launch -n N --backend ring` on 127.0.0.1 once per rank
+count and prints one Markdown table. On one
 machine the ranks share its cores, so the wall time with ranks says nothing about
 several Macs; the per-shard transport cost and the bytes per vector are what carry over
 (see the README's "Several Macs").
@@ -19,7 +19,6 @@ several Macs; the per-shard transport cost and the bytes per vector are what car
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -67,9 +66,9 @@ def timed_map(pool, work) -> tuple[float, int]:
 
 def rank_job(folder: str, out: str, count: int, texts: int) -> None:
     """Runs on every launched rank; rank 0 writes the JSON results to `out`."""
-    from mlx_jina.corpus.distributed import init_group
-    from mlx_jina.corpus.rounds import open_pool, serve
+    from internals import corpus_ranks
 
+    init_group, RoundPool, serve = corpus_ranks()
     group = init_group()
     work, moved = shards(count, texts), shards(count, TRANSPORT_TEXTS)
     results = {"ping": ping(group) if group.size() == 2 else None}
@@ -80,10 +79,10 @@ def rank_job(folder: str, out: str, count: int, texts: int) -> None:
         serve(group, embedder(Path(folder)))
         return
     for precision in ITEMSIZE:
-        with open_pool(group) as pool:
+        with RoundPool(group) as pool:
             seconds, n = timed_map(pool, moved)
         results[f"transport {precision}"] = seconds / n
-    with open_pool(group, embedder(Path(folder))) as pool:
+    with RoundPool(group, embedder(Path(folder))) as pool:
         seconds, _ = timed_map(pool, work)
     results["model"] = seconds
     results["by_rank"] = pool.shards_by_rank
@@ -126,20 +125,20 @@ def main() -> None:
     TRANSPORT_TEXTS = args.transport_texts
     if args.rank_job:
         return rank_job(*args.rank_job, args.shards, args.texts)
-    from mlx_jina.corpus.distributed import ShardPool
+    from internals import corpus_ranks
 
-    runs = [(n, mode) for n in args.ranks for mode in (["peers", "rounds"] if n <= 3 else ["rounds"])]
+    RoundPool = corpus_ranks()[1]
+    runs = [(n, "rounds") for n in args.ranks]
     with tempfile.TemporaryDirectory() as tmp:
         folder, out = build_model(Path(tmp)), Path(tmp) / "results.json"
         work = shards(args.shards, args.texts)
-        one, _ = timed_map(ShardPool(None, embedder(folder)), work)
+        one, _ = timed_map(RoundPool(None, embedder(folder)), work)
         results = {}
         for ranks, mode in runs:
             cmd = ["mlx.launch", "-n", str(ranks), "--backend", "ring", "--", sys.executable,
                    __file__, "--shards", str(args.shards), "--texts", str(args.texts),
                    "--transport-texts", str(TRANSPORT_TEXTS), "--rank-job", str(folder), str(out)]  # fmt: skip
-            env = {**os.environ, "MLX_JINA_DIST_MODE": mode}
-            subprocess.run(cmd, check=True, timeout=600, env=env)
+            subprocess.run(cmd, check=True, timeout=600)
             results[ranks, mode] = json.loads(out.read_text())
     report(args, work, one, results)
 

@@ -45,7 +45,7 @@ def peak():  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the 
     with open("/proc/self/status") as f:
         return [int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM")][0]
 import mlx.core as mx, mlx_jina
-from mlx_jina.checkpoint import loader  # mlx_jina imports lazily: count the modules in base
+from mlx_jina import loading  # mlx_jina imports lazily: count the modules in base
 base = rss()
 folder, bits, dtype, texts = json.loads(sys.argv[1])
 t = time.perf_counter()

@@ -8,7 +8,15 @@ benchmarks also use these `Embedder` attributes: `model`, `tokenize`, `last_stat
 from mlx_jina.models.attention import query_block_size, scaled_dot_product_attention
 from mlx_jina.encoding.batching import plan_batches
 
-__all__ = ["plan_batches", "query_block_size", "scaled_dot_product_attention", "server", "write_report"]
+__all__ = ["corpus_ranks", "plan_batches", "query_block_size", "scaled_dot_product_attention", "server",
+           "write_report"]  # fmt: skip
+
+
+def corpus_ranks():
+    """(init_group, RoundPool, serve): the corpus job's scheduler over MLX ranks."""
+    from mlx_jina.corpus.rounds import RoundPool, init_group, serve
+
+    return init_group, RoundPool, serve
 
 
 def server():

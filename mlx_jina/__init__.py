@@ -7,7 +7,7 @@ load no MLX until a name is used.
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # Before any module of this package imports MLX: on Linux, MLX's CPU wheel then multiplies
 # with the system's OpenBLAS instead of its bundled reference BLAS (see cpu_blas.py).
@@ -17,14 +17,14 @@ prefer_fast_blas()
 
 # Public name -> the module that defines it.
 _EXPORTS = {
-    "load": "checkpoint.loader",
+    "load": "loading",
     "Embedder": "encoding.embedder",
     "convert": "conversion.pipeline",
     "quantize_embeddings": "retrieval.precision",
     "semantic_search": "retrieval.search",
     "Fingerprint": "retrieval.store",
     "fingerprint": "retrieval.store",
-    "load_embeddings": "retrieval.store",
+    "load_embeddings": "corpus.results",
     "save_embeddings": "retrieval.store",
     "TASKS": "tasks",
     "embed_corpus": "corpus.job",
@@ -35,13 +35,14 @@ __all__ = [
 ]  # fmt: skip
 
 if TYPE_CHECKING:  # what type checkers and editors see
-    from .checkpoint.loader import load
+    from .loading import load
     from .conversion.pipeline import convert
     from .corpus.job import embed_corpus
     from .encoding.embedder import Embedder
     from .retrieval.precision import quantize_embeddings
     from .retrieval.search import semantic_search
-    from .retrieval.store import Fingerprint, fingerprint, load_embeddings, save_embeddings
+    from .corpus.results import load_embeddings
+    from .retrieval.store import Fingerprint, fingerprint, save_embeddings
     from .tasks import TASKS
 
 

@@ -11,10 +11,10 @@ import re
 import sys
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .checkpoint import WEIGHT_DTYPES
 from .corpus.cli import add_corpus_options, run_corpus
-from .corpus.errors import ShardPoolError
+from .corpus.errors import ShardPoolError, exit_on
 from .tasks import DEFAULT_PROMPT_NAME, MIN_DIM, TASK_NAMES, TASKS
 
 API_ONLY = [name for name in TASK_NAMES if name not in TASKS]  # the names that pick a prompt
@@ -209,8 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
-    except ShardPoolError as e:  # a distributed corpus job lost a rank: no usage text
-        sys.exit(f"mlx-jina: {one_line(e)}; finished shards are kept: run the same command to resume")
+    except ShardPoolError as e:  # a distributed corpus job lost a rank: one line, exit 1
+        exit_on(e)
     except (ValueError, OSError) as e:  # OSError: e.g. -o in a folder we can't write to
         args.parser.error(cli_words(one_line(e)))
 
@@ -234,7 +234,7 @@ def run_embed(args: argparse.Namespace) -> None:
         output_format(args.output)
     task, prompt_name = task_and_prompt(args.task, args.prompt_name)
     texts = read_texts(args.texts, args.input, args.jsonl, args.text_field)
-    from . import load
+    from .loading import load
 
     model = load(args.model, task=task, bits=args.bits, dtype=args.dtype, revision=args.revision)
     emb = model.encode(

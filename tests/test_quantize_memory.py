@@ -50,7 +50,7 @@ def test_layerwise_quantization_is_exactly_the_old_one(tiny_qwen_base, bits, kw)
 CHILD = r"""
 import json, os, sys
 import mlx_jina
-from mlx_jina.checkpoint import loader  # mlx_jina imports lazily: count the modules in base
+from mlx_jina import loading  # mlx_jina imports lazily: count the modules in base
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

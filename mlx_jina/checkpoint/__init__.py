@@ -2,7 +2,9 @@
 
 hub.py fetches only the files we read; folder.py tells the layout and reads the small
 files; safetensors.py reads untrusted headers; weights.py, adapters.py and
-quantization.py read and check the tensors; loader.py is `load()`; facts.py is `info`.
+quantization.py read and check the tensors (adapters.py also attaches them unmerged);
+identity.py hashes a model's content; loader.py builds the model for `load()`
+(mlx_jina/loading.py); facts.py is `info`.
 """
 
 # The float dtypes weights may be cast to, by name (the CLI lists them without MLX).

@@ -1,4 +1,5 @@
-"""Read Jina's PEFT LoRA task adapters and merge them into base weights.
+"""Read Jina's PEFT LoRA task adapters, and merge them into base weights (`merge`) or
+attach them unmerged to a built model (`add_adapters`, for multitask models).
 
 PEFT stores `lora_A` as (r, in) and `lora_B` as (out, r) under keys like
 `base_model.model.layers.0.self_attn.q_proj.lora_A.weight`; the merged weight is
@@ -10,8 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
+import mlx.nn as nn
 
 from . import list_problems
+from ..models.lora import LoRALinear
+from .quantization import input_size
 from .safetensors import FLOATS, TensorInfo, read_json
 from .weights import load_safetensors, weight_header
 
@@ -146,3 +150,39 @@ def merge(weights: dict[str, mx.array], adapter: Adapter) -> dict[str, mx.array]
         delta = adapter.scale * (b.astype(mx.float32) @ a.astype(mx.float32))
         merged[key] = (w.astype(mx.float32) + delta).astype(w.dtype)
     return merged
+
+
+def add_adapters(model: nn.Module, adapters: list[Adapter]) -> None:
+    """Wrap every layer an adapter touches in a `LoRALinear`; no weight is modified."""
+    modules = dict(model.named_modules())
+    # Keep adapters in the dtype the model computes in (the float weights' dtype).
+    dtype = model.norm.weight.dtype
+    per_layer: dict[str, dict[str, dict[str, mx.array]]] = {}
+    errors = []
+    for adapter in adapters:
+        for key, (a, b) in adapter.pairs.items():
+            path = key.removesuffix(".weight")
+            module = modules.get(path)
+            if not isinstance(module, (nn.Linear, nn.QuantizedLinear)):
+                errors.append(f"{adapter.task}: {key}: no such linear layer")
+                continue
+            shape = (module.weight.shape[0], input_size(module))
+            if (b.shape[0], a.shape[1]) != shape:
+                errors.append(
+                    f"{adapter.task}: {key}: B@A is {(b.shape[0], a.shape[1])}, base is {shape}"
+                )
+                continue
+            # Fold the scale into B in float32 so the call does one add.
+            b = (adapter.scale * b.astype(mx.float32)).astype(dtype)
+            per_layer.setdefault(path, {})[adapter.task] = {
+                "a": a.astype(dtype),
+                "b": b,
+            }
+    if errors:
+        raise ValueError(
+            "The adapters do not fit this model:\n  " + "\n  ".join(errors)
+        )
+    for path, lora in per_layer.items():
+        parent, name = path.rsplit(".", 1)
+        setattr(modules[parent], name, LoRALinear(modules[path], lora))
+    mx.eval(model.parameters())

@@ -1,34 +1,24 @@
-"""`load()`: a folder or repo id to an Embedder, checking everything before building.
+"""The model half of `load()` (mlx_jina/loading.py): a checked folder to a built Model.
 
-The pipeline: resolve the source (hub.py), read what the folder holds and its small
-files (folder.py), check config.json against the weight headers and the adapters
-(nothing built yet), read the tensors, merge or attach the adapters, quantize if asked.
+`read_model` checks config.json against the weight headers and the adapters (nothing
+built yet), reads the tensors, merges or attaches the adapters and quantizes if asked;
+`check_load_settings` refuses bad arguments before any file is read.
 """
 
 import re
 import warnings
-from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
 
-from ..encoding.embedder import Embedder
 from ..models import Backbone, detect_backbone
 from ..models.base import ModelArgs, sanitize
 from ..models.decoder import Model, weight_shapes
-from ..models.lora import add_adapters
-from ..tasks import MIN_DIM, TASK_NAMES, parse_task
+from ..tasks import MIN_DIM, TASK_NAMES
 from ..thread_streams import release_at_thread_exit
-from . import WEIGHT_DTYPES, hub, list_problems
-from .adapters import check_adapter, merge, read_adapter
-from .folder import (
-    ModelFolder,
-    choose_tasks,
-    inspect_folder,
-    read_prompts,
-    read_tokenizer,
-)
-from .identity import model_identity
+from . import WEIGHT_DTYPES, list_problems
+from .adapters import add_adapters, check_adapter, merge, read_adapter
+from .folder import ModelFolder
 from .quantization import (
     check_settings,
     infer_quantization,
@@ -41,75 +31,6 @@ from .weights import load_weights, quantized_file, read_headers
 
 DTYPES = dict(zip(WEIGHT_DTYPES, (mx.float16, mx.bfloat16, mx.float32), strict=True))
 LAYER = re.compile(r"layers\.(\d+)\.")
-
-
-def load(
-    path_or_repo: str | Path,
-    *,
-    task: str | None = None,
-    bits: int | None = None,
-    group_size: int = 64,
-    dtype: str | None = None,
-    revision: str | None = None,
-    multitask: bool = False,
-    truncate_dim: int | None = None,
-) -> Embedder:
-    """Load a jina-embeddings-v5-text model for encoding.
-
-    Args:
-        path_or_repo: A local folder or a Hugging Face repo id, in any published layout:
-            the base repo with LoRA adapters, a merged per-task repo, or a -mlx repo.
-        task: One of `mlx_jina.TASKS` (its adapter is merged at load time), or a Jina API
-            task name, which also sets the default prompt. Needed when the source has
-            several adapters. With `multitask=True`, the default for `encode(task=...)`.
-        bits: 4 or 8 for quantized weights: `model-{bits}bit.safetensors` when the folder
-            has it, else the float weights are quantized at load (after merging the
-            adapter). None uses what the folder holds, quantized or not.
-        group_size: Affine quantization group size when quantizing at load (32, 64, 128).
-            Stored quantized files carry their own, read from the tensor shapes.
-        dtype: `float16`, `bfloat16` or `float32`; None keeps the stored dtype.
-        revision: A Hub branch, tag or commit to pin (Hub repos only).
-        multitask: Keep all task adapters unmerged; pick one per call (`encode(task=)`).
-        truncate_dim: Every encode call's default Matryoshka size (32 to the model's size).
-
-    Returns an `Embedder` (`encode`, `encode_query`, `encode_document`, ...).
-
-    Raises:
-        ValueError: A bad setting, path or repo id, or files that disagree: config.json
-            against the weight headers (names, shapes, dtypes), adapters, tokenizer.json.
-            All of it is checked before any tensor data is read or any layer built.
-        FileNotFoundError: No such folder, config.json, tokenizer.json or weight file.
-    """
-    check_load_settings(task, bits, group_size, dtype, truncate_dim)
-    task, prompt_name = parse_task(task) if task is not None else (None, None)
-    folder = hub.resolve(path_or_repo, revision=revision, task=task, bits=bits, all_tasks=multitask)
-    found = inspect_folder(folder, name=str(path_or_repo), bits=bits)
-    check_truncate_dim(truncate_dim, found.config.get("hidden_size"))
-    # Small files first: a bad tokenizer or prompt file shouldn't cost a full load.
-    tokenizer = read_tokenizer(folder)
-    prompts, default_prompt_name = read_prompts(folder)
-    task, tasks = choose_tasks(found, task, multitask)
-    model = read_model(found, tasks, multitask, bits, group_size, dtype)
-    identity = model_identity(
-        found.path,
-        found.weight_files,
-        {t: found.adapters[t] for t in tasks},
-        load_settings(model, tasks, multitask),
-    )
-    return Embedder(
-        model,
-        tokenizer,
-        task=task,
-        tasks=found.tasks,
-        multitask=multitask,
-        revision=found.revision or revision,
-        prompts=prompts,
-        default_prompt_name=prompt_name or default_prompt_name,
-        max_length=model.args.max_position_embeddings,
-        source=found.name,
-        truncate_dim=truncate_dim,
-        identity=identity,
-    )
 
 
 def load_settings(model: Model, tasks: list[str], multitask: bool) -> dict:

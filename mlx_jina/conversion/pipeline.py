@@ -18,7 +18,7 @@ from mlx.utils import tree_flatten
 from .. import atomic
 from ..checkpoint import hub
 from ..checkpoint.folder import inspect_folder
-from ..checkpoint.loader import load
+from ..loading import load
 from ..checkpoint.quantization import check_settings, quantization_block, quantize_model
 from ..checkpoint.safetensors import read_json
 from ..checkpoint.weights import FLOAT_FILE, quantized_file
@@ -154,7 +154,7 @@ def dtype_name(model: nn.Module) -> str:
 
 def describe(embedder: Embedder, source: str, revision: str | None, bits: int | None) -> dict:
     """The config.json "mlx_jina" block: where the folder comes from and how to use it."""
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "version": __version__,

@@ -136,7 +136,8 @@ def embed_corpus(
         store = ShardStore(folder, _prepare(folder, settings, corpus, shard_size, force), fp)
         store.verify()  # listed shards whose files changed are dropped, to be redone
         store.clean()
-        done, tokens, by_rank = _run(corpus, store, model, encode_kwargs, show_progress_bar, stall_timeout)
+        done, tokens, by_rank = _run(corpus, store, model, encode_kwargs, show_progress_bar, stall_timeout,
+                                     settings)
         store.join(_kill_point)
     return CorpusResult(folder, store.manifest.texts, store.manifest.shard_count, sum(done.values()),
                         len(done), tokens, time.perf_counter() - started, by_rank)  # fmt: skip
@@ -162,21 +163,22 @@ def shard_embedder(model, encode_kwargs: dict, progress: Callable[[int], None] |
 
 
 def _serve_rank(group, model, encode_kwargs: dict) -> None:
-    """A rank > 0 under mlx.launch needs only the model: rank 0 sends it the texts."""
+    """A rank > 0 under mlx.launch needs only the model: rank 0 sends it the texts, once
+    the ranks agree they hold the same model and settings."""
     from .rounds import serve
 
-    serve(group, shard_embedder(model, encode_kwargs))
+    serve(group, shard_embedder(model, encode_kwargs), job_settings(model, encode_kwargs)[1])
 
 
 def _launched_group():
-    from .distributed import init_group
+    from .rounds import init_group
 
     return init_group()
 
 
 def _model(model_or_path, encode_kwargs: dict, load_options: dict | None):
     if isinstance(model_or_path, (str, os.PathLike)):
-        from ..checkpoint.loader import load
+        from ..loading import load
 
         return load(model_or_path, task=encode_kwargs.get("task"), **(load_options or {}))
     if load_options:
@@ -213,17 +215,16 @@ def _prepare(folder: Path, settings: dict, corpus: CorpusInput, shard_size, forc
 
 
 def _run(corpus: CorpusInput, store: ShardStore, model, encode_kwargs: dict, show,
-         stall_timeout: float | None = None) -> tuple[dict, int, dict | None]:
+         stall_timeout: float | None = None, settings: dict | None = None) -> tuple[dict, int, dict | None]:
     """Embed the unfinished shards; {index: texts} embedded, and tokens. Under mlx.launch
-    the shards go to every rank (rounds.open_pool); alone, they run here in order."""
-    from .distributed import init_group
-    from .rounds import open_pool
+    the shards go to every rank (rounds.RoundPool); alone, they run here in order."""
+    from .rounds import RoundPool, init_group
 
     manifest, done, tokens = store.manifest, {}, 0
     group = init_group()
     if manifest.complete:
         if group is not None:  # the other ranks wait for word: tell them there is no work
-            open_pool(group).close()
+            RoundPool(group, settings=settings).close()
         return done, tokens, None
     bar = _bar(manifest, show)
     # Alone, the bar moves within a shard; with ranks, as each shard comes back.
@@ -231,7 +232,7 @@ def _run(corpus: CorpusInput, store: ShardStore, model, encode_kwargs: dict, sho
     embed_shard = shard_embedder(model, encode_kwargs, local)
     read = {"texts": 0}
     try:
-        with open_pool(group, embed_local=embed_shard, stall_timeout=stall_timeout) as pool:
+        with RoundPool(group, embed_shard, stall_timeout=stall_timeout, settings=settings) as pool:
             for index, vectors, n_tokens in pool.map(_pending(corpus.texts(), manifest, read)):
                 _kill_point("shard-embedded", index)
                 entry = store.write(index, vectors)

@@ -108,7 +108,7 @@ def as_embedder(model: Any, adapter: str | None, **load_settings: Any) -> Embedd
             )
         return model
     if isinstance(model, (str, os.PathLike)):
-        from ..checkpoint.loader import load
+        from ..loading import load
 
         return load(model, task=adapter, **load_settings)
     raise TypeError(

@@ -17,9 +17,6 @@ from typing import Iterator
 import mlx.core as mx
 import mlx.nn as nn
 
-from ..checkpoint.adapters import Adapter
-from ..checkpoint.quantization import input_size
-
 ACTIVE_TASK: ContextVar[str | None] = ContextVar("mlx_jina_active_task", default=None)
 
 
@@ -53,39 +50,3 @@ class LoRALinear(nn.Module):
         if pair is None:  # this task's adapter does not touch this layer
             return y
         return y + (x @ pair["a"].T) @ pair["b"].T
-
-
-def add_adapters(model: nn.Module, adapters: list[Adapter]) -> None:
-    """Wrap every layer an adapter touches in a `LoRALinear`; no weight is modified."""
-    modules = dict(model.named_modules())
-    # Keep adapters in the dtype the model computes in (the float weights' dtype).
-    dtype = model.norm.weight.dtype
-    per_layer: dict[str, dict[str, dict[str, mx.array]]] = {}
-    errors = []
-    for adapter in adapters:
-        for key, (a, b) in adapter.pairs.items():
-            path = key.removesuffix(".weight")
-            module = modules.get(path)
-            if not isinstance(module, (nn.Linear, nn.QuantizedLinear)):
-                errors.append(f"{adapter.task}: {key}: no such linear layer")
-                continue
-            shape = (module.weight.shape[0], input_size(module))
-            if (b.shape[0], a.shape[1]) != shape:
-                errors.append(
-                    f"{adapter.task}: {key}: B@A is {(b.shape[0], a.shape[1])}, base is {shape}"
-                )
-                continue
-            # Fold the scale into B in float32 so the call does one add.
-            b = (adapter.scale * b.astype(mx.float32)).astype(dtype)
-            per_layer.setdefault(path, {})[adapter.task] = {
-                "a": a.astype(dtype),
-                "b": b,
-            }
-    if errors:
-        raise ValueError(
-            "The adapters do not fit this model:\n  " + "\n  ".join(errors)
-        )
-    for path, lora in per_layer.items():
-        parent, name = path.rsplit(".", 1)
-        setattr(modules[parent], name, LoRALinear(modules[path], lora))
-    mx.eval(model.parameters())

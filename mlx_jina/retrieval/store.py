@@ -8,9 +8,9 @@ Files are untrusted input: load_embeddings checks every byte of the layout again
 file's own fingerprint before it returns vectors, because a wrong shape or a NaN row does
 not fail later, it silently gives wrong search results. save_embeddings writes atomically.
 
-`load_embeddings(folder)` reads the result of an embed job (mlx_jina/corpus/): one such
-file, `embeddings.safetensors`, memory-mapped (`np.memmap`), so a corpus larger than
-memory is searched a chunk at a time. Its values are checked a chunk at a time too.
+An embed job's result (mlx_jina/corpus/) is one such file, `embeddings.safetensors`, read
+memory-mapped (`np.memmap`, corpus/results.py), so a corpus larger than memory is searched
+a chunk at a time. Its values are checked a chunk at a time too.
 """
 
 import json
@@ -90,7 +90,7 @@ def fingerprint(
     The defaults describe corpus vectors: the model's default ("document") prompt, full
     size, float32. Use the same arguments you pass to `encode`.
     """
-    from .. import __version__
+    from .._version import __version__
 
     check_precision(precision)
     # As encode resolves them: a Jina API task name picks the prompt too, and a model
@@ -193,24 +193,18 @@ def load_embeddings(
     force: bool = False,
     mmap: bool = False,
 ) -> EmbeddingFile:
-    """Read an embedding file, or an embed job's folder; with `expected`, refuse one made
-    with other settings.
+    """Read an embedding file; with `expected`, refuse one made with other settings.
+    `mlx_jina.load_embeddings` (corpus/results.py) also reads an embed job's folder, and
+    documents the arguments.
 
     The file must match its own fingerprint (dtype, shape, finite vectors, well-formed
     safetensors), or it raises ValueError: it is damaged, and would search wrongly.
-
-    Args:
-        path: A file written by `save_embeddings`, or the `out_dir` of a finished
-            `embed_corpus` job (its rows in input order, memory-mapped).
-        expected: `fingerprint(model, ...)` for the model and settings you search with.
-            Model, revision, task, prompt and dims must match.
-        force: Load despite a mismatch (only when you know the vectors are compatible).
-        mmap: Map the vectors (`np.memmap`, read-only) instead of reading them into
-            memory; always so for a job's folder.
     """
     path = Path(path)
     if path.is_dir():
-        return _load_job(path, expected, force)
+        raise IsADirectoryError(
+            f"{path} is a folder; mlx_jina.load_embeddings reads an embed job's folder."
+        )
     if not path.exists():
         raise FileNotFoundError(f"No embedding file at {path}.")
     try:
@@ -235,19 +229,6 @@ def load_embeddings(
     except ValueError as e:
         raise ValueError(f"{path}: {str(e).rstrip('.')}. {DAMAGED}") from None
     return EmbeddingFile(tensors["embeddings"], found, tensors.get("ranges"))
-
-
-def _load_job(folder: Path, expected: Fingerprint | None, force: bool) -> EmbeddingFile:
-    from ..corpus.manifest import finished_file
-
-    path, rows = finished_file(folder)
-    loaded = load_embeddings(path, expected, force=force, mmap=True)
-    if len(loaded.embeddings) != rows:
-        raise ValueError(
-            f"{path} holds {len(loaded.embeddings)} rows; the job's manifest says {rows}. "
-            "Run the job again with force=True."
-        )
-    return loaded
 
 
 # Bytes read per check when mapping: bounds the memory the check takes.

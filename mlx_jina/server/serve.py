@@ -50,7 +50,7 @@ def serve(
             f"Serving on {host} without --api-key: anyone who can reach it can use it.",
             stacklevel=2,
         )
-    from ..checkpoint.loader import load
+    from ..loading import load
 
     limits = limits or Limits()
     worker = Worker(

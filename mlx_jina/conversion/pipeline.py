@@ -31,6 +31,8 @@ from .destination import (
     SENTENCE_TRANSFORMERS_FILE,
     TOKENIZER_FILES,
     check_destination,
+    check_replaceable,
+    destination_lock,
     refuse_overlap,
 )
 
@@ -74,25 +76,27 @@ def convert(
     """
     if quantize:
         check_settings(q_bits, q_group_size)
-    root = check_destination(hf_path, mlx_path, force)
-    folder = hub.resolve(hf_path, revision=revision, task=task, all_tasks=task == "all")
-    refuse_overlap(folder, root)  # where the download really lives
-    tasks = tasks_to_convert(folder, hf_path, task)
-    subs = {t: t if task == "all" else "" for t in tasks}  # --task all: a folder each
-    repos = {t: upload_repo and (f"{upload_repo}-{t}" if task == "all" else upload_repo) for t in tasks}
-    source, commit = recorded_source(hf_path, folder, revision)
-    quant = (q_bits, q_group_size) if quantize else None
-    written = {}
-    # All tasks go into one new folder, swapped in only when every one succeeded.
-    with atomic.replacing(root.resolve()) as new:
+    root = check_destination(hf_path, mlx_path)
+    with destination_lock(root):
+        check_replaceable(root, force)
+        folder = hub.resolve(hf_path, revision=revision, task=task, all_tasks=task == "all")
+        refuse_overlap(folder, root)  # where the download really lives
+        tasks = tasks_to_convert(folder, hf_path, task)
+        subs = {t: t if task == "all" else "" for t in tasks}  # --task all: a folder each
+        repos = {t: upload_repo and (f"{upload_repo}-{t}" if task == "all" else upload_repo) for t in tasks}
+        source, commit = recorded_source(hf_path, folder, revision)
+        quant = (q_bits, q_group_size) if quantize else None
+        written = {}
+        # All tasks go into one new folder, swapped in only when every one succeeded.
+        with atomic.replacing(root.resolve()) as new:
+            for t, sub in subs.items():
+                name = repos[t] or (root / sub).name
+                written[t] = convert_task(folder, new / sub, t, dtype, quant, source, commit, name)
         for t, sub in subs.items():
-            name = repos[t] or (root / sub).name
-            written[t] = convert_task(folder, new / sub, t, dtype, quant, source, commit, name)
-    for t, sub in subs.items():
-        print(f"[INFO] Wrote {root / sub / written[t]}")
-    for t, sub in subs.items():
-        if repos[t]:  # only once every task is written and swapped in
-            upload(root / sub, repos[t], api)
+            print(f"[INFO] Wrote {root / sub / written[t]}")
+        for t, sub in subs.items():
+            if repos[t]:  # only once every task is written and swapped in
+                upload(root / sub, repos[t], api)
     return root
 
 

@@ -397,3 +397,49 @@ def test_text_field_applies_without_out_dir(tiny_qwen_base, qwen, capsys, tmp_pa
     out, _ = run(["embed", "-m", tiny_qwen_base, "--task", "retrieval", "-i", path,
                   "--text-field", "body"], capsys)  # fmt: skip
     np.testing.assert_array_equal(rows(out).astype(np.float32), qwen.encode(TEXTS))
+
+
+# ---------------------------------------------------------------------------
+# a reader that goes away: `mlx-jina info ... | head`
+
+
+def to_closed_pipe(*argv, tmp_path=None) -> tuple[int, str]:
+    """`python -m ARGV` with stdout a pipe whose reader is already gone; (code, stderr)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, *map(str, argv)], stdout=write,
+                              stderr=subprocess.PIPE, cwd=tmp_path or ROOT, timeout=300)  # fmt: skip
+    finally:
+        os.close(write)
+    return proc.returncode, proc.stderr.decode()
+
+
+@pytest.mark.parametrize("command", ["info", "info-json", "embed", "version", "convert", "convert.py"])
+def test_a_closed_pipe_ends_quietly(tiny_qwen_base, tmp_path, command):
+    """`mlx-jina info ... | head` printed "Broken pipe" as an error (or Python's
+    "Exception ignored ... BrokenPipeError" at exit). Every command that prints now stops
+    quietly, with exit code 1, as cat does."""
+    model = ["-m", tiny_qwen_base]
+    argv = {
+        "info": ["-m", "mlx_jina", "info", *model],
+        "info-json": ["-m", "mlx_jina", "info", *model, "--json"],
+        "embed": ["-m", "mlx_jina", "embed", *model, "--task", "retrieval", *TEXTS],
+        "version": ["-m", "mlx_jina", "--version"],
+        "convert": ["-m", "mlx_jina", "convert", "--hf-path", tiny_qwen_base, "--mlx-path",
+                    tmp_path / "out", "--task", "retrieval"],
+        "convert.py": [ROOT / "convert.py", "--hf-path", tiny_qwen_base, "--mlx-path",
+                       tmp_path / "out", "--task", "retrieval"],
+    }[command]  # fmt: skip
+    code, err = to_closed_pipe(*argv, tmp_path=tmp_path)
+    assert (code, err) == (1, "")
+
+
+def test_a_stopped_stdin_corpus_job_is_not_told_to_resume():
+    """The neighbour of load_embeddings' advice: a distributed job that lost a rank was
+    told "run the same command to resume", which a job reading stdin can't do."""
+    from mlx_jina.cli import resume_hint
+
+    assert "can't resume" in resume_hint(argparse.Namespace(input="-"))
+    assert "can't resume" in resume_hint(argparse.Namespace(input=None))
+    assert "run the same command to resume" in resume_hint(argparse.Namespace(input="c.txt"))

@@ -18,6 +18,7 @@ use it to kill the job between any two steps. It is read here and nowhere else.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -32,21 +33,33 @@ import numpy as np
 
 from .manifest import (
     FINAL,
+    DamagedManifest,
     Manifest,
     is_job_file,
+    job_files,
     job_lock,
     read_manifest,
-    remove_job_files,
+    refuse_strangers,
+    start_over,
 )
 from .reader import CorpusInput, open_corpus
 from .settings import DEFAULT_SHARD_SIZE, check_job, check_options, job_settings
 from .shards import ShardStore
 
 KILL_HOOK = "MLX_JINA_CORPUS_KILL_AT"
+FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 # Texts per encode call inside a shard: the progress bar moves this often.
 PROGRESS_TEXTS = 1024
 
 EmbedShard = Callable[[list[str]], "tuple[np.ndarray, int]"]
+
+
+class JobWriteError(OSError):
+    """A job's file could not be written (a full disk): the message names the file and
+    what is kept; `errno` and `filename` are the cause's."""
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 @dataclass(frozen=True)
@@ -134,10 +147,15 @@ def embed_corpus(
     folder.mkdir(parents=True, exist_ok=True)
     with job_lock(folder):
         store = ShardStore(folder, _prepare(folder, settings, corpus, shard_size, force), fp)
-        store.verify()  # listed shards whose files changed are dropped, to be redone
-        store.clean()
-        done, tokens, by_rank = _run(corpus, store, model, encode_kwargs, show_progress_bar, stall_timeout)
-        store.join(_kill_point)
+        try:
+            store.verify()  # listed shards whose files are gone are dropped, to be redone
+            store.clean()
+            done, tokens, by_rank = _run(corpus, store, model, encode_kwargs, show_progress_bar, stall_timeout)
+            store.join(_kill_point)
+        except OSError as e:
+            if e.filename is None or Path(e.filename).parent != folder:
+                raise
+            raise _write_error(e, store.manifest, corpus) from e
     return CorpusResult(folder, store.manifest.texts, store.manifest.shard_count, sum(done.values()),
                         len(done), tokens, time.perf_counter() - started, by_rank)  # fmt: skip
 
@@ -193,18 +211,52 @@ def _job_folder(out_dir, corpus: CorpusInput) -> Path:
     return folder
 
 
+def _write_error(e: OSError, manifest: Manifest, corpus: CorpusInput) -> JobWriteError:
+    """A failed write as one line: the file, the cause, what is kept and how to go on."""
+    done, total = len(manifest.shards), manifest.shard_count
+    fix = "free some disk space, then " if e.errno in FULL else "fix that, then "
+    if corpus.resumable:
+        then = f"{fix}run the same command again to resume."
+    else:
+        then = (f"a job that reads {corpus.name} can't resume, so {fix}run it again with "
+                "force=True (--force), or save the input to a file first.")  # fmt: skip
+    return JobWriteError(
+        e.errno,
+        f"Could not write {e.filename}: {e.strerror or e}. The {done} finished shards "
+        f"(of {total or '?'}) are kept; {then}",
+    )
+
+
+def _read_manifest(folder: Path) -> Manifest | None:
+    """read_manifest, and for a damaged one, what stands in the way of force=True."""
+    try:
+        return read_manifest(folder)
+    except DamagedManifest as e:
+        if strangers := job_files(folder, None, True)[1]:
+            raise DamagedManifest(
+                f"{e} With the manifest damaged, nothing proves that "
+                f"{', '.join(strangers[:5])} are the job's: move them away first."
+            ) from None
+        raise
+
+
 def _prepare(folder: Path, settings: dict, corpus: CorpusInput, shard_size, force: bool) -> Manifest:
-    """The manifest to continue from: this job's (checked), or a new one."""
-    manifest = None if force else read_manifest(folder)
+    """The manifest to continue from: this job's (checked), or a new one. Files the
+    manifest doesn't prove are the job's are never deleted or overwritten."""
     if force:
-        remove_job_files(folder)
-    elif manifest is None and any(is_job_file(p.name) for p in folder.iterdir()):
-        raise ValueError(
-            f"{folder} holds embed-job files but no manifest; pass force=True (--force) to "
-            "start over, or choose another folder."
-        )
+        start_over(folder)
+        manifest = None
+    else:
+        manifest = _read_manifest(folder)
+        if manifest is None and (strangers := job_files(folder, None, False)[1]):
+            raise ValueError(
+                f"{folder} holds embed-job files but no manifest ({', '.join(strangers[:5])}), "
+                "so nothing proves they are a job's and they are never deleted: move them "
+                "away, or choose another folder."
+            )
     if manifest is not None:
         check_job(manifest, settings, corpus, shard_size, folder)
+        refuse_strangers(folder, job_files(folder, manifest, True)[1], force=False)
         return manifest
     manifest = Manifest(settings, corpus.identity, shard_size or DEFAULT_SHARD_SIZE,
                         texts=corpus.identity.get("texts"))  # fmt: skip

@@ -497,3 +497,14 @@ def test_a_corpus_file_reads_as_embed_i_reads_it(qwen, tmp_path):
     out = tmp_path / "job"
     mlx_jina.embed_corpus(qwen, path, out)
     assert_matches_reference(out, qwen, texts)
+
+
+def test_a_missing_input_is_file_not_found(qwen, tmp_path):
+    """A missing input file raised ValueError; it is a FileNotFoundError (what Python
+    raises for a missing file), and a folder is still a ValueError. Nothing is created."""
+    out = tmp_path / "job"
+    with pytest.raises(FileNotFoundError, match="No input file .*nope.txt"):
+        mlx_jina.embed_corpus(qwen, tmp_path / "nope.txt", out)
+    with pytest.raises(ValueError, match="is a folder"):
+        mlx_jina.embed_corpus(qwen, tmp_path, out)
+    assert not out.exists()

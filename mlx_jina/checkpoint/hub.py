@@ -131,8 +131,8 @@ def resolve(
         except Exception as e:
             if not is_connection_error(e):
                 raise ValueError(
-                    f"{repo!r} is not a local folder (there is no {owner}/ here), and the Hub "
-                    f"could not list it at revision {revision!r}: {e}"
+                    f"Could not list {repo!r} at revision {revision!r} on the Hub ({e}), and it "
+                    f"is not a local folder either (there is no {owner}/ here)."
                 ) from None
             why = unreachable_reason(e)
         else:

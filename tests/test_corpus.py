@@ -508,3 +508,77 @@ def test_a_missing_input_is_file_not_found(qwen, tmp_path):
     with pytest.raises(ValueError, match="is a folder"):
         mlx_jina.embed_corpus(qwen, tmp_path, out)
     assert not out.exists()
+
+
+def test_the_progress_bar_moves_after_the_first_batch(qwen, corpus, tmp_path, monkeypatch):
+    """A corpus job's bar first moved after 1,024 texts (about 27 s on a laptop): it was
+    updated per encode call, not per batch. Now every batch moves it, the first one too."""
+    import tqdm.auto
+
+    updates = []
+
+    class Recorder:
+        format_dict = {"elapsed": 1.0}
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def update(self, n=1):
+            updates.append(n)
+
+        def set_postfix_str(self, text):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    out = tmp_path / "job"
+    mlx_jina.embed_corpus(qwen, corpus, out, shard_size=8, batch_size=2, show_progress_bar=True)
+    moved = [n for n in updates if n]
+    assert moved[0] <= 2 and sum(moved) == len(TEXTS), updates
+    assert len(moved) >= len(TEXTS) // 2
+
+
+def on_a_zero_column_terminal(argv: list, cwd: Path) -> tuple[int, str]:
+    """Run `argv` with stderr on a new pseudo-terminal, which reports 0 columns and 0 rows
+    until someone sets its size; (exit code, what it showed)."""
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    assert os.get_terminal_size(slave).columns == 0
+    shown = []
+
+    def read():
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the other side is closed
+                return
+            if not data:
+                return
+            shown.append(data)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    proc = subprocess.run([sys.executable, "-m", "mlx_jina", *map(str, argv)], stderr=slave,
+                          stdout=subprocess.DEVNULL, cwd=cwd, timeout=300)  # fmt: skip
+    os.close(slave)
+    reader.join(timeout=30)
+    os.close(master)
+    return proc.returncode, b"".join(shown).decode()
+
+
+def test_a_zero_column_terminal_gets_plain_progress_lines(tiny_qwen_base, corpus, tmp_path):
+    """On a terminal that reports 0 columns, tqdm printed nothing at all, for a corpus job
+    and for a large `embed`. Both now print plain progress lines there."""
+    model = ["-m", tiny_qwen_base, "--task", TASK, "-i", corpus, "--batch-size", 1]
+    code, shown = on_a_zero_column_terminal(["embed", *model, "--out-dir", tmp_path / "job"], tmp_path)
+    lines = [l for l in shown.splitlines() if l.startswith("Embedding: ")]
+    assert code == 0 and lines, shown
+    assert lines[-1].startswith(f"Embedding: {len(TEXTS)} of {len(TEXTS)} texts (100%)")
+    code, shown = on_a_zero_column_terminal(["embed", *model], tmp_path)  # 10 batches: large
+    lines = [l for l in shown.splitlines() if l.startswith("Encoding: ")]
+    assert code == 0 and lines, shown
+    assert lines[-1].startswith(f"Encoding: {len(TEXTS)} of {len(TEXTS)} texts (100%)")

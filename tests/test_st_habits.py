@@ -440,3 +440,12 @@ def test_model_device_names_where_encode_runs(qwen):
     want = "gpu" if mx.default_device() == mx.gpu else "cpu"
     assert qwen.device == want
     np.testing.assert_array_equal(qwen.encode(TEXTS, device=qwen.device), qwen.encode(TEXTS))
+
+
+def test_show_progress_bar_takes_a_function(qwen):
+    """An app can follow progress itself: a function passed as show_progress_bar is
+    called with each finished batch's count (the corpus job's bar moves this way)."""
+    counts = []
+    out = qwen.encode(TEXTS * 3, batch_size=2, show_progress_bar=counts.append)
+    assert counts == [2] * 6 and len(out) == 12
+    np.testing.assert_array_equal(out, qwen.encode(TEXTS * 3, batch_size=2))

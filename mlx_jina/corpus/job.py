@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -42,13 +41,15 @@ from .manifest import (
     refuse_strangers,
     start_over,
 )
+from ..encoding.progress import progress_bar
 from .reader import CorpusInput, open_corpus
 from .settings import DEFAULT_SHARD_SIZE, check_job, check_options, job_settings
 from .shards import ShardStore
 
 KILL_HOOK = "MLX_JINA_CORPUS_KILL_AT"
 FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
-# Texts per encode call inside a shard: the progress bar moves this often.
+# Texts per encode call inside a shard (bounds the memory of one call); the progress
+# bar moves after every batch within it.
 PROGRESS_TEXTS = 1024
 
 EmbedShard = Callable[[list[str]], "tuple[np.ndarray, int]"]
@@ -163,17 +164,16 @@ def embed_corpus(
 def shard_embedder(model, encode_kwargs: dict, progress: Callable[[int], None] | None = None) -> EmbedShard:
     """The work of one shard, `embed_shard(texts) -> (vectors, tokens)`: a pure function
     of the texts (no files, no job state), so a scheduler may run it anywhere. It encodes
-    PROGRESS_TEXTS texts at a time so that `progress(n)` can move a bar within a shard."""
+    PROGRESS_TEXTS texts at a time; `progress(n)` is called after every batch, so a bar
+    moves within seconds of the start."""
     options = dict(encode_kwargs)
 
     def embed_shard(texts: list[str]) -> tuple[np.ndarray, int]:
         parts, tokens = [], 0
         for start in range(0, len(texts), PROGRESS_TEXTS):
             chunk = list(texts[start : start + PROGRESS_TEXTS])
-            parts.append(model.encode(chunk, show_progress_bar=False, **options))
+            parts.append(model.encode(chunk, show_progress_bar=progress or False, **options))
             tokens += model.last_stats.real_tokens
-            if progress is not None:
-                progress(len(chunk))
         return np.concatenate(parts), tokens
 
     return embed_shard
@@ -277,7 +277,7 @@ def _run(corpus: CorpusInput, store: ShardStore, model, encode_kwargs: dict, sho
         if group is not None:  # the other ranks wait for word: tell them there is no work
             open_pool(group).close()
         return done, tokens, None
-    bar = _bar(manifest, show)
+    bar, started = _bar(manifest, show), time.perf_counter()
     # Alone, the bar moves within a shard; with ranks, as each shard comes back.
     local = bar.update if bar is not None and group is None else None
     embed_shard = shard_embedder(model, encode_kwargs, local)
@@ -294,7 +294,7 @@ def _run(corpus: CorpusInput, store: ShardStore, model, encode_kwargs: dict, sho
                 done[index], tokens = len(vectors), tokens + n_tokens
                 if bar is not None:
                     bar.update(0 if local else len(vectors))
-                    bar.set_postfix_str(f"{tokens / max(bar.format_dict['elapsed'], 1e-9):,.0f} tok/s")
+                    bar.set_postfix_str(f"{tokens / max(time.perf_counter() - started, 1e-9):,.0f} tok/s")
     finally:
         if bar is not None:
             bar.close()
@@ -326,15 +326,10 @@ def _skip(texts, n: int) -> int:
 
 
 def _bar(manifest: Manifest, show: bool | None):
-    if show is None:
-        show = sys.stderr.isatty()
-    if not show or manifest.complete:
+    if manifest.complete:
         return None
-    from tqdm.auto import tqdm
-
     already = sum(s["rows"] for s in manifest.shards.values())
-    return tqdm(total=manifest.texts, initial=already, desc="Embedding", unit="text",
-                file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+    return progress_bar(manifest.texts, show, True, "Embedding", initial=already)
 
 
 def _kill_point(event: str, index: int) -> None:

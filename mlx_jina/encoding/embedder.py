@@ -12,7 +12,8 @@ from tokenizers import Tokenizer
 
 from ..models.decoder import Model
 from .batching import EncodeStats, plan_batches
-from .engine import Engine, InputTypeError, progress_bar
+from .engine import Engine, InputTypeError
+from .progress import progress_bar
 from .st_compat import STHabits, check_keywords, check_output_value, device_context
 from .task_choice import TaskChoice
 from .texts import check_texts
@@ -211,7 +212,9 @@ class Embedder(TaskChoice, STHabits):
         pass. truncate_dim: Matryoshka size (default: the model's `truncate_dim`).
         max_length: tokens per input (default `max_seq_length`); truncate=False raises
         instead of cutting. precision: "float32", "float16", "int8", "uint8", "binary",
-        "ubinary". convert_to_tensor=True (or convert_to_numpy=False): `mx.array`.
+        "ubinary". show_progress_bar: True, False, None (a bar for large jobs on a
+        terminal), or a function called with the count of each finished batch.
+        convert_to_tensor=True (or convert_to_numpy=False): `mx.array`.
         output_value="token_embeddings": each text's final hidden states `(n_tokens,
         hidden)`, before pooling. device: None, "cpu", "gpu" (or "mps", "cuda").
         task: an adapter or Jina API task name (which picks the prompt too).

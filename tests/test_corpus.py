@@ -263,6 +263,13 @@ def test_a_full_disk_names_the_file_and_the_rerun_resumes(qwen, corpus, tmp_path
     result = mlx_jina.embed_corpus(qwen, corpus, out)
     assert result.embedded_shards == 2 and result.rows == len(TEXTS)
     assert_matches_reference(out, qwen, TEXTS)
+    # the neighbour: a generator can't be read again, so the advice is --force, not resume
+    calls.clear()
+    monkeypatch.setattr(store, "write_tensors", full_at_third)
+    with pytest.raises(OSError) as err:
+        mlx_jina.embed_corpus(qwen, (t for t in TEXTS), tmp_path / "gen", shard_size=SHARD)
+    assert "can't resume: free some disk space, then run it again with force=True" in str(err.value)
+    assert "resume." not in str(err.value)
 
 
 def embed_cli(*argv, stdin: str = "", env: dict | None = None, limit: int | None = None):

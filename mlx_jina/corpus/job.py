@@ -47,7 +47,7 @@ from .settings import DEFAULT_SHARD_SIZE, check_job, check_options, job_settings
 from .shards import ShardStore
 
 KILL_HOOK = "MLX_JINA_CORPUS_KILL_AT"
-FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
+FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 # Texts per encode call inside a shard (bounds the memory of one call); the progress
 # bar moves after every batch within it.
 PROGRESS_TEXTS = 1024
@@ -216,15 +216,13 @@ def _write_error(e: OSError, manifest: Manifest, corpus: CorpusInput) -> JobWrit
     done, total = len(manifest.shards), manifest.shard_count
     fix = "free some disk space, then " if e.errno in FULL else "fix that, then "
     if corpus.resumable:
-        then = f"{fix}run the same command again to resume."
+        then = (f"The {done} finished shards (of {total or '?'}) are kept; {fix}run the "
+                "same command again to resume.")  # fmt: skip
     else:
-        then = (f"a job that reads {corpus.name} can't resume, so {fix}run it again with "
-                "force=True (--force), or save the input to a file first.")  # fmt: skip
-    return JobWriteError(
-        e.errno,
-        f"Could not write {e.filename}: {e.strerror or e}. The {done} finished shards "
-        f"(of {total or '?'}) are kept; {then}",
-    )
+        what = "stdin" if corpus.kind == "stdin" else "a one-shot iterable"
+        then = (f"A job that reads {what} can't resume: {fix}run it again with force=True "
+                "(--force), or save the input to a file first, to make it resumable.")  # fmt: skip
+    return JobWriteError(e.errno, f"Could not write {e.filename}: {e.strerror or e}. {then}")
 
 
 def _read_manifest(folder: Path) -> Manifest | None:

@@ -65,7 +65,7 @@ class Lines:
 
     def __init__(self, total: int | None, desc: str, initial: int = 0):
         self.total, self.desc, self.n, self.postfix = total, desc, initial, ""
-        self.start, self.printed = time.monotonic(), None
+        self.start, self.printed, self.printed_n = time.monotonic(), None, None
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -77,11 +77,11 @@ class Lines:
         self.postfix = text
 
     def close(self) -> None:
-        if self.printed is None or self.printed < time.monotonic():
+        if self.printed_n != self.n:  # the final count, unless that is the last line shown
             self._print(time.monotonic())
 
     def _print(self, now: float) -> None:
-        self.printed = now
+        self.printed, self.printed_n = now, self.n
         of = f" of {self.total:,}" if self.total else ""
         share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
         rate = self.n / max(now - self.start, 1e-9)

@@ -9,6 +9,8 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ._version import __version__
@@ -203,16 +205,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    with quiet_on_closed_pipe():
+        run_command(sys.argv[1:] if argv is None else list(argv))
+
+
+@contextmanager
+def quiet_on_closed_pipe() -> Iterator[None]:
+    """When the reader of stdout goes away (`mlx-jina info ... | head`), stop quietly with
+    exit code 1, as cat does, instead of printing "Broken pipe" as an error."""
+    try:
+        yield
+        sys.stdout.flush()  # here, not at exit, where the error could only be printed
+    except BrokenPipeError:
+        # Point stdout at /dev/null so that Python's own flush at exit can't complain.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is no real file (e.g. replaced in-process)
+            pass
+        sys.exit(1)
+
+
+def run_command(argv: list[str]) -> None:
     if argv[:1] == ["convert"]:
         return run_convert(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
+    except BrokenPipeError:
+        raise
     except ShardPoolError as e:  # a distributed corpus job lost a rank: one line, exit 1
-        exit_on(e)
+        exit_on(e, resume_hint(args))
     except (ValueError, OSError) as e:  # OSError: e.g. -o in a folder we can't write to
         args.parser.error(cli_words(one_line(e)))
+
+
+def resume_hint(args: argparse.Namespace) -> str:
+    """What a stopped corpus job can do next: resume, unless it read stdin."""
+    if getattr(args, "input", None) in (None, "-"):
+        return ("a job that reads stdin can't resume: run it again with --force, or save "
+                "the input to a file first")  # fmt: skip
+    return "finished shards are kept: run the same command to resume"
 
 
 def cli_words(message: str) -> str:

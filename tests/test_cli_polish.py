@@ -397,3 +397,94 @@ def test_text_field_applies_without_out_dir(tiny_qwen_base, qwen, capsys, tmp_pa
     out, _ = run(["embed", "-m", tiny_qwen_base, "--task", "retrieval", "-i", path,
                   "--text-field", "body"], capsys)  # fmt: skip
     np.testing.assert_array_equal(rows(out).astype(np.float32), qwen.encode(TEXTS))
+
+
+# ---------------------------------------------------------------------------
+# a reader that goes away: `mlx-jina info ... | head`
+
+
+def to_closed_pipe(*argv, tmp_path=None) -> tuple[int, str]:
+    """`python -m ARGV` with stdout a pipe whose reader is already gone; (code, stderr)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, *map(str, argv)], stdout=write,
+                              stderr=subprocess.PIPE, cwd=tmp_path or ROOT, timeout=300)  # fmt: skip
+    finally:
+        os.close(write)
+    return proc.returncode, proc.stderr.decode()
+
+
+@pytest.mark.parametrize("command", ["info", "info-json", "embed", "version", "convert", "convert.py"])
+def test_a_closed_pipe_ends_quietly(tiny_qwen_base, tmp_path, command):
+    """`mlx-jina info ... | head` printed "Broken pipe" as an error (or Python's
+    "Exception ignored ... BrokenPipeError" at exit). Every command that prints now stops
+    quietly, with exit code 1, as cat does."""
+    model = ["-m", tiny_qwen_base]
+    argv = {
+        "info": ["-m", "mlx_jina", "info", *model],
+        "info-json": ["-m", "mlx_jina", "info", *model, "--json"],
+        "embed": ["-m", "mlx_jina", "embed", *model, "--task", "retrieval", *TEXTS],
+        "version": ["-m", "mlx_jina", "--version"],
+        "convert": ["-m", "mlx_jina", "convert", "--hf-path", tiny_qwen_base, "--mlx-path",
+                    tmp_path / "out", "--task", "retrieval"],
+        "convert.py": [ROOT / "convert.py", "--hf-path", tiny_qwen_base, "--mlx-path",
+                       tmp_path / "out", "--task", "retrieval"],
+    }[command]  # fmt: skip
+    code, err = to_closed_pipe(*argv, tmp_path=tmp_path)
+    assert (code, err) == (1, "")
+
+
+def test_a_stopped_stdin_corpus_job_is_not_told_to_resume():
+    """The neighbour of load_embeddings' advice: a distributed job that lost a rank was
+    told "run the same command to resume", which a job reading stdin can't do."""
+    from mlx_jina.cli import resume_hint
+
+    assert "can't resume" in resume_hint(argparse.Namespace(input="-"))
+    assert "can't resume" in resume_hint(argparse.Namespace(input=None))
+    assert "run the same command to resume" in resume_hint(argparse.Namespace(input="c.txt"))
+
+
+# ---------------------------------------------------------------------------
+# a mistyped local folder
+
+
+def test_a_mistyped_folder_is_named_at_once(hub_env, tiny_qwen_merged, tmp_path):
+    """`-m models/tiny-smal` (for models/tiny-small) was taken for a Hub id: after 3-4 s
+    the user heard the Hub can't be reached, never that no such folder exists. Now, with
+    models/ a folder here, the Hub is not even asked (a listening port stays untouched):
+    one line names the missing folder, the close match and the Hub reading. A Hub repo
+    of that name in the cache still loads; and where no such folder exists (modls/), the
+    Hub is asked and the one line says both readings."""
+    shutil.copytree(tiny_qwen_merged, tmp_path / "models" / "tiny-small")
+    hub = socket.socket()
+    hub.bind(("127.0.0.1", 0))
+    hub.listen(8)
+    hub.setblocking(False)
+    env = {k: v for k, v in {**os.environ, **hub_env}.items() if v is not None}
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{hub.getsockname()[1]}"
+
+    def embed(model: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mlx_jina", "embed", "-m", model, "hi"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    try:
+        run = embed("models/tiny-smal")
+        with pytest.raises(BlockingIOError):
+            hub.accept()  # nobody knocked
+        lines = run.stderr.strip().splitlines()
+        assert run.returncode == 2 and len(lines) == 1, run.stderr
+        assert "No model folder at models/tiny-smal (did you mean models/tiny-small?)" in lines[0]
+        assert "no Hub repo 'models/tiny-smal' in the Hugging Face cache" in lines[0]
+        assert "hf download models/tiny-smal" in lines[0]
+        assert embed("models/tiny-small").returncode == 0
+        cache(hub_env, tiny_qwen_merged)  # REPO in the cache, with its owner a folder here
+        (tmp_path / REPO.split("/")[0]).mkdir()
+        assert embed(REPO).returncode == 0
+        hub.close()  # now a closed port: the Hub can't be reached
+        run = embed("modls/tiny-small")
+        assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+        assert "'modls/tiny-small' is not a local folder (there is no modls/ here)" in run.stderr
+        assert "the Hub can't be reached" in run.stderr
+    finally:
+        hub.close()

@@ -73,7 +73,7 @@ def test_float_output_layout_and_config(tiny_qwen_base, tmp_path):
     config = json.loads((dst / "config.json").read_text())
     assert "quantization" not in config and "auto_map" not in config
     info = config["mlx_jina"]
-    assert info["task"] == "text-matching" and info["source"] == str(tiny_qwen_base)
+    assert info["task"] == "text-matching" and info["source"] == tiny_qwen_base.name
     assert info["prompts"] == {"query": "Document: ", "document": "Document: "}
     assert info["dims"] == [32, 64] and info["max_length"] == 32768
     assert all(k.startswith("model.") for k in mx.load(str(dst / "model.safetensors")))
@@ -373,3 +373,40 @@ def test_merged_source_and_hub_revision(tiny_qwen_merged, tmp_path):
     assert info["revision"] == sha and info["task"] == "retrieval"
     want = reference_embeddings(tiny_qwen_merged, TEXTS, task=None, prompt="Query: ")
     assert cosines(mlx_jina.load(dst).encode_query(TEXTS), want).min() >= 0.9999
+
+
+def test_the_output_records_no_local_path(tiny_qwen_base, tmp_path, monkeypatch):
+    """config.json and the model card (which --upload-repo publishes) used to hold the
+    source's absolute path, e.g. /home/alice/models/qwen. Now a local source is recorded
+    by its folder's name only, however it was spelled, and a copied `_name_or_path` goes
+    too; a Hub cache snapshot is recorded as its repo id and commit."""
+    home = tmp_path / "home" / "alice"
+    src = home / "models" / "qwen"
+    shutil.copytree(tiny_qwen_base, src)
+    config = json.loads((src / "config.json").read_text())
+    config["_name_or_path"] = str(src)  # as transformers writes it after a local load
+    (src / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(home / "models")
+    api = FakeHubApi()
+    for i, spelling in enumerate([str(src), "qwen", "./qwen/", "~/models/qwen"]):
+        dst = tmp_path / f"out{i}"
+        mlx_jina.convert(spelling, str(dst), task="retrieval", upload_repo="me/x", api=api)
+        for path in dst.iterdir():
+            if path.suffix in (".json", ".md"):
+                text = path.read_text()
+                assert str(home) not in text and "alice" not in text, (spelling, path.name)
+        info = json.loads((dst / "config.json").read_text())["mlx_jina"]
+        assert info["source"] == "qwen", spelling
+        assert "`qwen` for the `retrieval` task" in (dst / "README.md").read_text()
+        assert mlx_jina.load(dst).task == "retrieval"
+    # a snapshot in the Hub cache: its repo id, and the commit as the revision
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = home / ".cache" / "models--me--base" / "snapshots" / sha
+    shutil.copytree(src, snapshot)
+    dst = mlx_jina.convert(str(snapshot), str(tmp_path / "snap"), task="retrieval")
+    info = json.loads((dst / "config.json").read_text())["mlx_jina"]
+    assert (info["source"], info["revision"]) == ("me/base", sha)
+    card = (dst / "README.md").read_text()
+    assert "[me/base](https://huggingface.co/me/base)" in card and "base_model: me/base" in card
+    assert str(home) not in card + (dst / "config.json").read_text()

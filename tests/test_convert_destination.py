@@ -445,3 +445,82 @@ def test_info_lines_and_upload_name_the_final_folder(tiny_qwen_base, tmp_path, c
     uploads = [c[2] for c in api.calls if c[0] == "upload_folder"]
     assert uploads == [str(dst / t) for t in TASKS]
     assert ".tmp-" not in (dst / "retrieval" / "README.md").read_text()
+
+
+# Blocks the first weight write until the test says go: a convert that holds its lock.
+GATED_DRIVER = """
+import sys
+import mlx_jina
+import mlx.core as mx
+from mlx_jina.conversion import convert
+
+real_save = mx.save_safetensors
+
+
+def save(*args, **kwargs):
+    print("at-gate", flush=True)
+    sys.stdin.readline()
+    real_save(*args, **kwargs)
+
+
+mx.save_safetensors = save
+convert(sys.argv[1], sys.argv[2], task=sys.argv[3], force=True)
+"""
+
+
+def convert_cli(*argv, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "mlx_jina", "convert", *map(str, argv)],
+                          env=env, cwd=cwd, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_two_converts_into_one_folder(tiny_qwen_base, tmp_path):
+    """Two converts into the same new --mlx-path (or with --force) both exited 0 and printed
+    "Wrote ..."; only the last output survived. Now the second, started while the first
+    holds the destination, refuses in one line and writes nothing; the first finishes."""
+    dst = tmp_path / "out"
+    driver = tmp_path / "driver.py"
+    driver.write_text(GATED_DRIVER)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen([sys.executable, str(driver), str(tiny_qwen_base), str(dst), "retrieval"],
+                             env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert first.stdout.readline().strip() == "at-gate"  # the first is writing
+        for extra in ([], ["--force"]):
+            second = convert_cli("--hf-path", tiny_qwen_base, "--mlx-path", dst,
+                                 "--task", "clustering", *extra)  # fmt: skip
+            lines = second.stderr.strip().splitlines()
+            assert second.returncode == 2 and "Wrote" not in second.stdout, second.stderr
+            assert lines[-1].startswith("mlx-jina convert: error: Another convert is writing")
+            assert "wait for it to finish, or choose another --mlx-path" in lines[-1]
+        first.stdin.write("go\n")
+        first.stdin.close()
+        assert "[INFO] Wrote" in first.stdout.read() and first.wait(timeout=300) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert mlx_jina.load(dst).task == "retrieval"
+    assert leftovers(dst) == ["driver.py"]  # the lock file goes with the run
+
+
+def test_the_lock_covers_every_spelling_and_a_stale_lock_file_is_harmless(
+    tiny_qwen_base, outputs, tmp_path
+):
+    """The lock is held by this test process; a convert --force in another process, given
+    the destination by a relative path, is refused and the old output stays whole. A lock
+    file left by a killed run (no process holds it) doesn't block the next run."""
+    from mlx_jina.conversion.destination import destination_lock, lock_path
+
+    old, new = outputs["single"]
+    dst = tmp_path / "out"
+    write_snapshot(dst, old)
+    with destination_lock(dst):
+        run = convert_cli("--hf-path", tiny_qwen_base, "--mlx-path", "out", "--task",
+                          "text-matching", "--force", cwd=tmp_path)  # fmt: skip
+        assert run.returncode == 2 and "Another convert is writing" in run.stderr
+        assert snapshot(dst) == old
+    lock_path(dst).write_text("")  # what SIGKILL leaves: the file, with no holder
+    run = convert_cli("--hf-path", tiny_qwen_base, "--mlx-path", "out", "--task",
+                      "text-matching", "--force", cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert snapshot(dst) == new and leftovers(dst) == []

@@ -127,26 +127,204 @@ def test_sigkill_inside_a_shard_write_then_resume(qwen, tiny_qwen_base, corpus, 
 
 
 def test_leftovers_of_a_killed_write_are_not_trusted(qwen, corpus, tmp_path):
-    """A temp file of a killed write, an unlisted shard file and a listed shard whose bytes
-    changed: the first two are deleted, the third is embedded again."""
+    """What a killed run leaves and the manifest proves is the job's (the pending shard,
+    of its recorded size and sha256, and a temp file of the job's write) is deleted and
+    redone. A file with the job's name that the manifest doesn't prove (a listed shard
+    whose bytes changed, an unlisted shard) used to be deleted or overwritten too; now the
+    run stops naming them and leaves them as they were. Moved away, the job redoes them."""
+    from mlx_jina.corpus.shards import expected_record
+
     out = tmp_path / "job"
-    mlx_jina.embed_corpus(qwen, TEXTS[:6], out, shard_size=SHARD)  # a list: resumable
+    mlx_jina.embed_corpus(qwen, TEXTS[:9], out, shard_size=SHARD)  # a list: resumable
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["complete"], manifest["final"] = False, None  # as if killed before joining
     (out / "embeddings.safetensors").unlink()
-    shard0 = out / "shard-000000.safetensors"
-    mlx_jina.save_embeddings(shard0, qwen.encode(TEXTS[:3]), mlx_jina.fingerprint(qwen))
-    mlx_jina.save_embeddings(out / "shard-000001.safetensors", qwen.encode(TEXTS[3:6]),
-                             mlx_jina.fingerprint(qwen))  # fmt: skip
-    manifest["shards"] = {"0": {"file": shard0.name, "rows": 3, "tokens": 1,
-                                "bytes": shard0.stat().st_size, "sha256": "0" * 64}}  # fmt: skip
+    fp = mlx_jina.fingerprint(qwen)
+    shards = [out / f"shard-00000{i}.safetensors" for i in range(3)]
+    for i, path in enumerate(shards):
+        mlx_jina.save_embeddings(path, qwen.encode(TEXTS[3 * i:3 * i + 3]), fp)
+    record = {"file": shards[0].name, "rows": 3, "tokens": 1, "bytes": shards[0].stat().st_size}
+    manifest["shards"] = {"0": record | {"sha256": "0" * 64}}  # its bytes changed since
+    pending = expected_record(fp, qwen.encode(TEXTS[6:9]), shards[2].name)
+    manifest["pending"] = pending  # killed after writing shard 2, before listing it
+    assert pending["sha256"] == mlx_jina.corpus.manifest.file_sha256(shards[2])
     (out / "manifest.json").write_text(json.dumps(manifest))
     (out / ".shard-000002.safetensors.0badc0de.tmp").write_bytes(b"half a shard")
     (out / "notes.txt").write_text("not the job's")
-    result = mlx_jina.embed_corpus(qwen, TEXTS[:6], out)
-    assert result.embedded_shards == 2  # shard 0 (wrong sha256) and shard 1 (unlisted)
-    assert_matches_reference(out, qwen, TEXTS[:6])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ValueError) as err:
+        mlx_jina.embed_corpus(qwen, TEXTS[:9], out)
+    assert "holds shard-000000.safetensors, shard-000001.safetensors: the job's names" in str(err.value)
+    assert "Move them away" in str(err.value)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    for path in shards[:2]:
+        path.rename(tmp_path / path.name)
+    result = mlx_jina.embed_corpus(qwen, TEXTS[:9], out)
+    assert result.embedded_shards == 3  # 0 and 1 (moved away) and 2 (pending: not listed)
+    assert_matches_reference(out, qwen, TEXTS[:9])
     assert job_files(out) == ["embeddings.safetensors", "manifest.json", "notes.txt"]
+
+
+def test_force_deletes_only_what_the_manifest_proves(qwen, corpus, tmp_path):
+    """An out_dir holding a user's manifest.json and a file named shard-000009.safetensors:
+    force=True deleted both, though it says it deletes only the job's files. Now a
+    manifest the job did not write is refused (with or without force), and so is a file
+    with a job's name that the manifest doesn't list; nothing is deleted. A real job's
+    files go, by their recorded size and sha256, and the user's files stay."""
+    out = tmp_path / "job"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"name": "my dataset", "files": 12}\n')
+    (out / "shard-000009.safetensors").write_bytes(b"the user's own shard")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for force in (False, True):
+        with pytest.raises(ValueError, match="was not written by an embed job") as err:
+            mlx_jina.embed_corpus(qwen, corpus, out, shard_size=SHARD, force=force)
+        assert "Move it away, or choose another out_dir" in str(err.value)
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    with pytest.raises(ValueError, match="not written by an embed job"):
+        mlx_jina.load_embeddings(out)
+    (out / "manifest.json").unlink()
+    for force in (False, True):
+        with pytest.raises(ValueError, match="shard-000009.safetensors") as err:
+            mlx_jina.embed_corpus(qwen, corpus, out, shard_size=SHARD, force=force)
+        assert "Move them away" in str(err.value) or "move them away" in str(err.value)
+    assert (out / "shard-000009.safetensors").read_bytes() == b"the user's own shard"
+    # a real job in the folder: --force deletes its files but not the stranger beside them
+    job = tmp_path / "job2"
+    mlx_jina.embed_corpus(qwen, corpus, job, shard_size=SHARD)
+    (job / "shard-000009.safetensors").write_bytes(b"the user's own shard")
+    (job / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="--force deletes only files the job's manifest proves"):
+        mlx_jina.embed_corpus(qwen, corpus, job, shard_size=4, force=True)
+    assert job_files(job) == ["embeddings.safetensors", "manifest.json", "notes.txt",
+                              "shard-000009.safetensors"]  # fmt: skip
+    (job / "shard-000009.safetensors").unlink()
+    result = mlx_jina.embed_corpus(qwen, corpus, job, shard_size=4, force=True)
+    assert result.embedded_texts == len(TEXTS) and (job / "notes.txt").read_text() == "mine"
+    # a result replaced by someone else's file is not the job's either
+    (job / "embeddings.safetensors").write_bytes(b"someone else's")
+    with pytest.raises(ValueError, match="embeddings.safetensors: the job's names"):
+        mlx_jina.embed_corpus(qwen, corpus, job, force=True)
+    assert (job / "embeddings.safetensors").read_bytes() == b"someone else's"
+
+
+@pytest.mark.parametrize("cut", [0, 25, -10])
+def test_a_damaged_manifest_names_the_remedy_and_the_remedy_works(qwen, corpus, tmp_path, cut):
+    """A truncated manifest said "not valid JSON" with no way out. It is recognized as the
+    job's own, damaged: the message says to pass force=True (--force), naming the files
+    to move away first (nothing proves a damaged manifest's files are the job's), and
+    doing just that starts the job over."""
+    out = tmp_path / "job"
+    mlx_jina.embed_corpus(qwen, corpus, out, shard_size=SHARD)
+    raw = (out / "manifest.json").read_bytes()
+    (out / "manifest.json").write_bytes(raw[:cut] if cut >= 0 else raw[:cut])
+    with pytest.raises(ValueError) as err:
+        mlx_jina.embed_corpus(qwen, corpus, out)
+    message = str(err.value)
+    assert "manifest.json is damaged" in message and "force=True (--force)" in message
+    assert "embeddings.safetensors are the job's: move them away first" in message
+    with pytest.raises(ValueError, match="--force"):
+        mlx_jina.load_embeddings(out)
+    (out / "embeddings.safetensors").rename(tmp_path / "old.safetensors")
+    result = mlx_jina.embed_corpus(qwen, corpus, out, force=True)
+    assert result.embedded_texts == len(TEXTS)
+    assert_matches_reference(out, qwen, TEXTS)
+
+
+def test_a_full_disk_names_the_file_and_the_rerun_resumes(qwen, corpus, tmp_path, monkeypatch):
+    """A full disk said only "[Errno 28] No space left on device". Now the error names the
+    file, says the finished shards are kept and that the same command resumes, which it
+    does: only the shards not yet written are embedded."""
+    import errno
+
+    import mlx_jina.retrieval.store as store
+
+    real, calls = store.write_tensors, []
+
+    def full_at_third(f, header, tensors):
+        calls.append(1)
+        if len(calls) < 3:
+            return real(f, header, tensors)
+        f.write(header[:10])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "write_tensors", full_at_third)
+    out = tmp_path / "job"
+    with pytest.raises(OSError) as err:
+        mlx_jina.embed_corpus(qwen, corpus, out, shard_size=SHARD)
+    assert err.value.errno == errno.ENOSPC
+    assert str(err.value) == (
+        f"Could not write {out / 'shard-000002.safetensors'}: No space left on device. The 2 "
+        "finished shards (of 4) are kept; free some disk space, then run the same command "
+        "again to resume."
+    )
+    assert job_files(out) == ["manifest.json", "shard-000000.safetensors", "shard-000001.safetensors"]
+    monkeypatch.setattr(store, "write_tensors", real)
+    result = mlx_jina.embed_corpus(qwen, corpus, out)
+    assert result.embedded_shards == 2 and result.rows == len(TEXTS)
+    assert_matches_reference(out, qwen, TEXTS)
+    # the neighbour: a generator can't be read again, so the advice is --force, not resume
+    calls.clear()
+    monkeypatch.setattr(store, "write_tensors", full_at_third)
+    with pytest.raises(OSError) as err:
+        mlx_jina.embed_corpus(qwen, (t for t in TEXTS), tmp_path / "gen", shard_size=SHARD)
+    assert "can't resume: free some disk space, then run it again with force=True" in str(err.value)
+    assert "resume." not in str(err.value)
+
+
+def embed_cli(*argv, stdin: str = "", env: dict | None = None, limit: int | None = None):
+    """`python -m mlx_jina embed ...` in a real process; `limit`: RLIMIT_FSIZE in bytes."""
+    import resource
+
+    def set_limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run([sys.executable, "-m", "mlx_jina", "embed", *map(str, argv)],
+                          input=stdin, capture_output=True, text=True, timeout=300,
+                          env=os.environ | (env or {}), preexec_fn=set_limit if limit else None)  # fmt: skip
+
+
+def test_a_killed_stdin_job_is_told_what_works(qwen, tiny_qwen_base, tmp_path):
+    """load_embeddings told a killed stdin job to "run the same command again", which is
+    then refused (stdin can't be read again). It now says to rerun with --force (or save
+    the input to a file), and that does work."""
+    out = tmp_path / "job"
+    argv = ["-m", tiny_qwen_base, "--task", TASK, "-i", "-", "--out-dir", out, "--shard-size", SHARD]
+    stdin = "\n".join(TEXTS) + "\n"
+    killed = embed_cli(*argv, stdin=stdin, env={"MLX_JINA_CORPUS_KILL_AT": "shard-recorded:1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with pytest.raises(ValueError) as err:
+        mlx_jina.load_embeddings(out)
+    message = str(err.value)
+    assert "not finished (2 of ? shards)" in message and "can't be resumed" in message
+    assert "run the same command again" not in message
+    assert "force=True (--force)" in message and "save the input to a file" in message
+    again = embed_cli(*argv, stdin=stdin)  # what it used to advise: refused
+    assert again.returncode == 2 and "can't be resumed" in again.stderr
+    forced = embed_cli(*argv, "--force", stdin=stdin)  # what it advises now
+    assert forced.returncode == 0, forced.stderr
+    assert_matches_reference(out, qwen, TEXTS)
+
+
+def test_a_file_size_limit_while_joining_is_named_and_resumed(qwen, tiny_qwen_base, tmp_path):
+    """A real write failure in a real process (RLIMIT_FSIZE: the joined result may not
+    grow past 8 KB, the shards fit): one line naming the file, that the finished shards
+    are kept and that the same command resumes; it does, embedding nothing again."""
+    texts = [f"text {i}: " + "word " * (i % 7) + "end" for i in range(40)]
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(texts) + "\n")
+    out = tmp_path / "job"
+    argv = ["-m", tiny_qwen_base, "--task", TASK, "-i", path, "--out-dir", out, "--shard-size", 10]
+    limited = embed_cli(*argv, limit=8192)
+    lines = limited.stderr.strip().splitlines()
+    assert limited.returncode == 2 and len(lines) == 1, limited.stderr
+    assert f"Could not write {out / '.embeddings.safetensors.partial'}: File too large" in lines[0]
+    assert "The 4 finished shards (of 4) are kept" in lines[0]
+    assert "run the same command again to resume" in lines[0]
+    resumed = embed_cli(*argv)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "0 of 4 shards this run" in resumed.stderr
+    assert_matches_reference(out, qwen, texts)
 
 
 @pytest.mark.parametrize("change, named", [
@@ -326,3 +504,88 @@ def test_a_corpus_file_reads_as_embed_i_reads_it(qwen, tmp_path):
     out = tmp_path / "job"
     mlx_jina.embed_corpus(qwen, path, out)
     assert_matches_reference(out, qwen, texts)
+
+
+def test_a_missing_input_is_file_not_found(qwen, tmp_path):
+    """A missing input file raised ValueError; it is a FileNotFoundError (what Python
+    raises for a missing file), and a folder is still a ValueError. Nothing is created."""
+    out = tmp_path / "job"
+    with pytest.raises(FileNotFoundError, match="No input file .*nope.txt"):
+        mlx_jina.embed_corpus(qwen, tmp_path / "nope.txt", out)
+    with pytest.raises(ValueError, match="is a folder"):
+        mlx_jina.embed_corpus(qwen, tmp_path, out)
+    assert not out.exists()
+
+
+def test_the_progress_bar_moves_after_the_first_batch(qwen, corpus, tmp_path, monkeypatch):
+    """A corpus job's bar first moved after 1,024 texts (about 27 s on a laptop): it was
+    updated per encode call, not per batch. Now every batch moves it, the first one too."""
+    import tqdm.auto
+
+    updates = []
+
+    class Recorder:
+        format_dict = {"elapsed": 1.0}
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def update(self, n=1):
+            updates.append(n)
+
+        def set_postfix_str(self, text):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    out = tmp_path / "job"
+    mlx_jina.embed_corpus(qwen, corpus, out, shard_size=8, batch_size=2, show_progress_bar=True)
+    moved = [n for n in updates if n]
+    assert moved[0] <= 2 and sum(moved) == len(TEXTS), updates
+    assert len(moved) >= len(TEXTS) // 2
+
+
+def on_a_zero_column_terminal(argv: list, cwd: Path) -> tuple[int, str]:
+    """Run `argv` with stderr on a new pseudo-terminal, which reports 0 columns and 0 rows
+    until someone sets its size; (exit code, what it showed)."""
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    assert os.get_terminal_size(slave).columns == 0
+    shown = []
+
+    def read():
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the other side is closed
+                return
+            if not data:
+                return
+            shown.append(data)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    proc = subprocess.run([sys.executable, "-m", "mlx_jina", *map(str, argv)], stderr=slave,
+                          stdout=subprocess.DEVNULL, cwd=cwd, timeout=300)  # fmt: skip
+    os.close(slave)
+    reader.join(timeout=30)
+    os.close(master)
+    return proc.returncode, b"".join(shown).decode()
+
+
+def test_a_zero_column_terminal_gets_plain_progress_lines(tiny_qwen_base, corpus, tmp_path):
+    """On a terminal that reports 0 columns, tqdm printed nothing at all, for a corpus job
+    and for a large `embed`. Both now print plain progress lines there."""
+    model = ["-m", tiny_qwen_base, "--task", TASK, "-i", corpus, "--batch-size", 1]
+    code, shown = on_a_zero_column_terminal(["embed", *model, "--out-dir", tmp_path / "job"], tmp_path)
+    lines = [l for l in shown.splitlines() if l.startswith("Embedding: ")]
+    assert code == 0 and lines, shown
+    assert lines[-1].startswith(f"Embedding: {len(TEXTS)} of {len(TEXTS)} texts (100%)")
+    code, shown = on_a_zero_column_terminal(["embed", *model], tmp_path)  # 10 batches: large
+    lines = [l for l in shown.splitlines() if l.startswith("Encoding: ")]
+    assert code == 0 and lines, shown
+    assert lines[-1].startswith(f"Encoding: {len(TEXTS)} of {len(TEXTS)} texts (100%)")

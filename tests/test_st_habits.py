@@ -375,3 +375,77 @@ def test_fingerprint_follows_the_load_defaults_and_task_names(tiny_qwen_base, tm
     assert queries.prompt != fp.prompt
     with pytest.raises(ValueError, match="picks the 'query' prompt"):
         mlx_jina.fingerprint(model, task="retrieval.query", prompt_name="document")
+
+
+# --- what sentence-transformers users pass ------------------------------------------
+
+
+def test_encode_takes_a_generator_and_a_numpy_array_of_strings(qwen, tiny_qwen_base):
+    """encode() refused a generator and a numpy array of strings, both of which
+    sentence-transformers takes; each now gives the rows a list gives, in order."""
+    want = reference_embeddings(tiny_qwen_base, TEXTS, task="retrieval", prompt="Document: ")
+    inputs = {
+        "generator": (t for t in TEXTS),
+        "numpy str": np.array(TEXTS),
+        "numpy object": np.array(TEXTS, dtype=object),
+        "tuple": tuple(TEXTS),
+        "dict keys": dict.fromkeys(TEXTS).keys(),
+    }
+    for name, sentences in inputs.items():
+        got = qwen.encode(sentences)
+        assert got.shape == (len(TEXTS), qwen.dim), name
+        assert cosines(got, want).min() >= 0.9999, name
+    np.testing.assert_array_equal(qwen.encode_query(np.array(TEXTS)), qwen.encode_query(TEXTS))
+    np.testing.assert_array_equal(qwen.encode(np.str_("x")), qwen.encode("x"))  # one text: 1-D
+
+
+@pytest.mark.parametrize("bad, words", [
+    (np.array([TEXTS[:2], TEXTS[2:]]), "2-D numpy array of shape (2, 2)"),
+    (set(TEXTS), "got set (unordered"),
+    ({"a": 1}, "got dict"),
+    (b"bytes", "got bytes"),
+    (np.array([1.0, 2.0]), "sentences[0] is float"),
+    ((t if i != 2 else 3 for i, t in enumerate(TEXTS)), "sentences[2] is int"),
+])  # fmt: skip
+def test_encode_refuses_what_has_no_order_or_no_text(qwen, bad, words):
+    with pytest.raises(TypeError) as err:
+        qwen.encode(bad)
+    assert words in str(err.value) and isinstance(err.value, ValueError)
+
+
+def test_encode_query_with_prompt_name_or_prompt(qwen, tiny_qwen_base):
+    """encode_query(texts, prompt_name=...) raised Python's raw "got multiple values for
+    keyword argument 'prompt_name'". As in sentence-transformers, a prompt_name or prompt
+    the caller passes wins over the method's own."""
+    ref = {p: reference_embeddings(tiny_qwen_base, TEXTS, task="retrieval", prompt=p)
+           for p in ("Query: ", "Document: ", "Topic: ")}  # fmt: skip
+    calls = {
+        "Query: ": [qwen.encode_query(TEXTS, prompt_name="query"),
+                    qwen.encode_document(TEXTS, prompt_name="query")],
+        "Document: ": [qwen.encode_query(TEXTS, prompt_name="document"),
+                       qwen.encode_document(TEXTS, prompt_name="document")],
+        "Topic: ": [qwen.encode_query(TEXTS, prompt="Topic: "),
+                    qwen.encode_document(TEXTS, prompt="Topic: ")],
+    }  # fmt: skip
+    for prompt, outs in calls.items():
+        for got in outs:
+            assert cosines(got, ref[prompt]).min() >= 0.9999, prompt
+    with pytest.raises(ValueError, match="Unknown prompt_name 'passage'. Valid names"):
+        qwen.encode_query(TEXTS, prompt_name="passage")
+
+
+def test_model_device_names_where_encode_runs(qwen):
+    """`model.device` (an ST habit) raised AttributeError. It is MLX's default device, in
+    the words `encode(device=...)` takes, so it can be passed back."""
+    want = "gpu" if mx.default_device() == mx.gpu else "cpu"
+    assert qwen.device == want
+    np.testing.assert_array_equal(qwen.encode(TEXTS, device=qwen.device), qwen.encode(TEXTS))
+
+
+def test_show_progress_bar_takes_a_function(qwen):
+    """An app can follow progress itself: a function passed as show_progress_bar is
+    called with each finished batch's count (the corpus job's bar moves this way)."""
+    counts = []
+    out = qwen.encode(TEXTS * 3, batch_size=2, show_progress_bar=counts.append)
+    assert counts == [2] * 6 and len(out) == 12
+    np.testing.assert_array_equal(out, qwen.encode(TEXTS * 3, batch_size=2))

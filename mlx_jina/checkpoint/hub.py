@@ -4,6 +4,7 @@ We fetch JSON, the tokenizer, adapter files and the one weight file needed: neve
 repo's `.py` files, ONNX or GGUF exports.
 """
 
+import difflib
 import os
 import threading
 from pathlib import Path
@@ -109,7 +110,7 @@ def resolve(
                 "config.json and the weights."
             )
         if kind is None:
-            raise FileNotFoundError(f"No model folder at {folder}. {REPO_ID_HELP}")
+            raise FileNotFoundError(f"No model folder at {folder}{did_you_mean(folder)}. {REPO_ID_HELP}")
         if revision is not None:
             raise ValueError(
                 f"revision={revision!r} applies to Hub repos, but {folder} is a local folder."
@@ -120,13 +121,19 @@ def resolve(
 
     repo = str(path_or_repo)
     check_repo_id(repo)
+    owner = repo.split("/")[0]
+    if kind_of(expand(owner)) == "folder":  # models/tiny-smal, with a models/ folder here
+        return cached_or_missing_folder(repo, revision, owner)
     why = "HF_HUB_OFFLINE is set"
     if not constants.HF_HUB_OFFLINE:
         try:
             names = list_files(HfApi, repo, revision)
         except Exception as e:
             if not is_connection_error(e):
-                raise ValueError(f"Could not list {repo!r} at revision {revision!r}: {e}") from None
+                raise ValueError(
+                    f"Could not list {repo!r} at revision {revision!r} on the Hub ({e}), and it "
+                    f"is not a local folder either (there is no {owner}/ here)."
+                ) from None
             why = unreachable_reason(e)
         else:
             patterns = wanted_files(names, task=task, bits=bits, all_tasks=all_tasks)
@@ -136,10 +143,37 @@ def resolve(
         folder = snapshot_download(repo, revision=revision, local_files_only=True)
     except Exception:
         raise FileNotFoundError(
-            f"{repo!r} (revision {revision or 'main'}) is not in the Hugging Face cache and the "
+            f"{repo!r} is not a local folder (there is no {owner}/ here), and as a Hub repo "
+            f"(revision {revision or 'main'}) it is not in the Hugging Face cache and the "
             f"Hub can't be reached ({why}). Download it once while online, or pass a local folder."
         ) from None
     return Path(folder)
+
+
+def cached_or_missing_folder(repo: str, revision: str | None, owner: str) -> Path:
+    """`OWNER/NAME` where OWNER is a local folder: most likely a mistyped folder, so say so
+    at once, without waiting on the Hub. A Hub repo of that name still loads from the cache."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo, revision=revision, local_files_only=True))
+    except Exception:
+        pass
+    raise FileNotFoundError(
+        f"No model folder at {repo}{did_you_mean(expand(repo))}, and no Hub repo {repo!r} in "
+        f"the Hugging Face cache; the Hub was not asked, since {owner}/ is a local folder. "
+        f"If you meant the Hub repo, download it first (hf download {repo})."
+    )
+
+
+def did_you_mean(folder: Path) -> str:
+    """" (did you mean models/tiny-small?)" for a close folder name beside `folder`, or ""."""
+    try:
+        names = [p.name for p in folder.parent.iterdir() if p.is_dir()] if folder.parent.is_dir() else []
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(folder.name, names, n=1, cutoff=0.75)
+    return f" (did you mean {folder.parent / close[0]}?)" if close else ""
 
 
 def listing_timeout() -> float:

@@ -5,14 +5,13 @@ import json
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from ..checkpoint import hub
 from . import quality
 
 
 def model_card(info: dict, report: dict | None, name: str) -> str:
     """A short README.md: what the folder holds, how to load it, quality, license."""
     source = info["source"]
-    local = hub.is_local(source)
+    local = "/" not in source  # a folder is recorded by its name only; a Hub id is OWNER/NAME
     data = ModelCardData(
         license="cc-by-nc-4.0",
         library_name="mlx",

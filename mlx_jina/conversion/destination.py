@@ -1,7 +1,11 @@
 """Where convert may write: never into its source, never the current directory, and with
 --force only over an empty folder or an earlier mlx-jina output (which it then replaces
-as a whole, atomic.py)."""
+as a whole, atomic.py). One convert at a time per destination: `destination_lock`.
+"""
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..checkpoint import hub
@@ -15,15 +19,90 @@ OUTPUT_FILES = {"config.json", SENTENCE_TRANSFORMERS_FILE, "README.md", QUALITY_
 OUTPUT_FILES |= set(TOKENIZER_FILES)
 IGNORED = {".DS_Store"}  # macOS Finder metadata, not the user's files
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no guard against two converts at once
+    fcntl = None
 
-def check_destination(hf_path: str, mlx_path: str, force: bool) -> Path:
-    """The output folder, refused before anything is downloaded or written if unsafe."""
+
+def check_destination(hf_path: str, mlx_path: str) -> Path:
+    """The output folder, refused before anything is downloaded or written if unsafe.
+    What is in it is checked (`check_replaceable`) once its lock is held."""
     root = destination(mlx_path)
     # Check before downloading: a Hub id lives in its cache folder.
     refuse_overlap(source_folder(hf_path), root)
     refuse_cwd(root)
-    check_replaceable(root, force)
     return root
+
+
+def lock_path(root: Path) -> Path:
+    """`.NAME.lock` beside the output folder (which is swapped, so can't hold it)."""
+    real = root.resolve()  # every spelling of one folder meets at one lock
+    return real.parent / f".{real.name}.lock"
+
+
+@contextmanager
+def destination_lock(root: Path) -> Iterator[None]:
+    """Hold the output folder's lock from the first check to the end of the upload, or
+    refuse in one line: two converts into one folder would both say "Wrote" and only the
+    last output would survive. The OS drops the lock when the process ends, even by
+    SIGKILL, so a lock file left behind never blocks a later run. Parent folders made
+    for the lock are removed again if the conversion fails."""
+    lock = lock_path(root)
+    made = [p for p in (lock.parent, *lock.parent.parents) if not p.exists()]
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = _locked(lock)
+    except OSError as e:
+        _remove_empty(made)
+        raise ValueError(
+            f"Cannot write to {lock.parent} ({e.strerror}). "
+            "Choose an --mlx-path in a folder you can write to."
+        ) from None
+    if fd is None:
+        _remove_empty(made)
+        raise ValueError(
+            f"Another convert is writing {root} (it holds {lock}); wait for it to finish, "
+            "or choose another --mlx-path."
+        )
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        lock.unlink(missing_ok=True)  # while still held: no other run holds this file
+        os.close(fd)
+        if not ok:
+            _remove_empty(made)
+
+
+def _locked(lock: Path) -> int | None:
+    """An open descriptor holding the flock on `lock`, or None when another process holds it."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is None:
+            return fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except OSError:
+            return fd  # a file system without flock: nothing to coordinate with
+        try:  # the run before us may have unlinked the file we opened: lock the new one
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def destination(mlx_path: str) -> Path:

@@ -51,11 +51,14 @@ def configure_parser(
 
 def main(argv: list[str] | None = None) -> None:
     """Parse `argv` (default: sys.argv) and convert; user errors exit with one line."""
+    from ..cli import quiet_on_closed_pipe
+
     parser = configure_parser()
     args = parser.parse_args(argv)
     from .pipeline import convert
 
-    try:
-        convert(**vars(args))
-    except (ValueError, FileNotFoundError) as e:
-        parser.error(str(e))
+    with quiet_on_closed_pipe():
+        try:
+            convert(**vars(args))
+        except (ValueError, FileNotFoundError) as e:
+            parser.error(str(e))

@@ -31,6 +31,8 @@ from .destination import (
     SENTENCE_TRANSFORMERS_FILE,
     TOKENIZER_FILES,
     check_destination,
+    check_replaceable,
+    destination_lock,
     refuse_overlap,
 )
 
@@ -74,27 +76,41 @@ def convert(
     """
     if quantize:
         check_settings(q_bits, q_group_size)
-    root = check_destination(hf_path, mlx_path, force)
-    folder = hub.resolve(hf_path, revision=revision, task=task, all_tasks=task == "all")
-    refuse_overlap(folder, root)  # where the download really lives
-    tasks = tasks_to_convert(folder, hf_path, task)
-    subs = {t: t if task == "all" else "" for t in tasks}  # --task all: a folder each
-    repos = {t: upload_repo and (f"{upload_repo}-{t}" if task == "all" else upload_repo) for t in tasks}
-    # In the Hub cache, the snapshot folder is named after the commit.
-    commit = folder.name if folder.parent.name == "snapshots" else revision
-    quant = (q_bits, q_group_size) if quantize else None
-    written = {}
-    # All tasks go into one new folder, swapped in only when every one succeeded.
-    with atomic.replacing(root.resolve()) as new:
+    root = check_destination(hf_path, mlx_path)
+    with destination_lock(root):
+        check_replaceable(root, force)
+        folder = hub.resolve(hf_path, revision=revision, task=task, all_tasks=task == "all")
+        refuse_overlap(folder, root)  # where the download really lives
+        tasks = tasks_to_convert(folder, hf_path, task)
+        subs = {t: t if task == "all" else "" for t in tasks}  # --task all: a folder each
+        repos = {t: upload_repo and (f"{upload_repo}-{t}" if task == "all" else upload_repo) for t in tasks}
+        source, commit = recorded_source(hf_path, folder, revision)
+        quant = (q_bits, q_group_size) if quantize else None
+        written = {}
+        # All tasks go into one new folder, swapped in only when every one succeeded.
+        with atomic.replacing(root.resolve()) as new:
+            for t, sub in subs.items():
+                name = repos[t] or (root / sub).name
+                written[t] = convert_task(folder, new / sub, t, dtype, quant, source, commit, name)
         for t, sub in subs.items():
-            name = repos[t] or (root / sub).name
-            written[t] = convert_task(folder, new / sub, t, dtype, quant, str(hf_path), commit, name)
-    for t, sub in subs.items():
-        print(f"[INFO] Wrote {root / sub / written[t]}")
-    for t, sub in subs.items():
-        if repos[t]:  # only once every task is written and swapped in
-            upload(root / sub, repos[t], api)
+            print(f"[INFO] Wrote {root / sub / written[t]}")
+        for t, sub in subs.items():
+            if repos[t]:  # only once every task is written and swapped in
+                upload(root / sub, repos[t], api)
     return root
+
+
+def recorded_source(hf_path: str, folder: Path, revision: str | None) -> tuple[str, str | None]:
+    """What the output says it was made from: the Hub id, or the local folder's name only,
+    never its path (config.json and the model card are published by --upload-repo), and
+    the source revision when known."""
+    # A Hub cache snapshot, models--OWNER--NAME/snapshots/COMMIT, is that repo at that commit.
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        repo = folder.parent.parent.name.removeprefix("models--").replace("--", "/", 1)
+        return (repo if hub.is_local(hf_path) else str(hf_path)), folder.name
+    if hub.is_local(hf_path):
+        return Path(hf_path).expanduser().resolve().name, revision
+    return str(hf_path), revision
 
 
 def convert_task(
@@ -184,7 +200,8 @@ def write_folder(
     weights = {f"model.{k}": v for k, v in tree_flatten(model.parameters())}
     mx.save_safetensors(str(dst / info["weights"]), weights, metadata={"format": "mlx"})
     config = read_json(folder / "config.json")
-    for key in ("auto_map", "task_names", "quantization", "quantization_config"):
+    # _name_or_path: where transformers last loaded it from, often a local absolute path.
+    for key in ("_name_or_path", "auto_map", "task_names", "quantization", "quantization_config"):
         config.pop(key, None)
     for key in ("dtype", "torch_dtype"):  # the base config says float32 for 16-bit files
         if key in config:

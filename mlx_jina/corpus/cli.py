@@ -33,7 +33,7 @@ def _positive_float(text: str) -> float:
 
 def add_corpus_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add --out-dir, --shard-size, --text-field, --stall-timeout and --force to `embed`."""
-    group = parser.add_argument_group("large corpora (resumable; see README 'Embed a large corpus')")
+    group = parser.add_argument_group("large corpora (resumable; see docs/corpus.md)")
     group.add_argument("--out-dir", metavar="DIR",
                        help="embed -i FILE (or stdin) into DIR shard by shard; run the same "
                        "command again to resume after a crash; read with load_embeddings(DIR)")
@@ -46,7 +46,7 @@ def add_corpus_options(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        "takes longer (a frozen Mac); default: no limit")
     group.add_argument("--force", action="store_true",
                        help="with --out-dir: start over in a folder holding another job "
-                       "(deletes only that job's files)")
+                       "(deletes only files its manifest proves the job wrote)")
     return parser  # fmt: skip
 
 

@@ -18,7 +18,7 @@ class ShardPoolError(RuntimeError):
         self.resumable = resumable
 
 
-def exit_on(error: ShardPoolError) -> NoReturn:
+def exit_on(error: ShardPoolError, hint: str | None = None) -> NoReturn:
     """Print the job's one line, then end the process at once with exit status 1.
 
     Why not `sys.exit`: after a lost or frozen rank, a thread may still be inside MLX (a
@@ -28,8 +28,11 @@ def exit_on(error: ShardPoolError) -> NoReturn:
     (seen in a core dump of rank 0). `os._exit` skips the teardown. Nothing is lost: every
     shard and the manifest were written whole (atomically) before they were recorded, the
     job's lock is a file lock the OS drops, and stdout and stderr are flushed here.
+
+    `hint`: what to do next, when the job is resumable (the CLI knows a stdin job isn't).
     """
-    hint = "; finished shards are kept: run the same command to resume" if error.resumable else ""
+    hint = hint or "finished shards are kept: run the same command to resume"
+    hint = f"; {hint}" if error.resumable else ""
     line = " ".join(str(error).split())
     sys.stdout.flush()
     print(f"mlx-jina: {line}{hint}", file=sys.stderr, flush=True)

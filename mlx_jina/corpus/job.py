@@ -18,9 +18,9 @@ use it to kill the job between any two steps. It is read here and nowhere else.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -32,21 +32,35 @@ import numpy as np
 
 from .manifest import (
     FINAL,
+    DamagedManifest,
     Manifest,
     is_job_file,
+    job_files,
     job_lock,
     read_manifest,
-    remove_job_files,
+    refuse_strangers,
+    start_over,
 )
+from ..encoding.progress import progress_bar
 from .reader import CorpusInput, open_corpus
 from .settings import DEFAULT_SHARD_SIZE, check_job, check_options, job_settings
 from .shards import ShardStore
 
 KILL_HOOK = "MLX_JINA_CORPUS_KILL_AT"
-# Texts per encode call inside a shard: the progress bar moves this often.
+FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+# Texts per encode call inside a shard (bounds the memory of one call); the progress
+# bar moves after every batch within it.
 PROGRESS_TEXTS = 1024
 
 EmbedShard = Callable[[list[str]], "tuple[np.ndarray, int]"]
+
+
+class JobWriteError(OSError):
+    """A job's file could not be written (a full disk): the message names the file and
+    what is kept; `errno` and `filename` are the cause's."""
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 @dataclass(frozen=True)
@@ -134,11 +148,16 @@ def embed_corpus(
     folder.mkdir(parents=True, exist_ok=True)
     with job_lock(folder):
         store = ShardStore(folder, _prepare(folder, settings, corpus, shard_size, force), fp)
-        store.verify()  # listed shards whose files changed are dropped, to be redone
-        store.clean()
-        done, tokens, by_rank = _run(corpus, store, model, encode_kwargs, show_progress_bar, stall_timeout,
-                                     settings)
-        store.join(_kill_point)
+        try:
+            store.verify()  # listed shards whose files are gone are dropped, to be redone
+            store.clean()
+            done, tokens, by_rank = _run(corpus, store, model, encode_kwargs, show_progress_bar,
+                                         stall_timeout, settings)  # fmt: skip
+            store.join(_kill_point)
+        except OSError as e:
+            if e.filename is None or Path(e.filename).parent != folder:
+                raise
+            raise _write_error(e, store.manifest, corpus) from e
     return CorpusResult(folder, store.manifest.texts, store.manifest.shard_count, sum(done.values()),
                         len(done), tokens, time.perf_counter() - started, by_rank)  # fmt: skip
 
@@ -146,17 +165,16 @@ def embed_corpus(
 def shard_embedder(model, encode_kwargs: dict, progress: Callable[[int], None] | None = None) -> EmbedShard:
     """The work of one shard, `embed_shard(texts) -> (vectors, tokens)`: a pure function
     of the texts (no files, no job state), so a scheduler may run it anywhere. It encodes
-    PROGRESS_TEXTS texts at a time so that `progress(n)` can move a bar within a shard."""
+    PROGRESS_TEXTS texts at a time; `progress(n)` is called after every batch, so a bar
+    moves within seconds of the start."""
     options = dict(encode_kwargs)
 
     def embed_shard(texts: list[str]) -> tuple[np.ndarray, int]:
         parts, tokens = [], 0
         for start in range(0, len(texts), PROGRESS_TEXTS):
             chunk = list(texts[start : start + PROGRESS_TEXTS])
-            parts.append(model.encode(chunk, show_progress_bar=False, **options))
+            parts.append(model.encode(chunk, show_progress_bar=progress or False, **options))
             tokens += model.last_stats.real_tokens
-            if progress is not None:
-                progress(len(chunk))
         return np.concatenate(parts), tokens
 
     return embed_shard
@@ -195,18 +213,50 @@ def _job_folder(out_dir, corpus: CorpusInput) -> Path:
     return folder
 
 
+def _write_error(e: OSError, manifest: Manifest, corpus: CorpusInput) -> JobWriteError:
+    """A failed write as one line: the file, the cause, what is kept and how to go on."""
+    done, total = len(manifest.shards), manifest.shard_count
+    fix = "free some disk space, then " if e.errno in FULL else "fix that, then "
+    if corpus.resumable:
+        then = (f"The {done} finished shards (of {total or '?'}) are kept; {fix}run the "
+                "same command again to resume.")  # fmt: skip
+    else:
+        what = "stdin" if corpus.kind == "stdin" else "a one-shot iterable"
+        then = (f"A job that reads {what} can't resume: {fix}run it again with force=True "
+                "(--force), or save the input to a file first, to make it resumable.")  # fmt: skip
+    return JobWriteError(e.errno, f"Could not write {e.filename}: {e.strerror or e}. {then}")
+
+
+def _read_manifest(folder: Path) -> Manifest | None:
+    """read_manifest, and for a damaged one, what stands in the way of force=True."""
+    try:
+        return read_manifest(folder)
+    except DamagedManifest as e:
+        if strangers := job_files(folder, None, True)[1]:
+            raise DamagedManifest(
+                f"{e} With the manifest damaged, nothing proves that "
+                f"{', '.join(strangers[:5])} are the job's: move them away first."
+            ) from None
+        raise
+
+
 def _prepare(folder: Path, settings: dict, corpus: CorpusInput, shard_size, force: bool) -> Manifest:
-    """The manifest to continue from: this job's (checked), or a new one."""
-    manifest = None if force else read_manifest(folder)
+    """The manifest to continue from: this job's (checked), or a new one. Files the
+    manifest doesn't prove are the job's are never deleted or overwritten."""
     if force:
-        remove_job_files(folder)
-    elif manifest is None and any(is_job_file(p.name) for p in folder.iterdir()):
-        raise ValueError(
-            f"{folder} holds embed-job files but no manifest; pass force=True (--force) to "
-            "start over, or choose another folder."
-        )
+        start_over(folder)
+        manifest = None
+    else:
+        manifest = _read_manifest(folder)
+        if manifest is None and (strangers := job_files(folder, None, False)[1]):
+            raise ValueError(
+                f"{folder} holds embed-job files but no manifest ({', '.join(strangers[:5])}), "
+                "so nothing proves they are a job's and they are never deleted: move them "
+                "away, or choose another folder."
+            )
     if manifest is not None:
         check_job(manifest, settings, corpus, shard_size, folder)
+        refuse_strangers(folder, job_files(folder, manifest, True)[1], force=False)
         return manifest
     manifest = Manifest(settings, corpus.identity, shard_size or DEFAULT_SHARD_SIZE,
                         texts=corpus.identity.get("texts"))  # fmt: skip
@@ -226,7 +276,7 @@ def _run(corpus: CorpusInput, store: ShardStore, model, encode_kwargs: dict, sho
         if group is not None:  # the other ranks wait for word: tell them there is no work
             RoundPool(group, settings=settings).close()
         return done, tokens, None
-    bar = _bar(manifest, show)
+    bar, started = _bar(manifest, show), time.perf_counter()
     # Alone, the bar moves within a shard; with ranks, as each shard comes back.
     local = bar.update if bar is not None and group is None else None
     embed_shard = shard_embedder(model, encode_kwargs, local)
@@ -243,7 +293,7 @@ def _run(corpus: CorpusInput, store: ShardStore, model, encode_kwargs: dict, sho
                 done[index], tokens = len(vectors), tokens + n_tokens
                 if bar is not None:
                     bar.update(0 if local else len(vectors))
-                    bar.set_postfix_str(f"{tokens / max(bar.format_dict['elapsed'], 1e-9):,.0f} tok/s")
+                    bar.set_postfix_str(f"{tokens / max(time.perf_counter() - started, 1e-9):,.0f} tok/s")
     finally:
         if bar is not None:
             bar.close()
@@ -275,15 +325,10 @@ def _skip(texts, n: int) -> int:
 
 
 def _bar(manifest: Manifest, show: bool | None):
-    if show is None:
-        show = sys.stderr.isatty()
-    if not show or manifest.complete:
+    if manifest.complete:
         return None
-    from tqdm.auto import tqdm
-
     already = sum(s["rows"] for s in manifest.shards.values())
-    return tqdm(total=manifest.texts, initial=already, desc="Embedding", unit="text",
-                file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+    return progress_bar(manifest.texts, show, True, "Embedding", initial=already)
 
 
 def _kill_point(event: str, index: int) -> None:

@@ -99,8 +99,11 @@ def open_corpus(
         if str(source) == "-":
             return CorpusInput("stdin", "stdin", None, bool(jsonl), text_field)
         path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"No input file {path}. Pass a .txt or .jsonl file, or '-' for stdin.")
         if not path.is_file():
-            raise ValueError(f"No input file {path}. Pass a .txt or .jsonl file, or '-' for stdin.")
+            what = "a folder" if path.is_dir() else "not a regular file"
+            raise ValueError(f"The input {path} is {what}; pass a .txt or .jsonl file, or '-' for stdin.")
         use_jsonl = path.suffix == ".jsonl" if jsonl is None else jsonl
         return CorpusInput("file", str(path), path.resolve(), use_jsonl, text_field)
     if isinstance(source, (list, tuple)):

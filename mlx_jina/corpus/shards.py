@@ -1,9 +1,11 @@
 """Shard files: written atomically, trusted only after checking, joined into one file.
 
 Each finished shard is an embedding file (`save_embeddings`: fingerprinted, written
-beside and renamed). The manifest lists it only after the file is in place, with its rows,
-bytes and sha256; a shard the manifest lists is checked against all of them before it is
-trusted, and a shard file or temporary file it does not list is deleted.
+beside and renamed). The manifest records it as pending (rows, bytes and sha256, known
+before the write) before the file is written, and lists it as finished only after the
+file is in place; a listed shard is checked against its record before it is trusted. The
+pending shard a killed run left, and temporary files of the job's writes, are deleted; a
+file the manifest doesn't prove is the job's is never deleted or overwritten (manifest.py).
 
 Shards may finish in any order (`write` and `record` take the index), so a later
 scheduler can hand them to other processes. When every shard is in, `join` streams them,
@@ -17,7 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +31,30 @@ from ..retrieval.store import (
     load_embeddings,
     save_embeddings,
 )
-from .manifest import FINAL, PARTIAL, SHARD, TEMP, Manifest, shard_name
+from .manifest import FINAL, PARTIAL, TEMP, Manifest, file_sha256, matches, shard_name
 
 Step = Callable[[str, int], None]  # called after each step that a kill may follow
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """Name `path` in an OSError that names no file (a failed write(): a full disk)."""
+    try:
+        yield
+    except OSError as e:
+        e.filename = e.filename or str(path)
+        raise
+
+
+def expected_record(fp: Fingerprint, vectors: np.ndarray, name: str) -> dict:
+    """The record of the file `save_embeddings` will write for `vectors`: its size and
+    sha256 computed from the same header and bytes, before anything is written."""
+    header = embedding_header(fp, len(vectors))
+    data = np.ascontiguousarray(vectors, dtype=vectors.dtype.newbyteorder("<"))
+    digest = hashlib.sha256(header)
+    digest.update(data.reshape(-1).view(np.uint8).data)
+    return {"file": name, "rows": len(vectors), "bytes": len(header) + data.nbytes,
+            "sha256": digest.hexdigest()}  # fmt: skip
 
 
 class ShardStore:
@@ -57,19 +73,26 @@ class ShardStore:
         return self.manifest.complete or index in self.manifest.shards
 
     def write(self, index: int, vectors: np.ndarray) -> dict:
-        """Write shard `index` (atomically); its record, for `record` to list."""
-        path = save_embeddings(self.folder / shard_name(index), vectors, self.fp)
+        """Write shard `index` (atomically), recorded as pending first; its record, for
+        `record` to list."""
+        path = self.folder / shard_name(index)
+        self.manifest.pending = expected_record(self.fp, vectors, path.name)
+        self.manifest.save(self.folder)  # a kill from here on leaves a file it proves
+        with naming(path):
+            save_embeddings(path, vectors, self.fp)
         return {"file": path.name, "rows": len(vectors), "bytes": path.stat().st_size,
                 "sha256": file_sha256(path)}  # fmt: skip
 
     def record(self, index: int, entry: dict, tokens: int) -> None:
         """List a written shard as finished: from now on it is never embedded again."""
         self.manifest.shards[index] = entry | {"tokens": tokens}
+        self.manifest.pending = None
         self.manifest.save(self.folder)
 
     def verify(self) -> list[int]:
-        """Drop from the manifest every listed shard whose file is missing or differs from
-        its record; returns their indices (they will be embedded again)."""
+        """Drop from the manifest every listed shard that is not its recorded file (a
+        file that differs from its record was refused before: manifest.job_files);
+        returns their indices (they will be embedded again)."""
         bad = [i for i, entry in self.manifest.shards.items()
                if i >= self.joined and not self._intact(entry)]  # fmt: skip
         for i in bad:
@@ -88,16 +111,24 @@ class ShardStore:
             return False
 
     def clean(self) -> list[str]:
-        """Delete shard and temporary files the manifest does not list (killed writes),
-        and shards already joined; returns their names."""
-        listed = {e["file"] for i, e in self.manifest.shards.items() if i >= self.joined}
+        """Delete what killed runs left that the manifest proves is the job's: the pending
+        shard, temporary files of the job's writes, shards already joined; returns their
+        names."""
+        m = self.manifest
+        gone = [e["file"] for i, e in m.shards.items() if i < self.joined]
+        if m.pending is not None:
+            gone.append(m.pending["file"])
+        records = {r["file"]: r for r in [*m.shards.values(), *([m.pending] if m.pending else [])]}
         removed = []
         for entry in sorted(self.folder.iterdir()):
-            name = entry.name
-            ours = SHARD.fullmatch(name) and name not in listed or TEMP.fullmatch(name)
-            if ours and entry.is_file() and not entry.is_symlink():
+            name, temp = entry.name, TEMP.fullmatch(entry.name)
+            proven = name in gone and matches(entry, records[name])
+            if (proven or temp and temp[1] in {"manifest.json", *records}) and entry.is_file():
                 entry.unlink()
                 removed.append(name)
+        if m.pending is not None:
+            m.pending = None
+            m.save(self.folder)
         return removed
 
     def join(self, step: Step) -> Path:
@@ -113,16 +144,12 @@ class ShardStore:
         n = m.shard_count
         if missing := [i for i in range(n) if i not in m.shards]:
             raise RuntimeError(f"shards {missing[:5]} are not finished; can't join yet")
-        if m.final is None:
-            header = embedding_header(self.fp, m.texts)
-            with open(partial, "wb") as f:
-                f.write(header)
-                f.flush()
-                os.fsync(f.fileno())
-            m.final = {"appended": 0, "bytes": len(header)}
+        if m.final is None:  # recorded first: the partial file is the job's from its start
+            m.final = {"appended": 0, "bytes": len(embedding_header(self.fp, m.texts))}
             m.save(self.folder)
         if m.final["appended"] < n:
-            self._append(partial, n, step)
+            with naming(partial):
+                self._append(partial, n, step)
         if partial.exists():
             os.replace(partial, final)
             _sync_folder(self.folder)
@@ -139,12 +166,15 @@ class ShardStore:
 
     def _append(self, partial: Path, n: int, step: Step) -> None:
         m = self.manifest
-        if not partial.is_file() or partial.stat().st_size < m.final["bytes"]:
+        start = m.final["appended"] == 0
+        if not start and (not partial.is_file() or partial.stat().st_size < m.final["bytes"]):
             raise ValueError(
                 f"{partial} is missing or shorter than the manifest records; the shards "
                 "joined into it are gone. Pass force=True (--force) to embed the corpus again."
             )
-        with open(partial, "r+b") as f:
+        with open(partial, "wb" if start else "r+b") as f:
+            if start:
+                f.write(embedding_header(self.fp, m.texts))
             f.truncate(m.final["bytes"])  # drop what a killed append left half-written
             f.seek(m.final["bytes"])
             for index in range(m.final["appended"], n):

@@ -12,22 +12,42 @@ from tokenizers import Tokenizer
 
 from ..models.decoder import Model
 from .batching import EncodeStats, plan_batches
-from .engine import Engine, InputTypeError, progress_bar
+from .engine import Engine, InputTypeError
+from .progress import progress_bar
 from .st_compat import STHabits, check_keywords, check_output_value, device_context
 from .task_choice import TaskChoice
 from .texts import check_texts
 
 
 
-def as_texts(sentences: str | list[str], first: int = 0) -> tuple[bool, list[str]]:
+def as_texts(sentences, first: int = 0) -> tuple[bool, list[str]]:
     """(whether one string was given, the texts), refusing anything but strings; errors
-    count the texts from `first`."""
+    count the texts from `first`. Takes what sentence-transformers users pass: a string,
+    a list or tuple, a 1-D numpy array of strings, or any other ordered iterable (a
+    generator, a pandas Series), read once."""
     single = isinstance(sentences, str)
-    texts = [sentences] if single else sentences
-    if not isinstance(texts, (list, tuple)):
+    if single:
+        texts = [sentences]
+    elif isinstance(sentences, np.ndarray):
+        if sentences.ndim != 1:
+            raise InputTypeError(
+                f"sentences is a {sentences.ndim}-D numpy array of shape {sentences.shape}; "
+                "pass a 1-D array of strings, or a string."
+            )
+        texts = sentences.tolist()  # numpy strings as Python str
+    elif isinstance(sentences, (list, tuple)):
+        texts = sentences
+    elif isinstance(sentences, (bytes, bytearray, dict, set, frozenset)) or not isinstance(
+        sentences, Iterable
+    ):
+        why = " (unordered: the vectors could not be matched to the texts)" if isinstance(
+            sentences, (set, frozenset)) else ""  # fmt: skip
         raise InputTypeError(
-            f"sentences must be a string or a list of strings, got {type(sentences).__name__}."
+            f"sentences must be a string or a list of strings, got {type(sentences).__name__}"
+            f"{why}."
         )
+    else:
+        texts = list(sentences)
     if bad := [i for i, t in enumerate(texts) if not isinstance(t, str)]:
         kind = type(texts[bad[0]]).__name__
         raise InputTypeError(f"sentences[{bad[0] + first}] is {kind}, not a string.")
@@ -184,14 +204,17 @@ class Embedder(TaskChoice, STHabits):
         split_special_tokens: bool = False,
         **unsupported,
     ) -> np.ndarray | mx.array | list:
-        """Embed one text or a list of texts (each non-blank, valid Unicode); see README.
+        """Embed one text or a list of texts (each non-blank, valid Unicode); a tuple, a
+        1-D numpy array of strings or a generator works as a list. See README.
 
         prompt_name: "query" or "document" (default: the model's); prompt: a literal prefix
         that wins. batch_size / max_batch_tokens: most inputs / padded tokens per forward
         pass. truncate_dim: Matryoshka size (default: the model's `truncate_dim`).
         max_length: tokens per input (default `max_seq_length`); truncate=False raises
         instead of cutting. precision: "float32", "float16", "int8", "uint8", "binary",
-        "ubinary". convert_to_tensor=True (or convert_to_numpy=False): `mx.array`.
+        "ubinary". show_progress_bar: True, False, None (a bar for large jobs on a
+        terminal), or a function called with the count of each finished batch.
+        convert_to_tensor=True (or convert_to_numpy=False): `mx.array`.
         output_value="token_embeddings": each text's final hidden states `(n_tokens,
         hidden)`, before pooling. device: None, "cpu", "gpu" (or "mps", "cuda").
         task: an adapter or Jina API task name (which picks the prompt too).
@@ -361,10 +384,30 @@ class Embedder(TaskChoice, STHabits):
             raise ValueError(f"limit_bytes={limit_bytes!r}; use an integer >= 0.")
         return mx.set_cache_limit(limit_bytes)
 
-    def encode_query(self, sentences: str | list[str], **kwargs) -> np.ndarray | mx.array:
-        """`encode` with the "query" prompt ("Query: " for retrieval)."""
-        return self.encode(sentences, prompt_name="query", **kwargs)
+    def encode_query(
+        self,
+        sentences: str | list[str],
+        *,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        **kwargs,
+    ) -> np.ndarray | mx.array:
+        """`encode` with the "query" prompt ("Query: " for retrieval); as in
+        sentence-transformers, a `prompt_name` or `prompt` you pass wins."""
+        if prompt_name is None and prompt is None:
+            prompt_name = "query"
+        return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)
 
-    def encode_document(self, sentences: str | list[str], **kwargs) -> np.ndarray | mx.array:
-        """`encode` with the "document" prompt ("Document: ")."""
-        return self.encode(sentences, prompt_name="document", **kwargs)
+    def encode_document(
+        self,
+        sentences: str | list[str],
+        *,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        **kwargs,
+    ) -> np.ndarray | mx.array:
+        """`encode` with the "document" prompt ("Document: "); as in
+        sentence-transformers, a `prompt_name` or `prompt` you pass wins."""
+        if prompt_name is None and prompt is None:
+            prompt_name = "document"
+        return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)

@@ -5,7 +5,6 @@ batch is one forward pass pooled by the backbone's rule, and `finish` cuts to th
 Matryoshka size, normalizes and converts to the output precision.
 """
 
-import sys
 import time
 
 import mlx.core as mx
@@ -17,6 +16,7 @@ from ..retrieval.precision import PRECISIONS, normalize, quantize_embeddings
 from ..tasks import MIN_DIM
 from ..thread_streams import release_at_thread_exit
 from .batching import BatchPlan, EncodeStats
+from .progress import progress_bar
 
 # A job over this many padded tokens clears MLX's buffer cache and (on a terminal)
 # shows a progress bar.
@@ -190,14 +190,3 @@ class Engine:
             mx.eval(emb)
         return emb
 
-
-def progress_bar(total: int | None, show: bool | None, large: bool):
-    """A tqdm bar on stderr counting texts, or None. `show=None` shows it for large jobs
-    on a terminal."""
-    if show is None:
-        show = large and sys.stderr.isatty()
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="Encoding", unit="text", file=sys.stderr)

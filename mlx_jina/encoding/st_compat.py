@@ -1,7 +1,7 @@
 """sentence-transformers habits: the names ST users type, what each means here, and what
 mlx-jina refuses (with the reason, not Python's generic "unexpected keyword argument").
 
-`STHabits` is a mixin for the Embedder: `truncate_dim`, `max_seq_length`,
+`STHabits` is a mixin for the Embedder: `truncate_dim`, `max_seq_length`, `device`,
 `get_sentence_embedding_dimension`, `similarity_fn_name`, `similarity`,
 `similarity_pairwise`. `check_keywords` sorts a call's unknown keywords.
 """
@@ -144,6 +144,12 @@ class STHabits:
     def truncate_dim(self, value: int | None) -> None:
         self.engine.check_truncate_dim(value)
         self._truncate_dim = value
+
+    @property
+    def device(self) -> str:
+        """Where `encode` runs unless told otherwise (`device=`): MLX's default device,
+        "gpu" (Metal on a Mac) or "cpu". Process-wide in MLX, not per model."""
+        return "gpu" if mx.default_device() == mx.gpu else "cpu"
 
     def get_sentence_embedding_dimension(self) -> int:
         """The size of the vectors `encode` returns by default (honours `truncate_dim`)."""

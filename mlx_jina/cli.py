@@ -15,6 +15,7 @@ from . import __version__
 from .checkpoint import WEIGHT_DTYPES
 from .corpus.cli import add_corpus_options, run_corpus
 from .corpus.errors import ShardPoolError
+from .index.cli import add_index_commands
 from .tasks import DEFAULT_PROMPT_NAME, MIN_DIM, TASK_NAMES, TASKS
 
 API_ONLY = [name for name in TASK_NAMES if name not in TASKS]  # the names that pick a prompt
@@ -181,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="mlx-jina", description="Run Jina's jina-embeddings-v5-text models with MLX.")
     parser.add_argument("--version", action=_Version, nargs=0,
                         help="print the version (and, on Linux, the CPU BLAS) and exit")
-    subs = parser.add_subparsers(dest="command", metavar="{embed,convert,serve,info}",
+    subs = parser.add_subparsers(dest="command", metavar="{embed,convert,serve,info,index,search,mcp}",
                                  help="what to do; mlx-jina COMMAND --help tells more")
     subs.required = True
     commands = [
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler, parser=p)
         if name == "embed":
             add_corpus_options(p)
+    add_index_commands(subs, add_options)
     # Parsed by the converter itself; listed here for --help.
     subs.add_parser("convert", help="convert and quantize a model to an MLX folder", add_help=False)
     return parser

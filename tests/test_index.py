@@ -63,7 +63,9 @@ def search_ids(db: Path, query: str, k: int = 50) -> list[tuple[str, float]]:
         return [(h["id"], h["score"]) for h in index.search(query, k)]
 
 
-def test_reindex_embeds_only_the_edited_file_and_drops_deleted_ones(capsys, tmp_path, tiny_qwen_base):
+def test_reindex_embeds_only_the_edited_file_and_drops_deleted_ones(
+    capsys, tmp_path, tiny_qwen_base
+):
     """A second run embeds just the changed file; a deleted file's chunks are gone."""
     docs = write_folder(tmp_path / "docs", NOTES)
     db = tmp_path / "index.db"
@@ -96,8 +98,8 @@ def test_search_prints_path_lines_score_and_passage(capsys, tmp_path, tiny_qwen_
     first = out.splitlines()[0]
     path, score = first.split()
     assert path.rsplit(":", 1)[1].count("-") == 1 and float(score) <= 1
-    hits = [json.loads(line) for line in
-            run_cli(capsys, "search", "--db", db, "tallest volcano", "-k", "2", "--json").splitlines()]
+    out = run_cli(capsys, "search", "--db", db, "tallest volcano", "-k", "2", "--json")
+    hits = [json.loads(line) for line in out.splitlines()]
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     assert Path(hits[0]["source"]).is_file() and hits[0]["lines"][0] <= hits[0]["lines"][1]
 
@@ -148,12 +150,15 @@ def test_bad_input_is_refused_and_nothing_is_lost(tmp_path, multi):
             ("   ", 5, None, "only whitespace"),
             ("x", 0, None, "k=0; use a positive integer"),
             ("x", -3, None, "k=-3"),
-            ("x", 5, {"colour": "red"}, "filter key 'colour' is in no item's metadata; the keys stored are kind"),
+            ("x", 5, {"colour": "red"},
+             "filter key 'colour' is in no item's metadata; the keys stored are kind"),
             ("x", 5, "kind", "pass an object"),
         ]:  # fmt: skip
             with pytest.raises(ValueError, match=match):
                 index.search(query, k, filter)
-        with pytest.raises(ValueError, match=r"texts\[0\] is .* tokens; the index embeds at most 64"):
+        with pytest.raises(
+            ValueError, match=r"texts\[0\] is .* tokens; the index embeds at most 64"
+        ):
             index.add(["word " * 500])
         with pytest.raises(ValueError, match="metadata\\[0\\] is not JSON"):
             index.add(["x"], [{"v": float("nan")}])

@@ -34,7 +34,9 @@ def build_server(index: Index, roots: list[str | Path] = (), **settings):
     server = FastMCP("mlx-jina", instructions=INSTRUCTIONS, **settings)
 
     @server.tool()
-    def search(query: str, k: int = 5, filter: dict[str, Any] | None = None) -> list[dict]:
+    def search(
+        query: str, k: int = 5, filter: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """Find the stored passages most relevant to `query` (a question or a description
         of what you need), best first. Each result has id, score (cosine similarity,
         higher is closer; about 0.3+ is usually relevant), text, metadata, and for file
@@ -47,20 +49,20 @@ def build_server(index: Index, roots: list[str | Path] = (), **settings):
         return hits
 
     @server.tool()
-    def remember(text: str, metadata: dict[str, Any] | None = None) -> dict:
+    def remember(text: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         """Store `text` (a self-contained fact, note or summary: it is found later by
         meaning, without this conversation) with optional `metadata` (JSON object, e.g.
         {"kind": "preference", "project": "x"}) for filtering searches. Returns its id."""
         return {"id": index.add([text], [metadata or {}])[0]}
 
     @server.tool()
-    def forget(id: str) -> dict:
+    def forget(id: str) -> dict[str, Any]:
         """Delete the stored item with this `id` (from `remember` or a search result).
         Returns whether it existed."""
         return {"forgotten": index.delete([id]) == 1}
 
     @server.tool()
-    def index_folder(path: str) -> dict:
+    def index_folder(path: str) -> dict[str, Any]:
         """Index (or refresh) a folder of text, Markdown and source files so `search`
         finds their passages: new or changed files are embedded, deleted files dropped,
         .gitignore respected. Only folders inside the server's allowed roots. Returns
@@ -70,7 +72,7 @@ def build_server(index: Index, roots: list[str | Path] = (), **settings):
         return summary
 
     @server.tool()
-    def classify(text: str, labels: list[str]) -> dict:
+    def classify(text: str, labels: list[str]) -> dict[str, Any]:
         """Zero-shot classification: which of `labels` (two or more short descriptions,
         e.g. ["bug report", "feature request", "question"]) fits `text` best. Returns
         the best label and every label's score (cosine similarity)."""

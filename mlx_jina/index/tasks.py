@@ -48,7 +48,9 @@ def classify(model, texts: list[str], labels: list[str]) -> list[dict]:
     ]  # fmt: skip
 
 
-def near_duplicates(model, texts: list[str], threshold: float = 0.95) -> list[tuple[int, int, float]]:
+def near_duplicates(
+    model, texts: list[str], threshold: float = 0.95
+) -> list[tuple[int, int, float]]:
     """Pairs (i, j, cosine), i < j, whose text-matching vectors are at least `threshold`
     alike, most alike first."""
     if not 0 < threshold <= 1:

@@ -128,9 +128,11 @@ def test_filter_upsert_forget_and_a_reopened_index(tmp_path, multi):
     db = tmp_path / "i.db"
     with Index(db, multi) as index:
         a, b = index.add(["red planet facts", "red planet myths"],
-                         [{"kind": "fact"}, {"kind": "myth", "n": 2}])
+                         [{"kind": "fact"}, {"kind": "myth", "n": 2, "tags": ["x", "é"]}])
         assert [h["id"] for h in index.search("red planet", 5, {"kind": "myth"})] == [b]
         assert [h["id"] for h in index.search("red planet", 5, {"n": 2})] == [b]
+        assert [h["id"] for h in index.search("red planet", 5, {"tags": ["x", "é"]})] == [b]
+        assert index.search("red planet", 5, {"kind": "myth", "n": 3}) == []
         with pytest.raises(ValueError, match="already in the index.*upsert"):
             index.add(["again"], ids=[a])
         index.upsert(["bread recipe"], [{"kind": "fact"}], ids=[a])
@@ -139,6 +141,16 @@ def test_filter_upsert_forget_and_a_reopened_index(tmp_path, multi):
     with Index(db) as index:  # its own model, from the file
         assert index.model.identity == multi.identity
         assert [h["id"] for h in index.search("bread", 5)] == [a]
+
+
+def test_an_index_of_a_single_task_model_reopens_with_it(tmp_path, qwen):
+    """Built from an Embedder loaded for retrieval only: reopened without a model, it
+    loads the same way (same identity), not as a multitask model."""
+    with Index(tmp_path / "i.db", qwen) as index:
+        [kept] = index.add(["kept"])
+    with Index(tmp_path / "i.db") as index:
+        assert index.model.identity == qwen.identity and not index.model.multitask
+        assert [h["id"] for h in index.search("kept")] == [kept]
 
 
 def test_bad_input_is_refused_and_nothing_is_lost(tmp_path, multi):

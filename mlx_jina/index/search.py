@@ -33,10 +33,13 @@ SEARCH_PRECISIONS = ("binary", "int8", "float16")
 FILE_SETTINGS = ("chunk_tokens", "overlap")
 
 
-def load_model(source: str | Path, **load_options):
-    """The model with all four adapters (multitask), or its one task if it holds only one."""
+def load_model(source: str | Path, multitask: bool = True, **load_options):
+    """The model with all four adapters (multitask), or its one task if it holds only one
+    (or `multitask=False`)."""
     from .. import load
 
+    if not multitask:
+        return load(source, task="retrieval", **load_options)
     try:
         return load(source, task="retrieval", multitask=True, **load_options)
     except ValueError as e:
@@ -92,10 +95,10 @@ class Index:
             model = saved["load"]["source"]
             load_options = {**saved["load"]["options"], **load_options}
         if isinstance(model, (str, Path)):
-            source, options = str(model), load_options
-            model = load_model(model, **options)
+            model = load_model(model, **load_options)
+            source, options = str(model.source), {**load_options, "multitask": model.multitask}
         else:
-            source, options = model.source, {}
+            source, options = model.source, {"multitask": bool(model.multitask)}
         self.model = model
         if saved is None:
             self.dims = dims or model.dim
@@ -239,27 +242,11 @@ class Index:
         if precision not in SEARCH_PRECISIONS or (precision == "float16" and not self.float16):
             have = [p for p in SEARCH_PRECISIONS if p != "float16" or self.float16]
             raise ValueError(f"precision={precision!r}; this index searches {', '.join(have)}.")
-        vectors = self.store.vectors()
-        rows = np.arange(len(vectors.ids))
-        if filter:
-            rows = rows[np.isin(vectors.ids, list(self._filtered(filter)))]
-        if len(rows) == 0:
+        allowed = self._filtered(filter) if filter else None
+        if allowed is not None and not allowed:
             return []
         q = self.model.encode(query, task="retrieval", prompt_name="query", truncate_dim=self.dims)
-        if precision == "binary":
-            hits = semantic_search(q, _rows(vectors.ubinary, rows), k, corpus_precision="ubinary",
-                                   rescore_embeddings=_rows(vectors.int8, rows),
-                                   rescore_multiplier=rescore_multiplier)[0]  # fmt: skip
-        else:
-            corpus = vectors.int8 if precision == "int8" else vectors.float16
-            hits = semantic_search(q, _rows(corpus, rows), k, corpus_precision=precision)[0]
-        ids = [vectors.ids[rows[h["corpus_id"]]] for h in hits]
-        items = self.store.items(ids)
-        return [
-            {"score": round(h["score"], 6), **items[i].as_dict()}
-            for h, i in zip(hits, ids)
-            if i in items  # forgotten by another process since the vectors were read
-        ]
+        return rank(self.store, q, k, allowed, precision, rescore_multiplier)
 
     def _filtered(self, filter: dict) -> set[str]:
         if not isinstance(filter, dict):
@@ -389,6 +376,31 @@ class Index:
         row = self.store.db.execute("SELECT chunks FROM files WHERE root = ? AND path = ?",
                                     (str(root), rel)).fetchone()  # fmt: skip
         return row[0] if row else 0
+
+
+def rank(store: Store, query: np.ndarray, k: int, allowed: set[str] | None = None,
+         precision: str = "binary", rescore_multiplier: int = 4) -> list[dict]:  # fmt: skip
+    """The `k` best stored items for a float query vector, among `allowed` ids if given."""
+    vectors = store.vectors()
+    rows = np.arange(len(vectors.ids))
+    if allowed is not None:
+        rows = rows[np.isin(vectors.ids, list(allowed))]
+    if len(rows) == 0:
+        return []
+    if precision == "binary":
+        hits = semantic_search(query, _rows(vectors.ubinary, rows), k, corpus_precision="ubinary",
+                               rescore_embeddings=_rows(vectors.int8, rows),
+                               rescore_multiplier=rescore_multiplier)[0]  # fmt: skip
+    else:
+        corpus = vectors.int8 if precision == "int8" else vectors.float16
+        hits = semantic_search(query, _rows(corpus, rows), k, corpus_precision=precision)[0]
+    ids = [vectors.ids[rows[h["corpus_id"]]] for h in hits]
+    items = store.items(ids)
+    return [
+        {"score": round(h["score"], 6), **items[i].as_dict()}
+        for h, i in zip(hits, ids)
+        if i in items  # forgotten by another process since the vectors were read
+    ]
 
 
 def check_metadata(metadata, name: str = "metadata") -> None:

@@ -244,8 +244,9 @@ class Store:
         where = " AND ".join("json_extract(metadata, ?) IS ?" for _ in filter)
         args = []
         for key, value in filter.items():
-            args += [json_path(key), json.dumps(value) if isinstance(value, (list, dict))
-                     else value]  # fmt: skip
+            if isinstance(value, (list, dict)):  # SQLite returns these as minified JSON
+                value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+            args += [json_path(key), value]
         return {r[0] for r in self.db.execute(f"SELECT id FROM items WHERE {where}", args)}
 
     def vectors(self) -> Vectors:

@@ -143,6 +143,29 @@ def test_filter_upsert_forget_and_a_reopened_index(tmp_path, multi):
         assert [h["id"] for h in index.search("bread", 5)] == [a]
 
 
+def test_cli_errors_are_one_line_and_create_nothing(capsys, tmp_path, tiny_qwen_base,
+                                                    tiny_eurobert_base):  # fmt: skip
+    docs = write_folder(tmp_path / "docs", NOTES)
+    db = tmp_path / "i.db"
+    index_json(capsys, tiny_qwen_base, docs, db)
+    for argv, message in [
+        (["search", "--db", db, ""], "query[0] is empty"),
+        (["search", "--db", db, "x", "-k", "0"], "'0' is not a positive integer"),
+        (["search", "--db", db, "x", "--filter", '{"nope": 1}'], "filter key 'nope'"),
+        (["search", "--db", db, "x", "--filter", "{nope"], "--filter '{nope' is not JSON"),
+        (["search", "--db", tmp_path / "typo.db", "x"], "No index at"),
+        (["index", docs, "--db", db, "-m", tiny_eurobert_base], "leave -m out"),
+        (["index", docs, "--db", tmp_path / "new.db"], "Build one first: mlx-jina index DIR"),
+    ]:
+        with pytest.raises(SystemExit) as exit:
+            main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        assert exit.value.code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "typo.db").exists()
+    with Index(db) as index:
+        assert index.count() > 0 and index.store.integrity() == "ok"
+
+
 def test_an_index_of_a_single_task_model_reopens_with_it(tmp_path, qwen):
     """Built from an Embedder loaded for retrieval only: reopened without a model, it
     loads the same way (same identity), not as a multitask model."""

@@ -73,6 +73,11 @@ class Index:
         busy_timeout: float = 30.0,
         **load_options,
     ):
+        if model is None and not Path(db).is_file():
+            raise FileNotFoundError(
+                f"No index at {db}. Build one first: mlx-jina index DIR --db {db} -m MODEL "
+                "(or Index(db, model) in Python)."
+            )
         self.store = Store(db, busy_timeout=busy_timeout)
         try:
             self._open(model, dims, float16, load_options)

@@ -239,13 +239,19 @@ def test_newer_schema_and_foreign_files_are_refused(tmp_path, multi):
 
 def test_a_busy_index_waits_then_fails_clearly(tmp_path, multi):
     """A writer holding the lock makes another's write fail after busy_timeout, with the
-    reason; once released, the write goes through."""
+    reason; once released, writes go through, and each connection searches the other's."""
     db = tmp_path / "i.db"
     with Index(db, multi) as first, Index(db, busy_timeout=0.05) as second:
         first.store.db.execute("BEGIN IMMEDIATE")
         with pytest.raises(IndexBusyError, match="busy: another process held it"):
             second.add(["waits"])
         first.store.db.execute("COMMIT")
+        assert second.search("written") == []  # second now caches the vectors
+        [early] = first.add(["written first"])
+        # second sees first's writes: cached vectors are dropped when the file changes.
+        assert [h["id"] for h in second.search("written")] == [early]
+        first.delete([early])
+        assert second.search("written") == []
         second.add(["goes through"])
         assert [i.text for i in first.list()] == ["goes through"]
 
@@ -384,7 +390,8 @@ def test_kill_9_mid_write_then_rerun_equals_a_fresh_index(tmp_path, tiny_qwen_ba
     and searches exactly like a fresh index of the same folder."""
     docs = write_folder(tmp_path / "docs", NOTES)
     db = tmp_path / "killed.db"
-    # Transactions: 1 creates the schema, 2 records the fingerprint, then one per file.
+    # Transactions: 1 creates the schema, 2 records the fingerprint, then one per file
+    # (batch_texts=1: a batch is one file).
     kill_at = 4  # inside the second file's
     proc = subprocess.Popen(
         [sys.executable, "-c", KILL_SCRIPT, str(tiny_qwen_base), str(db), str(docs),

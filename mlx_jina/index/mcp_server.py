@@ -22,6 +22,7 @@ INSTRUCTIONS = (
 )
 # Passages in results are cut to this many characters: results stay small for the agent.
 RESULT_CHARS = 2000
+MAX_K = 50
 
 
 def build_server(index: Index, roots: list[str | Path] = (), **settings):
@@ -42,6 +43,8 @@ def build_server(index: Index, roots: list[str | Path] = (), **settings):
         higher is closer; about 0.3+ is usually relevant), text, metadata, and for file
         passages the source path and [first, last] line numbers. `filter` keeps only items
         whose metadata has these exact key/value pairs, e.g. {"kind": "preference"}."""
+        if isinstance(k, int) and k > MAX_K:
+            raise ValueError(f"k={k}; ask for at most {MAX_K} results, then refine the query.")
         hits = index.search(query, k, filter or None)
         for hit in hits:
             if len(hit["text"]) > RESULT_CHARS:

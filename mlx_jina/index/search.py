@@ -300,8 +300,9 @@ class Index:
         show_progress_bar: bool | None = None,
     ) -> dict:
         """Bring the index up to date with a folder: embed new and changed files (by
-        content hash), drop the chunks of deleted ones. Each file is written in its own
-        transaction, so a killed run keeps every file it finished. Returns counts."""
+        content hash), drop the chunks of deleted ones. Files are written a batch (about
+        `batch_texts` chunks) per transaction, so a killed run keeps every batch it
+        finished, each file whole. Returns counts."""
         root = Path(root).resolve()
         chunk_tokens = min(chunk_tokens, self.model.max_length - 32)
         if not 0 <= overlap < chunk_tokens:
@@ -346,25 +347,29 @@ class Index:
         return [e.offsets for e in self._tokenizer.encode_batch(lines, add_special_tokens=False)]
 
     def _write_files(self, root: Path, pending: list, summary: dict, bar) -> None:
-        """Embed the chunks of several files in one call, then write each file in its own
-        transaction: its old chunks out, the new ones and its hash in."""
+        """Embed the chunks of several files in one call, then write them in one
+        transaction: each file's old chunks out, the new ones and its hash in. A kill
+        loses at most this batch's work, never part of a file."""
+        if not pending:
+            return
         texts = [text[c.start : c.end] for _, text, _, chunks in pending for c in chunks]
         vectors = self._embed(texts) if texts else {}
         row = 0
-        for rel, text, digest, chunks in pending:
-            source = str(root / rel)
-            items = [Item(f"{source}#{n}", text[c.start : c.end], {"path": rel, "root": str(root)},
-                          source, c.first_line, c.last_line)
-                     for n, c in enumerate(chunks)]  # fmt: skip
-            part = {name: v[row : row + len(chunks)] for name, v in vectors.items()}
-            row += len(chunks)
-            with self.store.transaction() as db:
+        with self.store.transaction() as db:
+            for rel, text, digest, chunks in pending:
+                source = str(root / rel)
+                items = [Item(f"{source}#{n}", text[c.start : c.end],
+                              {"path": rel, "root": str(root)}, source, c.first_line, c.last_line)
+                         for n, c in enumerate(chunks)]  # fmt: skip
+                part = {name: v[row : row + len(chunks)] for name, v in vectors.items()}
+                row += len(chunks)
                 db.execute("DELETE FROM items WHERE source = ?", (source,))
                 if items:
-                    self.store.write_items(db, items, [_sha256(i.text.encode()) for i in items],
-                                           part)  # fmt: skip
+                    hashes = [_sha256(i.text.encode()) for i in items]
+                    self.store.write_items(db, items, hashes, part)
                 db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, julianday('now'))",
                            (str(root), rel, digest, len(chunks)))  # fmt: skip
+        for _, _, _, chunks in pending:
             summary["embedded"] += 1
             summary["chunks"] += len(chunks)
             summary["embedded_chunks"] += len(chunks)

@@ -161,7 +161,11 @@ def test_cli_errors_are_one_line_and_create_nothing(capsys, tmp_path, tiny_qwen_
             main([str(a) for a in argv])
         err = capsys.readouterr().err
         assert exit.value.code == 2 and message in err and len(err.splitlines()) == 1, err
-    assert not (tmp_path / "typo.db").exists()
+    with pytest.raises(SystemExit):  # a new index with a bad setting: no file left behind
+        main(["index", str(docs), "--db", str(tmp_path / "bad.db"), "-m", str(tiny_qwen_base),
+              "--dims", "8"])  # fmt: skip
+    assert "truncate_dim=8" in capsys.readouterr().err
+    assert not (tmp_path / "typo.db").exists() and not list(tmp_path.glob("bad.db*"))
     with Index(db) as index:
         assert index.count() > 0 and index.store.integrity() == "ok"
 

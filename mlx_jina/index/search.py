@@ -78,11 +78,18 @@ class Index:
                 f"No index at {db}. Build one first: mlx-jina index DIR --db {db} -m MODEL "
                 "(or Index(db, model) in Python)."
             )
+        created = not Path(db).exists()
         self.store = Store(db, busy_timeout=busy_timeout)
         try:
             self._open(model, dims, float16, load_options)
         except BaseException:
+            # A bad model or setting leaves no empty index behind (unless another process
+            # has written to it meanwhile).
+            created = created and self.store.meta("fingerprint") is None
             self.store.close()
+            if created:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{db}{suffix}").unlink(missing_ok=True)
             raise
         self.max_tokens = min(max_tokens, self.model.max_length)
         self._tokenizer = Tokenizer.from_str(self.model.tokenizer.to_str())

@@ -316,6 +316,18 @@ def test_chunks_cover_the_text_within_budget():
     assert len([c for c in chunks if c.first_line == c.last_line == 61]) >= 4
 
 
+def test_no_chunk_is_empty_or_blank():
+    """A line exactly `budget` characters long (a byte-level tokenizer: one token per
+    character) or ending in spaces gives no chunk of only its line end or its spaces."""
+
+    def chars(lines):
+        return [[(i, i + 1) for i in range(len(line))] for line in lines]
+
+    text = "a" * 32 + "\n" + "b" * 5 + "\r\n\n" + "c" * 32 + " " * 32 + "\n"
+    chunks = chunk_text(text, chars, budget=32, overlap=0)
+    assert [text[c.start : c.end] for c in chunks] == ["a" * 32, "b" * 5, "c" * 32]
+
+
 def test_the_other_three_adapters(tmp_path, multi, qwen_for):
     """classify / near-duplicates / clusters use their own adapters: equal to the same
     math over vectors of a model loaded for that one task."""

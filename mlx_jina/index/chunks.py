@@ -68,17 +68,20 @@ def _pieces(text: str, count_tokens, budget: int) -> list[_Piece]:
     for line in lines:
         starts.append(pos)
         pos += len(line)
+    # Line ends are not counted: a window holding only "\n" would be an empty chunk.
+    lines = [line.rstrip("\r\n") for line in lines]
     keep = [i for i, line in enumerate(lines) if line.strip()]
     spans = count_tokens([lines[i] for i in keep]) if keep else []
     pieces = []
     for n, (i, tokens) in enumerate(zip(keep, spans)):
         blank_next = n + 1 < len(keep) and keep[n + 1] > i + 1
-        start, end = starts[i], starts[i] + len(lines[i].rstrip("\r\n"))
+        start, end = starts[i], starts[i] + len(lines[i])
         tokens = tokens or [(0, end - start)]
         for w in range(0, len(tokens), budget):
             window = tokens[w : w + budget]
             a = start if w == 0 else start + window[0][0]
             b = end if w + budget >= len(tokens) else start + window[-1][1]
             last = w + budget >= len(tokens)
-            pieces.append(_Piece(a, b, i + 1, len(window), blank_next and last))
+            if text[a:b].strip():  # a window of only spaces would embed nothing
+                pieces.append(_Piece(a, b, i + 1, len(window), blank_next and last))
     return pieces

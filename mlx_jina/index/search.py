@@ -303,7 +303,7 @@ class Index:
         max_file_bytes: int = 1 << 20,
         chunk_tokens: int = 512,
         overlap: int = 64,
-        batch_texts: int = 256,
+        batch_texts: int = 1024,
         show_progress_bar: bool | None = None,
     ) -> dict:
         """Bring the index up to date with a folder: embed new and changed files (by

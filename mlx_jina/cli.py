@@ -17,6 +17,7 @@ from ._version import __version__
 from .checkpoint import WEIGHT_DTYPES
 from .corpus.cli import add_corpus_options, run_corpus
 from .corpus.errors import ShardPoolError, exit_on
+from .index.cli import add_index_commands
 from .tasks import DEFAULT_PROMPT_NAME, MIN_DIM, TASK_NAMES, TASKS
 
 API_ONLY = [name for name in TASK_NAMES if name not in TASKS]  # the names that pick a prompt
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler, parser=p)
         if name == "embed":
             add_corpus_options(p)
+    add_index_commands(subs, add_options)
     # Parsed by the converter itself; listed here for --help.
     subs.add_parser("convert", help="convert and quantize a model to an MLX folder", add_help=False)
     return parser

@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="mlx-jina", description="Run Jina's jina-embeddings-v5-text models with MLX.")
     parser.add_argument("--version", action=_Version, nargs=0,
                         help="print the version (and, on Linux, the CPU BLAS) and exit")
-    subs = parser.add_subparsers(dest="command", metavar="{embed,convert,serve,info}",
+    subs = parser.add_subparsers(dest="command", metavar="{embed,convert,serve,info,index,search,mcp}",
                                  help="what to do; mlx-jina COMMAND --help tells more")
     subs.required = True
     commands = [

@@ -243,7 +243,7 @@ def usage_errors(base: Path, tmp: Path) -> list[tuple[str, list, str]]:
     bad_jsonl.write_text("not json\n")
     ok = ["embed", "-m", base, "--task", "retrieval"]
     return [
-        ("no command", [], "required: {embed,convert,serve,info}"),
+        ("no command", [], "required: {embed,convert,serve,info,index,search,mcp}"),
         ("unknown command", ["bogus"], "invalid choice: 'bogus'"),
         ("no model", ["embed", "a"], "required: -m/--model"),
         ("no input on a terminal", ok, "no input: pass texts"),

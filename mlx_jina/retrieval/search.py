@@ -20,35 +20,48 @@ from .precision import (
     storage,
     unpack_signs,
 )
-
+from .store import EmbeddingFile
 
 
 def semantic_search(
-    query_embeddings: np.ndarray | mx.array,
-    corpus_embeddings: np.ndarray | mx.array,
+    query_embeddings: np.ndarray | mx.array | EmbeddingFile,
+    corpus_embeddings: np.ndarray | mx.array | EmbeddingFile,
     top_k: int = 10,
     *,
     corpus_precision: str | None = None,
+    query_precision: str | None = None,
     ranges: np.ndarray | None = None,
-    rescore_embeddings: np.ndarray | mx.array | None = None,
+    rescore_embeddings: np.ndarray | mx.array | EmbeddingFile | None = None,
     rescore_multiplier: int = 4,
     query_chunk_size: int = 1024,
     corpus_chunk_size: int = 32768,
 ) -> list[list[dict[str, int | float]]]:
     """Find the `top_k` corpus rows closest to each query, best first.
 
+    Precision is never guessed from shapes: a `(n, 32)` uint8 array is 32-dimensional
+    uint8 vectors or 256-dimensional ubinary ones. Float arrays are float vectors; an
+    int8/uint8 array needs its precision named (`corpus_precision=` / `query_precision=`),
+    or comes as the `EmbeddingFile` that `load_embeddings` returns, which records it.
+
     Args:
         query_embeddings: Float queries `(n, dim)` or `(dim,)`; or bit-packed
-            `binary`/`ubinary` queries for Hamming search over a binary corpus.
-        corpus_embeddings: `(m, dim)` float, int8/uint8 (see `quantize_embeddings`), or
-            bit-packed binary/ubinary `(m, ceil(dim / 8))`.
+            `binary`/`ubinary` queries (with `query_precision=`) for Hamming search.
+        corpus_embeddings: `(m, dim)` float vectors; int8/uint8 ones (see
+            `quantize_embeddings`) or bit-packed binary/ubinary `(m, ceil(dim / 8))` with
+            `corpus_precision=`; or an `EmbeddingFile`.
         top_k: Results per query (fewer if the corpus is smaller).
-        corpus_precision: A precision name; None infers it from the dtypes and shapes.
-        ranges: The `(2, dim)` ranges the int8/uint8 vectors (corpus or rescore) were
-            quantized with; None means the fixed default ranges.
+        corpus_precision: The corpus's precision name. Needed for an int8/uint8 array,
+            except with `rescore_embeddings` (their width is the corpus's dimension) or
+            binary queries (then it is `query_precision`).
+        query_precision: "binary" or "ubinary" for bit-packed queries; float queries need
+            none.
+        ranges: The `(2, dim)` ranges the int8/uint8 arrays (corpus or rescore) were
+            quantized with; None means the fixed default ranges. An `EmbeddingFile`
+            carries its own.
         rescore_embeddings: Higher-precision vectors for the same corpus rows (float or
-            int8/uint8). The first pass keeps `top_k * rescore_multiplier` candidates,
-            then these vectors re-rank them against the float queries.
+            int8/uint8, or an `EmbeddingFile`). The first pass keeps `top_k *
+            rescore_multiplier` candidates, then these vectors re-rank them against the
+            float queries.
         rescore_multiplier: How many candidates per result the first pass keeps.
         query_chunk_size, corpus_chunk_size: Rows scored at once; they bound memory.
 
@@ -59,23 +72,29 @@ def semantic_search(
         `1 - 2 * hamming / bits`.
 
     Raises:
-        ValueError: Inputs that would rank silently wrong (NaN/inf rows, a dtype not
-            `corpus_precision`'s, unused or malformed ranges, rescore rows of another shape).
+        ValueError: Inputs that would rank silently wrong (an int8/uint8 array of unknown
+            precision, dimensions that differ, NaN/inf rows, a dtype not its precision's,
+            unused or malformed ranges, rescore rows of another shape).
     """
     for name, value in (("top_k", top_k), ("rescore_multiplier", rescore_multiplier),
                         ("query_chunk_size", query_chunk_size),
                         ("corpus_chunk_size", corpus_chunk_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}={value!r}; use a positive integer.")
-    job = _check_inputs(query_embeddings, corpus_embeddings, corpus_precision, ranges,
-                        rescore_embeddings, query_chunk_size, corpus_chunk_size)
+    job = _check_inputs(
+        _Vectors.of("query_embeddings", query_embeddings, query_precision),
+        _Vectors.of("corpus_embeddings", corpus_embeddings, corpus_precision),
+        None if rescore_embeddings is None
+        else _Vectors.of("rescore_embeddings", rescore_embeddings, None),
+        ranges, query_chunk_size, corpus_chunk_size,
+    )  # fmt: skip
     rescoring = job.rescore is not None
     k = min(top_k * rescore_multiplier if rescoring else top_k, len(job.corpus))
     if k == 0 or len(job.queries) == 0:
         return [[] for _ in job.queries]
     ids, scores = _first_pass(job, k, query_chunk_size, corpus_chunk_size)
     if rescoring:
-        scores = _rescore(job.queries, ids, job.rescore, job.ranges)
+        scores = _rescore(job.queries, ids, job.rescore)
     # Best first; among equal scores the lower corpus id first, as a full sort would.
     order = np.lexsort((ids, -scores), axis=1)[:, :top_k]
     ids, scores = np.take_along_axis(ids, order, 1), np.take_along_axis(scores, order, 1)
@@ -83,6 +102,53 @@ def semantic_search(
         [{"corpus_id": int(i), "score": float(s)} for i, s in zip(row_ids, row_scores)]
         for row_ids, row_scores in zip(ids, scores)
     ]
+
+
+@dataclass
+class _Vectors:
+    """One argument's vectors and what is known of them: the precision (None: not yet
+    known), the dimension a file records, and the ranges that apply to them."""
+
+    name: str
+    data: np.ndarray | mx.array
+    precision: str | None
+    dims: int | None = None
+    ranges: np.ndarray | None = None
+    from_file: bool = False
+
+    @classmethod
+    def of(cls, name: str, value, precision: str | None) -> "_Vectors":
+        if isinstance(value, EmbeddingFile):
+            fp = value.fingerprint
+            if precision is not None and precision != fp.precision:
+                raise ValueError(
+                    f"{name} is an embedding file of {fp.precision} vectors, but "
+                    f"{_argument(name)}={precision!r}. Leave {_argument(name)} out: the "
+                    "file records its precision."
+                )
+            return cls(name, value.embeddings, fp.precision, fp.dims, value.ranges, True)
+        if precision is not None and precision not in PRECISIONS:
+            raise ValueError(
+                f"{_argument(name)}={precision!r}; choose one of {', '.join(PRECISIONS)}."
+            )
+        data = value if isinstance(value, mx.array) else np.asarray(value)
+        if precision is None and _dtype(data).startswith(("float", "bfloat")):
+            precision = "float32"  # a float array holds float vectors: no other reading
+        return cls(name, data, precision)
+
+    @property
+    def kind(self) -> str:
+        return _dtype(self.data)
+
+    @property
+    def width(self) -> int:
+        return self.data.shape[-1] if self.data.ndim else 0
+
+
+def _argument(name: str) -> str:
+    return {"query_embeddings": "query_precision", "corpus_embeddings": "corpus_precision"}.get(
+        name, "precision"
+    )
 
 
 @dataclass
@@ -94,47 +160,75 @@ class _Search:
     corpus: np.ndarray | mx.array
     precision: str
     dim: int
-    ranges: np.ndarray | None
-    rescore: np.ndarray | mx.array | None
+    ranges: np.ndarray | None  # the corpus's int8/uint8 ranges
+    rescore: _Vectors | None
 
 
-def _check_inputs(
-    query_embeddings, corpus_embeddings, corpus_precision, ranges, rescore, q_chunk, c_chunk
-) -> _Search:
-    queries = np.atleast_2d(np.array(query_embeddings))
-    binary = _check_queries(queries)
+def _check_inputs(query: _Vectors, corpus: _Vectors, rescore: _Vectors | None, ranges,
+                  q_chunk: int, c_chunk: int) -> _Search:  # fmt: skip
+    queries = np.atleast_2d(np.array(query.data))
+    binary = _check_queries(queries, query)
     if not binary:
         queries = queries.astype(np.float32)
-    corpus = corpus_embeddings
-    if not isinstance(corpus, mx.array):
-        corpus = np.asarray(corpus)
-    precision = corpus_precision or _infer_precision(queries, corpus)
-    if precision not in PRECISIONS:
-        raise ValueError(f"corpus_precision={precision!r}; choose one of {', '.join(PRECISIONS)}.")
+    dim = queries.shape[1] * 8 if binary else queries.shape[1]
+    if binary and rescore is not None:
+        raise ValueError("Rescoring needs float queries; pass the float query vectors.")
+    if rescore is not None:
+        rows = corpus.data.shape[0] if corpus.data.ndim else 0
+        rescore = _check_rescore(rescore, rows, dim, c_chunk)
+    precision = corpus.precision or _declared_corpus(query, corpus, rescore)
     if binary and precision not in BINARY_PRECISIONS:
         raise ValueError(
             f"Bit-packed queries need a binary or ubinary corpus, not {precision}. "
             "Pass float queries instead."
         )
-    if binary and rescore is not None:
-        raise ValueError("Rescoring needs float queries; pass the float query vectors.")
-    dim = queries.shape[1] * 8 if binary else queries.shape[1]
-    want, width = storage(dim, precision)
-    if corpus.ndim != 2 or corpus.shape[1] != width:
+    if corpus.dims is not None and corpus.dims != dim or query.dims not in (None, dim):
         raise ValueError(
-            f"corpus_embeddings has shape {tuple(corpus.shape)}; a {precision} corpus "
+            f"query_embeddings are {query.dims or dim}-dimensional, but the corpus holds "
+            f"{corpus.dims or dim}-dimensional {precision} vectors. Encode both with the "
+            "same truncate_dim."
+        )
+    want, width = storage(dim, precision)
+    data = corpus.data
+    if data.ndim != 2 or data.shape[1] != width:
+        raise ValueError(
+            f"corpus_embeddings has shape {tuple(data.shape)}; a {precision} corpus "
             f"for {dim}-dimensional queries needs (n, {width}). Encode both with the same "
             "truncate_dim."
         )
-    _check_corpus_dtype(corpus, precision, want)
-    if rescore is not None:
-        rescore = _check_rescore(rescore, corpus.shape[0], dim, c_chunk)
+    _check_corpus_dtype(data, precision, want)
     # A NaN row scores NaN against every query, and one NaN breaks the whole top k.
     _check_finite("query_embeddings", queries, q_chunk)
     if precision in ("float32", "float16"):
-        _check_finite("corpus_embeddings", corpus, c_chunk)
-    ranges = _checked_ranges(ranges, dim, precision, rescore)
-    return _Search(queries, binary, corpus, precision, dim, ranges, rescore)
+        _check_finite("corpus_embeddings", data, c_chunk)
+    corpus.precision = precision
+    _check_ranges(ranges, dim, [corpus] + ([rescore] if rescore else []))
+    return _Search(queries, binary, data, precision, dim, corpus.ranges, rescore)
+
+
+def _declared_corpus(query: _Vectors, corpus: _Vectors, rescore: _Vectors | None) -> str:
+    """The precision of an int8/uint8 corpus array, where the other arguments declare it:
+    binary queries search a corpus of their own precision; rescore vectors are the same
+    rows, so their width is the corpus's dimension. Else refuse."""
+    kind = corpus.kind
+    if kind not in ("int8", "uint8"):
+        raise ValueError(f"corpus_embeddings has dtype {kind}; expected float, int8 or uint8.")
+    if query.precision in BINARY_PRECISIONS:
+        return query.precision
+    scalar, packed = kind, "binary" if kind == "int8" else "ubinary"
+    if rescore is not None and corpus.data.ndim == 2:
+        dim = rescore.width
+        if corpus.width == dim:
+            return scalar
+        if corpus.width == storage(dim, packed)[1]:
+            return packed
+    width = corpus.width
+    raise ValueError(
+        f"corpus_embeddings is {kind} with shape {tuple(corpus.data.shape)}: "
+        f"{width}-dimensional {scalar} vectors or {width * 8}-dimensional {packed} ones, "
+        f"and an array can't say which. Pass corpus_precision={scalar!r} or {packed!r} "
+        "(or the EmbeddingFile from load_embeddings, which records it)."
+    )
 
 
 def _first_pass(job: _Search, k: int, q_chunk: int, c_chunk: int) -> tuple[np.ndarray, np.ndarray]:
@@ -172,17 +266,6 @@ def _dtype(x) -> str:
     return str(x.dtype).rsplit(".", 1)[-1]  # "float32" for numpy and mx alike
 
 
-def _infer_precision(queries: np.ndarray, corpus) -> str:
-    kind = _dtype(corpus)
-    if kind.startswith(("float", "bfloat")):
-        return "float32"
-    if kind not in ("int8", "uint8"):
-        raise ValueError(f"corpus_embeddings has dtype {kind}; expected float, int8 or uint8.")
-    if queries.dtype in (np.int8, np.uint8) or corpus.shape[-1] != queries.shape[-1]:
-        return "binary" if kind == "int8" else "ubinary"
-    return kind
-
-
 def _query_matrix(queries: np.ndarray, binary: bool) -> mx.array:
     q = mx.array(queries)
     if binary:
@@ -214,32 +297,58 @@ def _top_k(scores: mx.array, ids: mx.array, k: int) -> tuple[mx.array, mx.array]
     return mx.take_along_axis(ids, pick, 1), mx.take_along_axis(scores, pick, 1)
 
 
-def _rescore(queries: np.ndarray, ids: np.ndarray, vectors, ranges) -> np.ndarray:
+def _rescore(queries: np.ndarray, ids: np.ndarray, rescore: _Vectors) -> np.ndarray:
     """Cosine of each float query with the higher-precision vectors of its candidates."""
-    precision = _dtype(vectors) if _dtype(vectors) in SCALAR_PRECISIONS else "float32"
+    vectors, precision = rescore.data, rescore.precision
     q = normalize(mx.array(queries).astype(mx.float32))
     flat = ids.reshape(-1)
     rows = vectors[mx.array(flat)] if isinstance(vectors, mx.array) else _to_mx(vectors[flat])
-    rows = dequantize_levels(rows, precision, ranges) if precision in SCALAR_PRECISIONS else rows
+    if precision in SCALAR_PRECISIONS:
+        rows = dequantize_levels(rows, precision, rescore.ranges)
     cand = normalize(rows.astype(mx.float32)).reshape(*ids.shape, -1)  # (q, k, dim)
     return np.array((cand @ q[:, :, None])[..., 0]).astype(np.float64)
 
 
-def _check_queries(queries: np.ndarray) -> bool:
-    """Whether the queries are bit-packed; refuse dtypes and shapes that are neither."""
-    if queries.dtype.kind != "f" and queries.dtype not in (np.int8, np.uint8):
+def _check_queries(queries: np.ndarray, query: _Vectors) -> bool:
+    """Whether the queries are bit-packed; refuse dtypes, shapes and precisions that are
+    neither float nor declared binary/ubinary."""
+    kind, precision = queries.dtype, query.precision
+    if kind.kind != "f" and kind not in (np.int8, np.uint8):
         raise ValueError(
-            f"query_embeddings has dtype {queries.dtype}; pass the float vectors encode() "
+            f"query_embeddings has dtype {kind}; pass the float vectors encode() "
             "returns, or bit-packed binary/ubinary ones (int8/uint8)."
         )
     if queries.ndim != 2 or queries.shape[1] == 0:
         raise ValueError(
             f"query_embeddings has shape {queries.shape}; pass (n, dim) or (dim,) with dim >= 1."
         )
-    return queries.dtype.kind != "f"
+    if precision in SCALAR_PRECISIONS:
+        raise ValueError(
+            f"query_precision={precision!r}: search with the float query vectors instead; "
+            f"{precision} codes of a query only lose accuracy."
+        )
+    if precision is None:  # int8/uint8 without a name
+        packed = "binary" if kind == np.int8 else "ubinary"
+        raise ValueError(
+            f"query_embeddings is {kind} with shape {queries.shape}: bit-packed {packed} "
+            f"vectors of {queries.shape[1] * 8} dimensions or {kind} codes of "
+            f"{queries.shape[1]}, and an array can't say which. For Hamming search pass "
+            f"query_precision={packed!r}; else search with the float query vectors."
+        )
+    want = storage(1, precision)[0]
+    if (precision in BINARY_PRECISIONS) != (kind.kind != "f") or (
+        kind.kind != "f" and kind != want
+    ):
+        raise ValueError(
+            f"query_embeddings is {kind}, but query_precision={precision!r} means "
+            f"{want.name if precision in BINARY_PRECISIONS else 'float'} vectors."
+        )
+    return precision in BINARY_PRECISIONS
 
 
-def _check_corpus_dtype(corpus, precision: str, want: np.dtype) -> None:
+def _check_corpus_dtype(
+    corpus, precision: str, want: np.dtype, name: str = "corpus_embeddings"
+) -> None:
     """An int8 corpus read as uint8 (or floats as int8) would rank by garbage scores."""
     kind = _dtype(corpus)
     if precision in ("float32", "float16"):
@@ -248,39 +357,49 @@ def _check_corpus_dtype(corpus, precision: str, want: np.dtype) -> None:
         ok, want = kind == want.name, want.name
     if not ok:
         raise ValueError(
-            f"corpus_embeddings is {kind}, but corpus_precision={precision!r} means {want} "
-            "vectors. Pass the precision it was quantized to, or None to infer it."
+            f"{name} is {kind}, but {_argument(name)}={precision!r} means {want} "
+            "vectors. Pass the precision it was quantized to."
         )
 
 
-def _checked_ranges(ranges, dim: int, precision: str, rescore) -> np.ndarray | None:
-    """The (2, dim) int8/uint8 ranges where some vectors are int8/uint8; else refuse any."""
-    if precision in SCALAR_PRECISIONS or (
-        rescore is not None and _dtype(rescore) in SCALAR_PRECISIONS
-    ):
-        return scalar_ranges(dim, ranges)
-    if ranges is not None:
+def _check_ranges(ranges, dim: int, arrays: list[_Vectors]) -> None:
+    """Set each int8/uint8 array's (2, dim) ranges: a file's own (or the default), else
+    `ranges` (or the default). Refuse `ranges` that no int8/uint8 array uses."""
+    used = False
+    for v in arrays:
+        if v.precision not in SCALAR_PRECISIONS:
+            v.ranges = None
+            continue
+        used = used or not v.from_file
+        v.ranges = scalar_ranges(dim, v.ranges if v.from_file else ranges)
+    if ranges is not None and not used:
         raise ValueError(
-            f"ranges apply to int8/uint8 vectors, and this search has none (a {precision} "
-            "corpus, float or no rescore_embeddings). Leave ranges out."
+            "ranges apply to int8/uint8 vectors, and this search has none (embedding files "
+            "carry their own; float or binary vectors need none). Leave ranges out."
         )
-    return None
 
 
-def _check_rescore(vectors, n: int, dim: int, chunk_size: int):
-    vectors = vectors if isinstance(vectors, mx.array) else np.asarray(vectors)
+def _check_rescore(rescore: _Vectors, n: int, dim: int, chunk_size: int) -> _Vectors:
+    """Rescore vectors are float or int8/uint8 codes, one `dim`-wide row per corpus row
+    (never bit-packed: rescoring with signs would gain nothing)."""
+    vectors, kind = rescore.data, rescore.kind
+    if rescore.precision in BINARY_PRECISIONS or not (
+        kind.startswith(("float", "bfloat")) or kind in SCALAR_PRECISIONS
+    ):
+        raise ValueError(
+            f"rescore_embeddings is {rescore.precision or kind}; pass float or int8/uint8 "
+            "vectors of the corpus."
+        )
     if vectors.ndim != 2 or vectors.shape[0] != n or vectors.shape[1] != dim:
         raise ValueError(
             f"rescore_embeddings has shape {tuple(vectors.shape)}; it needs one "
             f"{dim}-dimensional row per corpus row: ({n}, {dim})."
         )
-    kind = _dtype(vectors)
-    if not kind.startswith(("float", "bfloat")) and kind not in SCALAR_PRECISIONS:
-        raise ValueError(
-            f"rescore_embeddings is {kind}; pass float or int8/uint8 vectors of the corpus."
-        )
+    rescore.precision = rescore.precision or kind  # int8/uint8 codes, as documented
+    _check_corpus_dtype(vectors, rescore.precision, storage(dim, rescore.precision)[0],
+                        "rescore_embeddings")  # fmt: skip
     _check_finite("rescore_embeddings", vectors, chunk_size)
-    return vectors
+    return rescore
 
 
 def _check_finite(name: str, x, chunk_size: int) -> None:

@@ -78,7 +78,9 @@ def check_implemented(config: dict[str, Any]) -> None:
     if types is not None and (
         not isinstance(types, list) or any(t != "full_attention" for t in types)
     ):
-        problems.append(f"layer_types={json.dumps(types)}"[:100] + ' (every layer must be "full_attention")')
+        problems.append(
+            f"layer_types={json.dumps(types)}"[:100] + ' (every layer must be "full_attention")'
+        )
     if problems:
         raise ValueError(
             f"config.json has {'; '.join(problems)}. mlx_jina runs the published "

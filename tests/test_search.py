@@ -440,3 +440,16 @@ def test_rescore_vectors_declare_the_corpus_dimension(kind):
     assert implicit == semantic_search(queries, first, 5, rescore_embeddings=corpus,
                                        corpus_precision=kind)
     assert np.array_equal(as_arrays(implicit)[0], brute_force(queries @ corpus.T, 5)[0])
+
+
+@pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
+def test_similarity_refuses_quantized_codes(qwen, precision):
+    """model.similarity read int8/uint8 codes (or packed sign bits) as numbers and gave
+    plausible but wrong scores: the same guess as a search without its precision."""
+    emb = qwen.encode(["one text", "another text"])
+    codes = quantize_embeddings(emb, precision)
+    with pytest.raises(ValueError, match=f"similarity takes float vectors, not {codes.dtype} codes"):
+        qwen.similarity(codes, codes)
+    with pytest.raises(ValueError, match="similarity takes float vectors"):
+        qwen.similarity_pairwise(emb, mx.array(codes))
+    np.testing.assert_allclose(qwen.similarity(emb, emb), emb @ emb.T, atol=1e-6)

@@ -181,15 +181,20 @@ class Engine:
         all zeros (in any precision, at any size): such vectors never leave.
         """
         dim = self.check_truncate_dim(truncate_dim)
-        # A NaN anywhere in the pooled vector means the model is broken, cut or not.
-        finite = mx.isfinite(emb).all(axis=1)
-        emb = emb[:, :dim]
-        if normalize_embeddings:
-            emb = unit_rows(emb)
-        out = emb.astype(mx.float16) if precision == "float16" else emb
+        # |x|.max keeps NaN and inf: a row is finite iff its peak is. A NaN anywhere in
+        # the pooled vector means the model is broken, cut or not.
+        peak = mx.abs(emb).max(axis=1)
+        finite = mx.isfinite(peak)
+        if dim < emb.shape[1]:
+            emb = emb[:, :dim]
+            peak = mx.abs(emb).max(axis=1)
         # An all-zero vector (say, a norm that overflowed inside the model) has no direction.
-        ok = finite & (emb != 0).any(axis=1)
-        fits = mx.isfinite(out).all(axis=1)  # unnormalized vectors can overflow float16
+        ok = finite & (peak > 0)
+        if normalize_embeddings:
+            emb = unit_rows(emb, peak)
+        out = emb.astype(mx.float16) if precision == "float16" else emb
+        # Unnormalized vectors can overflow float16 (unit ones can't).
+        fits = ok if out is emb or normalize_embeddings else mx.isfinite(mx.abs(out).max(axis=1))
         mx.eval(ok, fits, out)  # one sync for the checks and the output
         if not ok.all().item():
             raise self.broken_vectors(np.flatnonzero(~np.array(ok)), len(ok), np.array(finite))
@@ -210,8 +215,9 @@ class Engine:
     def check_token_states(self, rows: list[mx.array]) -> None:
         """The token-embedding form of `finish`'s check: every token's state finite and
         not all zeros."""
-        ok = mx.stack([(mx.isfinite(h).all(axis=1) & (h != 0).any(axis=1)).all() for h in rows])
-        finite = mx.stack([mx.isfinite(h).all() for h in rows])
+        peaks = [mx.abs(h).max(axis=1) for h in rows]  # NaN and inf propagate
+        ok = mx.stack([(mx.isfinite(p) & (p > 0)).all() for p in peaks])
+        finite = mx.stack([mx.isfinite(p).all() for p in peaks])
         mx.eval(ok, finite)
         if not ok.all().item():
             raise self.broken_vectors(np.flatnonzero(~np.array(ok)), len(rows), np.array(finite))
@@ -237,14 +243,14 @@ class BrokenVectorsError(FloatingPointError):
         self.rows = rows
 
 
-def unit_rows(x: mx.array) -> mx.array:
+def unit_rows(x: mx.array, peak: mx.array) -> mx.array:
     """`normalize`, also for finite rows whose squared norm overflows (or underflows)
-    float32: those are scaled to a largest |value| of 1 first. Zero rows stay zero."""
+    float32: those are first scaled by 1 / their `peak` (largest |value|). Other rows are
+    scaled by exactly 1, so their result is `normalize`'s to the bit."""
     x = x.astype(mx.float32)
     norm = mx.linalg.norm(x, axis=-1, keepdims=True)
-    peak = mx.abs(x).max(axis=-1, keepdims=True)
-    rescued = normalize(x / mx.maximum(peak, np.finfo(np.float32).tiny))
-    return mx.where(mx.isfinite(norm) & (norm >= 1e-12), normalize(x), rescued)
+    rescue = 1 / mx.maximum(peak[:, None], np.finfo(np.float32).tiny)
+    return normalize(x * mx.where(mx.isfinite(norm) & (norm >= 1e-12), 1.0, rescue))
 
 
 def weights_diagnosis(model: Model) -> str:

@@ -412,8 +412,9 @@ def test_result_is_memory_mapped_and_searchable(qwen, corpus, tmp_path):
     reference = qwen.encode(TEXTS, precision="int8")
     assert np.abs(loaded.embeddings.astype(int) - reference).max() <= 1  # rounding at .5
     queries = qwen.encode_query(["text 3", "word end"])
-    mapped = mlx_jina.semantic_search(queries, loaded.embeddings, top_k=3)
-    in_memory = mlx_jina.semantic_search(queries, np.array(loaded.embeddings), top_k=3)
+    mapped = mlx_jina.semantic_search(queries, loaded, top_k=3)  # the file knows it is int8
+    in_memory = mlx_jina.semantic_search(queries, np.array(loaded.embeddings), top_k=3,
+                                         corpus_precision="int8")
     assert mapped == in_memory
 
 

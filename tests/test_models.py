@@ -133,3 +133,61 @@ def test_detect_backbone_errors(config, keys, words):
     """Unsure or contradictory sources raise instead of guessing."""
     with pytest.raises(ValueError, match=words):
         detect_backbone(config, keys)
+
+
+# The two published backbone configs' values for the keys that pick a layer variant,
+# and null (the default) for each: accepted as they are.
+PUBLISHED_VARIANTS = [
+    dict(hidden_act="silu", attention_bias=False, use_sliding_window=False, sliding_window=None,
+         max_window_layers=28, layer_types=["full_attention"] * 2, tie_word_embeddings=True,
+         rope_parameters={"rope_theta": 1e4, "rope_type": "default"}),  # small (Qwen3)
+    dict(hidden_act="silu", attention_bias=False, mlp_bias=False, is_decoder=False,
+         tie_word_embeddings=False, rope_scaling={"type": "linear", "factor": 1.0}),  # nano
+    dict(hidden_act=None, attention_bias=None, mlp_bias=None, use_sliding_window=None,
+         layer_types=None, partial_rotary_factor=None, rope_scaling=None),
+    # transformers ignores sliding_window unless use_sliding_window (Qwen2.5 configs carry one)
+    dict(use_sliding_window=False, sliding_window=4096),
+]
+
+
+@pytest.mark.parametrize("variant", PUBLISHED_VARIANTS)
+def test_published_layer_variants_are_accepted(variant):
+    """The values the published configs hold (or null) load; the refusals below are exact."""
+    args = ModelArgs.from_dict({**TINY, **variant})
+    assert args.hidden_size == TINY["hidden_size"]
+    for backbone in (qwen3, eurobert):
+        detect_backbone({"model_type": backbone.model_type, **variant}, set())
+
+
+@pytest.mark.parametrize(
+    "variant, words",
+    [
+        ({"hidden_act": "gelu"}, 'hidden_act="gelu" (supported: "silu")'),
+        ({"hidden_act": "SiLU"}, 'hidden_act="SiLU"'),
+        ({"attention_bias": 0}, "attention_bias=0"),  # not false: a number
+        ({"mlp_bias": True}, "mlp_bias=true (supported: false)"),
+        ({"use_sliding_window": True, "sliding_window": 8}, "use_sliding_window=true"),
+        ({"layer_types": ["full_attention", "sliding_attention"]}, "layer_types="),
+        ({"layer_types": "full_attention"}, "layer_types="),
+        ({"layer_norm_eps": 1e-12}, "layer_norm_eps=1e-12 (not supported)"),
+        ({"partial_rotary_factor": True}, "partial_rotary_factor=true"),
+        ({"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}}, "Unsupported RoPE"),
+        ({"rope_parameters": {"rope_theta": 1e4, "original_max_position_embeddings": 8}},
+         "RoPE settings hold original_max_position_embeddings"),
+        ({"rms_norm_eps": 1e-30}, "rms_norm_eps=1e-30; it must be a positive number from 1e-12"),
+        ({"rope_theta": 1.0}, "rope_theta=1.0; it must be a positive number from 10 to 1e+12"),
+    ],
+)
+def test_unimplemented_config_values_are_refused_by_name(variant, words):
+    """hidden_act "gelu" in a Qwen3 config ran as SiLU; every value of a layer variant the
+    decoder lacks is now refused, naming the key and what is supported."""
+    with pytest.raises(ValueError) as info:
+        ModelArgs.from_dict({**TINY, **variant})
+    assert words in str(info.value)
+
+
+def test_is_decoder_refused_for_the_bidirectional_backbone_only():
+    """EuroBERT attends both ways: is_decoder=true asks for a causal model it isn't."""
+    with pytest.raises(ValueError, match="is_decoder=true, but eurobert attends both ways"):
+        detect_backbone({"model_type": "eurobert", "is_decoder": True}, set())
+    assert detect_backbone({"model_type": "qwen3", "is_decoder": True}, set()) is qwen3

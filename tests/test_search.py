@@ -69,7 +69,9 @@ def test_hamming_search_equals_brute_force_with_ties(precision):
     ham = hamming(np.packbits(queries > 0, axis=-1), np.packbits(corpus > 0, axis=-1))
     want_ids, want_scores = brute_force(1 - 2 * ham / 16, 25)
     for chunk in (1000, 33, 5):
-        ids, scores = as_arrays(semantic_search(q, c, 25, corpus_chunk_size=chunk))
+        ids, scores = as_arrays(
+            semantic_search(q, c, 25, query_precision=precision, corpus_chunk_size=chunk)
+        )
         assert np.array_equal(ids, want_ids)
         assert np.allclose(scores, want_scores)
 
@@ -79,7 +81,8 @@ def test_float_query_on_binary_corpus_scores_against_signs():
     corpus, queries = unit_rows(200, 40, 6), unit_rows(4, 40, 7)  # 40 bits: 5 bytes, no padding
     signs = np.where(corpus > 0, 1.0, -1.0) / np.sqrt(40)
     want_ids, want_scores = brute_force(queries @ signs.T, 10)
-    ids, scores = as_arrays(semantic_search(queries, quantize_embeddings(corpus, "ubinary"), 10))
+    binary = quantize_embeddings(corpus, "ubinary")
+    ids, scores = as_arrays(semantic_search(queries, binary, 10, corpus_precision="ubinary"))
     assert np.array_equal(ids, want_ids)
     assert np.allclose(scores, want_scores, atol=1e-5)
 
@@ -90,7 +93,7 @@ def test_int8_corpus_scores_the_dequantized_vectors():
     back = dequantize_embeddings(q8, "int8")
     cos = queries @ (back / np.linalg.norm(back, axis=1, keepdims=True)).T
     want_ids, want_scores = brute_force(cos, 10)
-    ids, scores = as_arrays(semantic_search(queries, q8, 10))
+    ids, scores = as_arrays(semantic_search(queries, q8, 10, corpus_precision="int8"))
     assert np.array_equal(ids, want_ids)
     assert np.allclose(scores, want_scores, atol=1e-5)
 
@@ -119,7 +122,7 @@ def test_binary_search_with_rescoring_returns_the_float_top_k(rescore_with):
     assert np.array_equal(ids, want_ids)
     assert np.allclose(scores, want_scores, atol=1e-5 if rescore_with == "float32" else 5e-3)
     # Binary alone misorders some of them and reports sign-vector scores: rescoring matters.
-    binary_ids, binary_scores = as_arrays(semantic_search(queries, binary, 5))
+    binary_ids, binary_scores = as_arrays(semantic_search(queries, binary, 5, corpus_precision="binary"))
     assert not np.array_equal(binary_ids, want_ids)
     assert not np.allclose(binary_scores, want_scores, atol=1e-2)
 
@@ -139,8 +142,8 @@ def test_chunked_equals_unchunked_for_every_corpus_kind():
     corpus, queries = unit_rows(700, 64, 12), unit_rows(9, 64, 13)
     kinds = {
         "float": dict(corpus=corpus),
-        "int8": dict(corpus=quantize_embeddings(corpus, "int8")),
-        "uint8": dict(corpus=quantize_embeddings(corpus, "uint8")),
+        "int8": dict(corpus=quantize_embeddings(corpus, "int8"), corpus_precision="int8"),
+        "uint8": dict(corpus=quantize_embeddings(corpus, "uint8"), corpus_precision="uint8"),
         "binary+rescore": dict(corpus=quantize_embeddings(corpus, "binary"),
                                rescore_embeddings=corpus, rescore_multiplier=3),
     }
@@ -190,10 +193,11 @@ def test_errors_name_the_problem():
         semantic_search(queries, corpus[:, :32], 3)
     with pytest.raises(ValueError, match="binary or ubinary corpus"):
         semantic_search(quantize_embeddings(queries, "binary"), quantize_embeddings(corpus, "int8"),
-                        3, corpus_precision="int8")
+                        3, corpus_precision="int8", query_precision="binary")
     with pytest.raises(ValueError, match="Rescoring needs float queries"):
         b = quantize_embeddings(corpus, "binary")
-        semantic_search(quantize_embeddings(queries, "binary"), b, 3, rescore_embeddings=corpus)
+        semantic_search(quantize_embeddings(queries, "binary"), b, 3, rescore_embeddings=corpus,
+                        query_precision="binary")
     with pytest.raises(ValueError, match=r"rescore_embeddings has shape \(9, 64\)"):
         semantic_search(queries, quantize_embeddings(corpus, "ubinary"), 3,
                         rescore_embeddings=corpus[:9])
@@ -217,8 +221,8 @@ def test_binary_rescoring_top10_agreement():
     agreement = {}
     for multiplier in (1, 4):
         rescore = int8 if multiplier > 1 else None
-        hits = semantic_search(queries, binary, 10, rescore_embeddings=rescore,
-                               rescore_multiplier=multiplier)
+        hits = semantic_search(queries, binary, 10, corpus_precision="ubinary",
+                               rescore_embeddings=rescore, rescore_multiplier=multiplier)
         agreement[multiplier] = np.mean(
             [len(set(e) & {h["corpus_id"] for h in row}) / 10 for e, row in zip(exact, hits)]
         )
@@ -296,9 +300,9 @@ def test_ranges_are_checked_wherever_they_are_used():
     with pytest.raises(ValueError, match=r"ranges has shape \(2, 32\)"):
         semantic_search(queries, binary, 3, rescore_embeddings=int8, ranges=ranges[:, :32])
     with pytest.raises(ValueError, match="NaN or inf"):
-        semantic_search(queries, int8, 3, ranges=np.full((2, 64), np.nan))
+        semantic_search(queries, int8, 3, ranges=np.full((2, 64), np.nan), corpus_precision="int8")
     with pytest.raises(ValueError, match="minimum above its maximum in 64"):
-        semantic_search(queries, int8, 3, ranges=ranges[::-1])
+        semantic_search(queries, int8, 3, ranges=ranges[::-1], corpus_precision="int8")
     with pytest.raises(ValueError, match="ranges apply to int8/uint8 vectors"):
         semantic_search(queries, corpus, 3, ranges=ranges)
     with pytest.raises(ValueError, match="ranges apply to int8/uint8 vectors"):
@@ -329,6 +333,123 @@ def test_every_id_exists_and_every_score_is_finite():
         for q in (queries, quantize_embeddings(queries, precision)):
             if q.dtype.kind != "f" and precision not in ("binary", "ubinary"):
                 continue
-            for row in semantic_search(q, c, 50, corpus_precision=precision):
+            packed = precision if q.dtype.kind != "f" else None
+            for row in semantic_search(q, c, 50, corpus_precision=precision, query_precision=packed):
                 assert sorted(h["corpus_id"] for h in row) == list(range(37))
                 assert all(-1.0001 <= h["score"] <= 1.0001 for h in row)
+
+
+# --- precision is declared, never guessed from shapes ----------------------------------
+
+
+def file_of(tmp_path, vectors: np.ndarray, precision: str, dims: int, ranges=None):
+    """`vectors` saved and loaded back as an embedding file that records `precision`."""
+    fp = mlx_jina.Fingerprint(model="m", revision=None, task="retrieval", prompt="Document: ",
+                              dims=dims, precision=precision, version="0", identity=None)
+    path = tmp_path / f"{precision}-{dims}.safetensors"
+    return mlx_jina.load_embeddings(mlx_jina.save_embeddings(path, vectors, fp, ranges=ranges))
+
+
+def test_truncated_float_queries_on_a_wider_binary_corpus_are_refused(tmp_path):
+    """32-dim float queries against a 256-dim ubinary corpus (2000 x 32 bytes) were read as
+    a 32-dim uint8 corpus: no error, top-1 accuracy 0.0. The array can't say which it is,
+    so the search refuses it and names the argument that says so."""
+    corpus = unit_rows(2000, 256, 40)
+    ubinary = quantize_embeddings(corpus, "ubinary")
+    queries = corpus[:50, :32]  # encoded with truncate_dim=32 by mistake
+    with pytest.raises(ValueError) as info:
+        semantic_search(queries, ubinary, 1)
+    message = str(info.value)
+    assert "uint8 with shape (2000, 32)" in message
+    assert "32-dimensional uint8 vectors or 256-dimensional ubinary ones" in message
+    assert "corpus_precision='uint8' or 'ubinary'" in message and "EmbeddingFile" in message
+    # Named, the mistake is a dimension mismatch; the file form names both sizes.
+    with pytest.raises(ValueError, match=r"ubinary corpus for 32-dimensional queries needs \(n, 4\)"):
+        semantic_search(queries, ubinary, 1, corpus_precision="ubinary")
+    with pytest.raises(ValueError, match="32-dimensional, but the corpus holds 256-dimensional ubinary"):
+        semantic_search(queries, file_of(tmp_path, ubinary, "ubinary", 256), 1)
+    # With the full queries, each finds its own row: top-1 accuracy 1.0.
+    for corpus_arg, kw in ((ubinary, {"corpus_precision": "ubinary"}),
+                           (file_of(tmp_path, ubinary, "ubinary", 256), {})):
+        ids, _ = as_arrays(semantic_search(corpus[:50], corpus_arg, 1, **kw))
+        assert np.array_equal(ids[:, 0], np.arange(50))
+
+
+def test_int8_queries_are_never_scored_as_bits():
+    """int8 queries against an int8 corpus were scored as bit-packed binary (a true hit
+    scored 0.23 where float gives ~0.99). Integer queries need their precision named, and
+    int8 codes are refused in favour of the float queries."""
+    corpus = unit_rows(100, 64, 41)
+    int8 = quantize_embeddings(corpus, "int8")
+    q8 = quantize_embeddings(corpus[:3], "int8")
+    with pytest.raises(ValueError, match=r"query_embeddings is int8 with shape \(3, 64\).*query_precision='binary'"):
+        semantic_search(q8, int8, 3)
+    with pytest.raises(ValueError, match="query_precision='int8': search with the float query vectors"):
+        semantic_search(q8, int8, 3, corpus_precision="int8", query_precision="int8")
+    # The float queries score the true hit as float does.
+    hits = semantic_search(corpus[:3], int8, 1, corpus_precision="int8")
+    assert [row[0]["corpus_id"] for row in hits] == [0, 1, 2]
+    assert all(row[0]["score"] > 0.99 for row in hits)
+
+
+def test_declared_precision_must_fit_the_queries():
+    corpus, queries = unit_rows(20, 64, 42), unit_rows(2, 64, 43)
+    binary = quantize_embeddings(corpus, "binary")
+    with pytest.raises(ValueError, match="query_embeddings is float32, but query_precision='binary' means int8"):
+        semantic_search(queries, binary, 3, query_precision="binary")
+    with pytest.raises(ValueError, match="query_embeddings is uint8, but query_precision='binary'"):
+        semantic_search(quantize_embeddings(queries, "ubinary"), binary, 3, query_precision="binary")
+    with pytest.raises(ValueError, match="query_precision='int4'; choose one of"):
+        semantic_search(queries, corpus, 3, query_precision="int4")
+    # Binary queries declare the corpus too (Hamming search needs its own kind).
+    q = quantize_embeddings(queries, "binary")
+    assert semantic_search(q, binary, 3, query_precision="binary") == semantic_search(
+        q, binary, 3, query_precision="binary", corpus_precision="binary")
+
+
+def test_embedding_files_carry_their_precision_and_ranges(tmp_path):
+    """An EmbeddingFile is accepted as it is: its precision, dims and int8 ranges come
+    with it, and give the same hits as the arrays with everything named."""
+    queries, corpus = near_duplicates(44)
+    ranges = np.stack([corpus.min(0), corpus.max(0)])
+    binary, int8 = quantize_embeddings(corpus, "binary"), quantize_embeddings(corpus, "int8", ranges=ranges)
+    binary_file = file_of(tmp_path, binary, "binary", 256)
+    int8_file = file_of(tmp_path, int8, "int8", 256, ranges=ranges)
+    assert semantic_search(queries, int8_file, 5) == semantic_search(
+        queries, int8, 5, corpus_precision="int8", ranges=ranges)
+    by_file = semantic_search(queries, binary_file, 5, rescore_embeddings=int8_file)
+    assert by_file == semantic_search(queries, binary, 5, corpus_precision="binary",
+                                      rescore_embeddings=int8, ranges=ranges)
+    assert np.array_equal(as_arrays(by_file)[0], brute_force(queries @ corpus.T, 5)[0])
+    with pytest.raises(ValueError, match="embedding file of binary vectors, but corpus_precision='ubinary'"):
+        semantic_search(queries, binary_file, 5, corpus_precision="ubinary")
+    with pytest.raises(ValueError, match="ranges apply to int8/uint8 vectors.*embedding files carry their own"):
+        semantic_search(queries, int8_file, 5, ranges=ranges)
+    with pytest.raises(ValueError, match="rescore_embeddings is binary; pass float or int8/uint8"):
+        semantic_search(queries, binary_file, 5, rescore_embeddings=binary_file)
+
+
+@pytest.mark.parametrize("kind", ["binary", "ubinary", "int8", "uint8"])
+def test_rescore_vectors_declare_the_corpus_dimension(kind):
+    """The documented binary-with-rescoring call names no precision: the rescore vectors
+    are the same rows, so their width is the corpus's dimension, and the corpus width
+    tells codes from bits without looking at the queries."""
+    queries, corpus = near_duplicates(45)
+    first = quantize_embeddings(corpus, kind)
+    implicit = semantic_search(queries, first, 5, rescore_embeddings=corpus)
+    assert implicit == semantic_search(queries, first, 5, rescore_embeddings=corpus,
+                                       corpus_precision=kind)
+    assert np.array_equal(as_arrays(implicit)[0], brute_force(queries @ corpus.T, 5)[0])
+
+
+@pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
+def test_similarity_refuses_quantized_codes(qwen, precision):
+    """model.similarity read int8/uint8 codes (or packed sign bits) as numbers and gave
+    plausible but wrong scores: the same guess as a search without its precision."""
+    emb = qwen.encode(["one text", "another text"])
+    codes = quantize_embeddings(emb, precision)
+    with pytest.raises(ValueError, match=f"similarity takes float vectors, not {codes.dtype} codes"):
+        qwen.similarity(codes, codes)
+    with pytest.raises(ValueError, match="similarity takes float vectors"):
+        qwen.similarity_pairwise(emb, mx.array(codes))
+    np.testing.assert_allclose(qwen.similarity(emb, emb), emb @ emb.T, atol=1e-6)

@@ -13,6 +13,7 @@ from pathlib import Path
 import mlx.core as mx
 import mlx.nn as nn
 
+from ..thread_streams import release_at_thread_exit
 from . import list_problems
 from ..models.lora import LoRALinear
 from .quantization import input_size
@@ -21,6 +22,9 @@ from .weights import load_safetensors, weight_header
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
+# Published adapters use scale 1 (lora_alpha = r); a scale far beyond this is a broken
+# config, and its merged weights overflow (inf at 1e308, already in float32).
+MAX_SCALE = 1024.0
 
 
 @dataclass
@@ -51,7 +55,15 @@ def lora_scale(config: dict, r: int, where: Path) -> float:
     if config.get("r", r) != r:
         raise ValueError(f"{where} says r={config['r']} but the tensors have rank {r}.")
     alpha = config.get("lora_alpha", r)
-    return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
+    rslora = config.get("use_rslora")
+    scale = alpha / math.sqrt(r) if rslora else alpha / r
+    if scale > MAX_SCALE:
+        raise ValueError(
+            f"{where} has lora_alpha={alpha!r}: a LoRA scale of lora_alpha / "
+            f"{'sqrt(r)' if rslora else 'r'} = {scale:.3g} with r={r}, over {MAX_SCALE:g}. "
+            "Published adapters use lora_alpha = r (scale 1); fix adapter_config.json."
+        )
+    return scale
 
 
 def config_type_problems(config: dict) -> list[str]:
@@ -59,7 +71,8 @@ def config_type_problems(config: dict) -> list[str]:
     problems = []
     for key, ok, need in [
         ("r", lambda v: type(v) is int and v >= 1, "a whole number >= 1"),
-        ("lora_alpha", lambda v: type(v) in (int, float) and math.isfinite(v), "a number"),
+        ("lora_alpha", lambda v: type(v) in (int, float) and math.isfinite(v) and v > 0,
+         "a positive number"),
         ("use_rslora", lambda v: type(v) is bool, "true or false"),
         ("use_dora", lambda v: type(v) is bool, "true or false"),
         ("fan_in_fan_out", lambda v: type(v) is bool, "true or false"),
@@ -124,7 +137,20 @@ def read_adapter(folder: Path, task: str) -> Adapter:
     config = read_json(config_file) if config_file.exists() else {}
     scale = lora_scale(config, rank, config_file)
     tensors = load_safetensors(path)
+    check_finite(tensors, path)
     return Adapter(task, scale, {k: (tensors[a], tensors[b]) for k, (a, b) in pairs.items()})
+
+
+def check_finite(tensors: dict[str, mx.array], path: Path) -> None:
+    """NaN or inf in a LoRA matrix spreads to every vector; name the tensors, not a dtype."""
+    release_at_thread_exit()  # this evaluates: free this thread's streams as it ends
+    flags = {key: mx.all(mx.isfinite(t)) for key, t in tensors.items()}
+    mx.eval(list(flags.values()))
+    if bad := sorted(key for key, ok in flags.items() if not ok.item()):
+        raise ValueError(
+            f"{path} holds NaN or inf values in {len(bad)} tensor(s):{list_problems(bad, 3)}\n"
+            "The adapter file is damaged; download or convert it again."
+        )
 
 
 def check_adapter(shapes: dict[str, tuple[int, ...]], adapter: Adapter) -> None:

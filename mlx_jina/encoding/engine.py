@@ -9,6 +9,7 @@ import time
 
 import mlx.core as mx
 import numpy as np
+from mlx.utils import tree_flatten
 
 from ..models.decoder import Model
 from ..models.lora import using_task
@@ -18,6 +19,10 @@ from ..thread_streams import release_at_thread_exit
 from .batching import BatchPlan, EncodeStats
 from .progress import progress_bar
 
+# The one case where another dtype helps: 16-bit values or activations that overflowed.
+SWITCH_DTYPE = (
+    "float16 overflows above 65504: load the model with dtype='bfloat16' or 'float32'."
+)
 # A job over this many padded tokens clears MLX's buffer cache and (on a terminal)
 # shows a progress bar.
 LARGE_JOB_TOKENS = 65536
@@ -151,6 +156,7 @@ class Engine:
             out = [None] * len(ids)
             for i, row in zip(plan.order, (row for rows in done for row in rows)):
                 out[i] = row
+            self.check_token_states(out)
         elif len(done) == 1 and all(i == n for n, i in enumerate(plan.order)):
             out = done[0]  # one batch in input order (a single query): nothing to move
         else:
@@ -171,22 +177,109 @@ class Engine:
     ) -> mx.array:
         """Pooled vectors to output: cut to `truncate_dim`, normalize, then `precision`.
 
-        Raises FloatingPointError when the model produced inf or NaN.
+        Raises BrokenVectorsError (a FloatingPointError) when a vector is not finite or is
+        all zeros (in any precision, at any size): such vectors never leave.
         """
         dim = self.check_truncate_dim(truncate_dim)
-        finite = mx.all(mx.isfinite(emb))
-        emb = emb[:, :dim]
+        # |x|.max keeps NaN and inf: a row is finite iff its peak is. A NaN anywhere in
+        # the pooled vector means the model is broken, cut or not.
+        peak = mx.abs(emb).max(axis=1)
+        finite = mx.isfinite(peak)
+        if dim < emb.shape[1]:
+            emb = emb[:, :dim]
+            peak = mx.abs(emb).max(axis=1)
+        # An all-zero vector (say, a norm that overflowed inside the model) has no direction.
+        ok = finite & (peak > 0)
         if normalize_embeddings:
-            emb = normalize(emb)
-        mx.eval(finite, emb)  # one sync for the check and the output
-        if not finite.item():
-            raise FloatingPointError(
-                f"The model produced inf/NaN in {self.model.norm.weight.dtype}; "
-                "load it with dtype='bfloat16' or 'float32'."
+            emb = unit_rows(emb, peak)
+        out = emb.astype(mx.float16) if precision == "float16" else emb
+        # Unnormalized vectors can overflow float16 (unit ones can't).
+        fits = ok if out is emb or normalize_embeddings else mx.isfinite(mx.abs(out).max(axis=1))
+        mx.eval(ok, fits, out)  # one sync for the checks and the output
+        if not ok.all().item():
+            raise self.broken_vectors(np.flatnonzero(~np.array(ok)), len(ok), np.array(finite))
+        if not fits.all().item():
+            bad = np.flatnonzero(~np.array(fits))
+            raise BrokenVectorsError(
+                f"{len(bad)} of {len(fits)} vectors (inputs {', '.join(map(str, bad[:5]))}) "
+                "hold values over float16's 65504, unnormalized. Pass "
+                "normalize_embeddings=True, or precision='float32'.",
+                rows=bad.tolist(),
             )
-        if precision != "float32":
+        if precision not in ("float32", "float16"):
             # After the cut and normalization: the int8 ranges assume unit vectors.
-            emb = mx.array(quantize_embeddings(np.array(emb), precision))
-            mx.eval(emb)
-        return emb
+            out = mx.array(quantize_embeddings(np.array(emb), precision))
+            mx.eval(out)
+        return out
+
+    def check_token_states(self, rows: list[mx.array]) -> None:
+        """The token-embedding form of `finish`'s check: every token's state finite and
+        not all zeros."""
+        peaks = [mx.abs(h).max(axis=1) for h in rows]  # NaN and inf propagate
+        ok = mx.stack([(mx.isfinite(p) & (p > 0)).all() for p in peaks])
+        finite = mx.stack([mx.isfinite(p).all() for p in peaks])
+        mx.eval(ok, finite)
+        if not ok.all().item():
+            raise self.broken_vectors(np.flatnonzero(~np.array(ok)), len(rows), np.array(finite))
+
+    def broken_vectors(self, bad: np.ndarray, n: int, finite: np.ndarray) -> "BrokenVectorsError":
+        """The error for inputs `bad` (of `n`) whose vectors are not finite or all zeros,
+        with the likely cause read from the weights."""
+        what = "inf/NaN" if not finite[bad].all() else "all-zero"
+        shown = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        return BrokenVectorsError(
+            f"The model produced {what} vectors for {len(bad)} of {n} inputs "
+            f"(input{'s' if len(bad) > 1 else ''} {shown}, in the order given). "
+            + weights_diagnosis(self.model),
+            rows=bad.tolist(),
+        )
+
+
+class BrokenVectorsError(FloatingPointError):
+    """Vectors that are not finite or are all zeros; `rows` are their inputs' positions."""
+
+    def __init__(self, message: str, rows: list[int]):
+        super().__init__(message)
+        self.rows = rows
+
+
+def unit_rows(x: mx.array, peak: mx.array) -> mx.array:
+    """`normalize`, also for finite rows whose squared norm overflows (or underflows)
+    float32: those are first scaled by 1 / their `peak` (largest |value|). Other rows are
+    scaled by exactly 1, so their result is `normalize`'s to the bit."""
+    x = x.astype(mx.float32)
+    norm = mx.linalg.norm(x, axis=-1, keepdims=True)
+    rescue = 1 / mx.maximum(peak[:, None], np.finfo(np.float32).tiny)
+    return normalize(x * mx.where(mx.isfinite(norm) & (norm >= 1e-12), 1.0, rescue))
+
+
+def weights_diagnosis(model: Model) -> str:
+    """The likely cause of broken vectors, read from the weights: tensors holding NaN or
+    inf, or float16 overflow (the only case where another dtype helps), or else the
+    largest weight."""
+    dtype = str(model.norm.weight.dtype).rsplit(".", 1)[-1]
+    floats = [
+        (name, w) for name, w in tree_flatten(model.parameters())
+        if mx.issubdtype(w.dtype, mx.floating)
+    ]  # fmt: skip
+    stats = [(mx.isnan(w).sum(), mx.isinf(w).sum(), mx.abs(w).max()) for _, w in floats]
+    mx.eval(stats)
+    stats = [tuple(x.item() for x in row) for row in stats]
+    bad = [(name, nan, inf) for (name, _), (nan, inf, _) in zip(floats, stats) if nan or inf]
+    if bad:
+        listed = ", ".join(f"{name} ({nan + inf} values)" for name, nan, inf in bad[:3])
+        listed += f" and {len(bad) - 3} more tensors" if len(bad) > 3 else ""
+        if dtype == "float16" and not any(nan for _, nan, _ in bad):
+            return f"Weights hold inf in float16: {listed}. {SWITCH_DTYPE}"
+        return (
+            f"Weights hold NaN or inf: {listed}. The checkpoint (or a merged adapter) is "
+            "damaged, and another dtype will not help: download or convert it again."
+        )
+    if dtype == "float16":
+        return f"The activations overflowed in float16. {SWITCH_DTYPE}"
+    peak, name = max(((row[2], name) for (name, _), row in zip(floats, stats)), default=(0, "-"))
+    return (
+        f"Likely cause: weights out of range for {dtype} arithmetic (largest |value| "
+        f"{peak:.3g}, in {name}); another dtype will not help. Check the checkpoint's tensors."
+    )
 

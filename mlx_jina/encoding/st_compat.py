@@ -90,6 +90,14 @@ def device_context(device: str | None) -> AbstractContextManager:
 
 
 def _rows(x: np.ndarray | mx.array | list) -> np.ndarray:
+    # int8/uint8 arrays are quantized codes (levels, or packed sign bits): as numbers
+    # they would give plausible but wrong scores, and which kind they are is unknown.
+    if str(getattr(x, "dtype", "")).rsplit(".", 1)[-1] in ("int8", "uint8"):
+        raise ValueError(
+            f"similarity takes float vectors, not {x.dtype} codes (int8/uint8 levels or "
+            "binary/ubinary bits). Pass the float vectors, or search the codes with "
+            "semantic_search(..., corpus_precision=...)."
+        )
     return np.atleast_2d(np.asarray(x, dtype=np.float32))
 
 

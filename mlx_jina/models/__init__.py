@@ -53,6 +53,11 @@ def detect_backbone(config: dict, keys: set[str]) -> Backbone:
             f"Unsupported model_type {model_type!r}"[:100]
             + f"; expected one of {', '.join(map(repr, [WRAPPER_MODEL_TYPE, *BACKBONES]))}."
         )
+    if not backbone.causal and config.get("is_decoder") is True:
+        raise ValueError(
+            f"config.json has is_decoder=true, but {backbone.model_type} attends both ways "
+            "(bidirectional); a causal variant is not supported. Set it to false or remove it."
+        )
     if has_layers and has_q_norm != backbone.qk_norm:
         raise ValueError(
             f"config.json describes a {backbone.model_type} model but the weights "

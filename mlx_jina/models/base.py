@@ -1,6 +1,7 @@
 """The config both backbones read: fields checked for type and range, head shapes from
 the weights when the config lacks them, the RoPE base, and checkpoint key names."""
 
+import json
 import math
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
@@ -9,6 +10,20 @@ Q_PROJ = "layers.0.self_attn.q_proj.weight"
 K_PROJ = "layers.0.self_attn.k_proj.weight"
 # The models have 32K (small) and 8K (nano); more is a broken config, not a long context.
 MAX_CONTEXT = 1 << 24
+# Sane ranges of the float fields. The published values (eps 1e-6 / 1e-5, theta 3.5e6 /
+# 1e6) sit well inside; outside them the arithmetic gives inf, NaN or no position signal.
+FLOAT_RANGES = {"rms_norm_eps": (1e-12, 1e-2), "rope_theta": (10.0, 1e12)}
+# What the decoder runs: SiLU, RMSNorm, bias-free projections, full attention. Any other
+# value would run silently as these; null or absent means the same default.
+IMPLEMENTED = {
+    "hidden_act": ("silu",),
+    "attention_bias": (False,),
+    "mlp_bias": (False,),
+    "use_sliding_window": (False,),
+    "partial_rotary_factor": (1.0,),
+    "layer_norm_eps": (),  # a LayerNorm model; these use RMSNorm (rms_norm_eps)
+}
+ROPE_KEYS = {"rope_theta", "rope_type", "type", "factor"}
 
 
 @dataclass
@@ -41,6 +56,7 @@ class ModelArgs:
         required.remove("rope_theta")  # either place; rope_theta() says which is missing
         if missing := [k for k in required if params.get(k) is None]:
             raise ValueError(f"config.json lacks {', '.join(missing)}; is this a model config?")
+        check_implemented(params)
         kwargs = {k: v for k, v in params.items() if k in types and v is not None}
         for name, value in kwargs.items():
             check_field(name, value, types[name])
@@ -50,13 +66,43 @@ class ModelArgs:
         return cls(**kwargs)
 
 
+def check_implemented(config: dict[str, Any]) -> None:
+    """Refuse, by name, config values for layers the decoder does not have."""
+    problems = [
+        f"{key}={json.dumps(config[key])}"[:100]
+        + (f" (supported: {', '.join(json.dumps(v) for v in ok)})" if ok else " (not supported)")
+        for key, ok in IMPLEMENTED.items()
+        if config.get(key) is not None and not any(same(config[key], v) for v in ok)
+    ]
+    types = config.get("layer_types")
+    if types is not None and (
+        not isinstance(types, list) or any(t != "full_attention" for t in types)
+    ):
+        problems.append(
+            f"layer_types={json.dumps(types)}"[:100] + ' (every layer must be "full_attention")'
+        )
+    if problems:
+        raise ValueError(
+            f"config.json has {'; '.join(problems)}. mlx_jina runs the published "
+            "jina-embeddings-v5 backbones only (SiLU, RMSNorm, no biases, full attention); "
+            "this model would compute something else."
+        )
+
+
+def same(value: Any, supported: Any) -> bool:
+    """Equal, and both or neither a bool (true is not 1)."""
+    return value == supported and (type(value) is bool) == (type(supported) is bool)
+
+
 def check_field(name: str, value: Any, kind: Any) -> None:
-    """Sizes and counts are whole numbers >= 1; eps and theta positive and finite."""
+    """Sizes and counts are whole numbers >= 1; eps and theta finite, in a sane range."""
     if kind is bool:
         ok, need = type(value) is bool, "true or false"
     elif kind is float:
-        ok = type(value) in (int, float) and math.isfinite(value) and value > 0
-        need = "a positive number"
+        low, high = FLOAT_RANGES.get(name.rsplit(".", 1)[-1], (0.0, math.inf))
+        ok = type(value) in (int, float) and math.isfinite(value) and low <= value <= high
+        ok = ok and value > 0
+        need = "a positive number" + (f" from {low:g} to {high:g}" if high < math.inf else "")
     else:  # int or int | None
         limit = MAX_CONTEXT if name == "max_position_embeddings" else math.inf
         ok = type(value) is int and 1 <= value <= limit
@@ -133,6 +179,11 @@ def rope_theta(config: dict[str, Any]) -> float:
             "Add the model's RoPE base (small: 3500000, nano: 1000000)."
         )
     for block in (params, scaling):
+        if unknown := sorted(k for k, v in block.items() if k not in ROPE_KEYS and v is not None):
+            raise ValueError(
+                f"config.json's RoPE settings hold {', '.join(unknown)}"[:200]
+                + f"; only the default RoPE is supported ({', '.join(sorted(ROPE_KEYS))})."
+            )
         kind = block.get("rope_type", block.get("type", "default"))
         # EuroBERT's remote code rewrites "default" as "linear" with factor 1.0.
         if kind not in ("default", "linear") or block.get("factor", 1.0) not in (None, 1.0):

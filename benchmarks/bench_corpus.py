@@ -1,7 +1,7 @@
 """Memory of a corpus job as the corpus grows: `embed_corpus` must stay flat.
 
 For each size (10k and 100k short lines; 1M with --full) a fresh process loads a tiny
-random model (benchmarks/checkpoint.py), embeds the corpus file into a job folder and
+random model (tests/builders), embeds the corpus file into a job folder and
 reports its peak RSS, next to the RSS it had before the job (Python, MLX, the model) and
 the size of the result. A job that held the corpus or its vectors would grow with it;
 this one holds one shard of texts and vectors at a time. Then the result is opened with

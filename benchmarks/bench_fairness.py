@@ -2,7 +2,7 @@
 first-served schedule (each job to its end) against the fair one (self-clocked fair queuing,
 batch by batch).
 
-A tiny random model is built in-process (benchmarks/checkpoint.py) and the Worker is
+A tiny random model is built in-process (tests/builders) and the Worker is
 driven from threads, no HTTP: two clients send large requests back to back, and a third
 sends a one-word query every 100 ms whatever happens to the earlier ones. It prints one
 Markdown table. About a minute on a 2-core Linux box:

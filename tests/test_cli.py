@@ -8,6 +8,7 @@ Most tests call `mlx_jina.cli.main(argv)` in-process; the console script entry p
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -19,9 +20,7 @@ import re
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
-import openai
 import pytest
 from safetensors.numpy import load_file
 
@@ -238,6 +237,12 @@ def test_convert_delegates(tiny_qwen_base, qwen, capsys, tmp_path):
 # usage errors
 
 
+# Without the server extra, `serve` says so before it looks for the model.
+SERVE_MISSING_MODEL = (
+    "No model folder" if importlib.util.find_spec("starlette") else "needs its extra"
+)
+
+
 def usage_errors(base: Path, tmp: Path) -> list[tuple[str, list, str]]:
     bad_jsonl = tmp / "bad.jsonl"
     bad_jsonl.write_text("not json\n")
@@ -257,7 +262,7 @@ def usage_errors(base: Path, tmp: Path) -> list[tuple[str, list, str]]:
         ("bad precision", ok + ["--precision", "int4", "a"], "precision='int4'"),
         ("zero batch", ok + ["--batch-size", "0", "a"], "'0' is not a positive integer"),
         ("bad bits", ok + ["--bits", "3", "a"], "invalid choice: 3"),
-        ("serve missing model", ["serve", "-m", tmp / "nowhere"], "No model folder"),
+        ("serve missing model", ["serve", "-m", tmp / "nowhere"], SERVE_MISSING_MODEL),
         ("serve bad port", ["serve", "-m", base, "--port", "x"], "invalid int value: 'x'"),
         ("info missing model", ["info", "-m", tmp / "nowhere"], "No model folder"),
         ("convert no source", ["convert"], "required: --hf-path"),
@@ -298,9 +303,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.server
 def test_serve_subprocess(tiny_qwen_base, qwen):
     """`python -m mlx_jina serve` starts, answers the OpenAI SDK with direct-encode vectors,
     enforces --api-key, and stops cleanly on SIGINT."""
+    import httpx
+    import openai
+
     port = free_port()
     env = {**os.environ, "MLX_JINA_API_KEY": "env-key"}
     proc = subprocess.Popen(

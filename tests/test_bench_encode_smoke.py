@@ -90,16 +90,15 @@ def test_vectors_agree_and_batches_are_efficient(report):
             assert "MKL" in row["blas"] or "torch" in row["blas"], row
 
 
-def test_matmul_rates_run_facts_and_tables(report):
+def test_run_facts_and_tables(report):
     figures, md = report
     (only,) = figures["rounds"]  # --smoke: one round
-    for kind in ("mlx", "torch"):
-        assert all(v > 0 for v in only["probes"][kind]["rates"].values()), kind
+    assert only["load"] >= 0 and only["seconds"] > 0
     assert figures["command"].startswith("python benchmarks/bench_encode.py --smoke")
     for fact in ("machine", "corpus", "seconds", "versions"):
         assert figures[fact], fact
     for title in ("### Run", "### Tokens/s over the whole corpus", "### Per row",
-                  "### The slow settings, on the subset", "### Matmul rates per round"):
+                  "### The slow settings, on the subset", "### Rounds"):
         assert title in md, title
     # The only note a healthy run may carry: an engine that is not installed.
     for note in figures["notes"]:

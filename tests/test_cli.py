@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import re
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -325,7 +325,7 @@ def test_serve_subprocess(tiny_qwen_base, qwen):
             "--port",
             str(port),
             "--log-level",
-            "warning",
+            "info",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -334,16 +334,19 @@ def test_serve_subprocess(tiny_qwen_base, qwen):
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
+    lines, up = [], threading.Event()
+
+    def read_stderr():  # uvicorn says it is listening once the socket is bound
+        for line in proc.stderr:
+            lines.append(line)
+            if "Uvicorn running on" in line:
+                up.set()
+        up.set()  # the process ended: stop waiting
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "serve did not come up"
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        assert up.wait(90) and proc.poll() is None, "serve did not come up: " + "".join(lines)
         client = openai.OpenAI(base_url=url + "/v1", api_key="env-key", max_retries=0)
         result = client.embeddings.create(model=tiny_qwen_base.name, input=TEXTS)
         got = np.array([d.embedding for d in result.data], dtype=np.float32)
@@ -352,10 +355,12 @@ def test_serve_subprocess(tiny_qwen_base, qwen):
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            _, err = proc.communicate(timeout=30)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
+        reader.join(10)
+    err = "".join(lines)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
 

@@ -3,9 +3,8 @@ included."""
 
 import time
 
+import mlx_jina  # before MLX: on Linux it loads the system BLAS
 import mlx.core as mx
-
-import mlx_jina
 
 from .batch_plans import our_plan
 from .corpus import Workload

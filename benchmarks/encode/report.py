@@ -64,7 +64,6 @@ def speed_table(rows: list[Row], titles: list[str]) -> list[str]:
 def detail_table(rows: list[Row]) -> list[str]:
     head = [
         "engine", "model", "weights / batching", "padding eff.", "executed GFLOP/s",
-        "matmul-rate fraction",
         "MLX peak MiB", "process peak RSS MiB", "load s", "p50 query ms",
         "min cos vs mlx_jina float32", "BLAS",
     ]  # fmt: skip
@@ -76,7 +75,6 @@ def detail_table(rows: list[Row]) -> list[str]:
         lines.append(
             f"| {engine_name(j)} | {j.model} | {j.setting} | "
             f"{fmt(row.padding, '.1%')} | {fmt(row.gflops, '.1f')} | "
-            f"{fmt(row.fraction, '.0%')} | "
             f"{fmt(row.peak_mib, ',.0f')} | {fmt(row.rss_mib, ',.0f')} | "
             f"{fmt(row.load_s, '.2f')} | {fmt(row.p50_ms, '.1f')} | "
             f"{fmt(row.cosine, '.5f')} | {row.blas} |"
@@ -84,26 +82,11 @@ def detail_table(rows: list[Row]) -> list[str]:
     return lines
 
 
-def rates_table(res: Results) -> list[str]:
-    names = [f"{m} float32" for m in res.models]
-    head = [f"MLX {n}" for n in names] + [f"torch {n}" for n in names]
-    lines = [
-        "| round | load avg | " + " | ".join(head) + " | round wall s | order |",
-        "|" + "---|" * (len(head) + 4),
-    ]
+def rounds_table(res: Results) -> list[str]:
+    lines = ["| round | load avg | wall s | order |", "|---|---|---|---|"]
     for rnd in res.rounds:
-        cells = [
-            fmt(rnd.probes.get(kind, {}).get("rates", {}).get(n), ".1f")
-            for kind in ("mlx", "torch")
-            for n in names
-        ]
-        order = ", ".join(rnd.order)
-        load = rnd.probes.get("mlx", {}).get("load", [None])[0]
-        lines.append(
-            f"| {rnd.index + 1} | {fmt(load, '.2f')} | "
-            + " | ".join(cells)
-            + f" | {rnd.seconds:.0f} | {order} |"
-        )
+        lines.append(f"| {rnd.index + 1} | {rnd.load:.2f} | {rnd.seconds:.0f} | "
+                     f"{', '.join(rnd.order)} |")
     return lines
 
 
@@ -112,10 +95,6 @@ def blas_by_engine(res: Results, rows: list[Row]) -> dict[str, str]:
     for row in rows:
         if row.blas:
             by_engine.setdefault(engine_name(row.job), set()).update(row.blas.split("; "))
-    for x in res.rounds:
-        for kind, p in x.probes.items():
-            if "blas" in p:
-                by_engine.setdefault(f"{kind} matmul probe", set()).add(p["blas"])
     return {e: ", ".join(sorted(b)) for e, b in by_engine.items()}
 
 
@@ -145,11 +124,6 @@ def notes(res: Results, rows: list[Row]) -> list[str]:
     out = list(res.notes)
     for row in rows:
         out += [f"{row.job.key}: {e}" for e in row.errors]
-    if "error" in res.slow_rates:
-        out.append(f"slow-rate probe: {res.slow_rates['error']}")
-    for x in res.rounds:
-        out += [f"round {x.index + 1} probe {k}: {p['error']}"
-                for k, p in x.probes.items() if "error" in p]
     return out
 
 
@@ -173,7 +147,7 @@ def row_json(row: Row) -> dict:
     ratios = {t: None if r is None else vars(r) for t, r in row.ratios.items()}
     return dict(engine=j.engine, model=j.model, setting=j.setting, subset=j.subset,
                 tokens_per_s=row.spread, passes=row.passes, ratios=ratios,
-                padding=row.padding, gflops=row.gflops, matmul_fraction=row.fraction,
+                padding=row.padding, gflops=row.gflops,
                 mlx_peak_mib=row.peak_mib, rss_mib=row.rss_mib, load_s=row.load_s,
                 p50_query_ms=row.p50_ms, min_cos=row.cosine, blas=row.blas,
                 errors=row.errors)
@@ -192,19 +166,14 @@ def report(res: Results, command: str, date: str, seconds: float) -> tuple[str, 
     out += ["", "### The slow settings, on the subset", ""]
     out += speed_table(subset_rows(res, rows), [SUBSET_RATIO])
     out += ["", "### Per row", ""] + detail_table(rows)
-    out += ["", "### Matmul rates per round", ""] + rates_table(res)
-    slow = res.slow_rates.get("rates", {})
-    out += ["", "| MLX slow matmuls, once (GFLOP/s) | " + " | ".join(slow) + " |",
-            "|---" * (len(slow) + 1) + "|",
-            "| rate | " + " | ".join(f"{v:.2f}" for v in slow.values()) + " |"]
+    out += ["", "### Rounds", ""] + rounds_table(res)
     if n := notes(res, rows):
         out += ["", "### Notes", ""] + [f"- {x}" for x in n]
     data = dict(facts, layers={n: m.layers for n, m in res.models.items()},
                 rows=[row_json(r) for r in full],
                 subset_rows=[row_json(r) for r in subset_rows(res, rows)],
-                rounds=[dict(index=x.index, order=x.order, probes=x.probes,
-                             seconds=x.seconds) for x in res.rounds],
-                slow_rates=res.slow_rates, notes=n)
+                rounds=[dict(index=x.index, order=x.order, load=x.load,
+                             seconds=x.seconds) for x in res.rounds], notes=n)
     return "\n".join(out) + "\n", data
 
 

@@ -1,11 +1,9 @@
-"""One measurement in a fresh process: an engine's jobs, or a matmul-rate probe.
+"""One measurement in a fresh process: an engine's jobs.
 
     PYTHONPATH=benchmarks python -m encode.runner --run-dir DIR --round R KEY [KEY ...]
-    PYTHONPATH=benchmarks python -m encode.runner --run-dir DIR --round R --probe mlx
 
 The run folder (rounds.py writes it) holds models.json, jobs.json and one workload per
-model. Each job writes DIR/round-R/KEY.json and its vectors as KEY.npy; a probe writes
-probe-NAME.json. A job warms up with one untimed pass over the very batches it times
+model. Each job writes DIR/round-R/KEY.json and its vectors as KEY.npy. A job warms up with one untimed pass over the very batches it times
 (every shape compiled and cached), then times `passes` passes. The benchmark runs one job
 per process; only --smoke groups an engine's jobs into one process, to stay short.
 """
@@ -25,10 +23,6 @@ from .jobs import JINA, MLX_EMBEDDINGS, Job, load_jobs
 from .passes import p50_ms
 from .shapes import Model
 
-# The probes' rows per matmul: float32 runs at BLAS speed; the 16-bit and quantized
-# kernels are 20-100× slower here, so few rows and one repeat keep that probe short.
-PROBE_ROWS = {"mlx": 2048, "torch": 2048, "mlx-slow": 128}
-SLOW = {"small": ["bfloat16", "float16", "8-bit", "4-bit"], "nano": ["bfloat16"]}
 
 
 def make_engine(job: Job, model: Model, process: dict):
@@ -50,6 +44,7 @@ def backend_blas(uses_mlx: bool) -> str:
     from .blas import mlx_blas, torch_blas
 
     if uses_mlx:
+        import mlx_jina  # noqa: F401 - before MLX, as in every MLX process
         import mlx.core  # noqa: F401 - maps MLX's BLAS into the process
 
         return mlx_blas()
@@ -105,27 +100,10 @@ def peak_rss_mib() -> float | None:
     return None
 
 
-def probe(kind: str, models: dict[str, Model], threads: int) -> dict:
-    from .matmul_rates import mlx_rate, torch_rate
-
-    rows = PROBE_ROWS[kind]
-    rates = {}
-    for name, model in models.items():
-        if kind == "torch":
-            rates[f"{name} float32"] = torch_rate(model.config, rows, threads)
-        elif kind == "mlx":
-            rates[f"{name} float32"] = mlx_rate(model.config, "float32", rows)
-        else:
-            for s in SLOW[name]:
-                rates[f"{name} {s}"] = mlx_rate(model.config, s, rows, repeats=1)
-    return dict(kind=kind, rows=rows, rates=rates, blas=backend_blas(kind != "torch"))
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--round", type=int, required=True)
-    p.add_argument("--probe", choices=sorted(PROBE_ROWS))
     p.add_argument("keys", nargs="*")
     args = p.parse_args(argv)
     run = args.run_dir
@@ -137,10 +115,6 @@ def main(argv: list[str] | None = None) -> None:
     out = run / f"round-{args.round}"
     out.mkdir(exist_ok=True)
     started = dict(started=time.time(), load=os.getloadavg())
-    if args.probe:
-        result = probe(args.probe, models, process["torch_threads"]) | started
-        (out / f"probe-{args.probe}.json").write_text(json.dumps(result))
-        return
     jobs = load_jobs(run / "jobs.json")
     for key in args.keys:
         job = jobs[key]

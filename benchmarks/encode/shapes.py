@@ -47,9 +47,7 @@ class Model:
         return self.config["num_hidden_layers"]
 
     def to_json(self) -> dict:
-        return dict(
-            name=self.name, arch=self.arch, config=self.config, folder=str(self.folder)
-        )
+        return dict(name=self.name, arch=self.arch, config=self.config, folder=str(self.folder))
 
     @classmethod
     def from_json(cls, data: dict) -> "Model":
@@ -62,15 +60,8 @@ def build_model(
     """A random checkpoint in the merged per-task layout, with the real tokenizer;
     `layers` None: the published depth."""
     tokenizer = QWEN_TOKENIZER if arch == "qwen3" else LLAMA_TOKENIZER
-    folder = build(
-        root / name,
-        arch,
-        tokenizer=tokenizer,
-        tasks=(),
-        seed=seed,
-        num_hidden_layers=layers or FULL_DEPTH[arch],
-        **shape,
-    )
+    folder = build(root / name, arch, tokenizer=tokenizer, tasks=(), seed=seed,
+                   num_hidden_layers=layers or FULL_DEPTH[arch], **shape)
     return Model(name, arch, json.loads((folder / "config.json").read_text()), folder)
 
 
@@ -93,8 +84,5 @@ def mlx_embeddings_folder(folder: Path, write: bool = True) -> Path:
 def describe(model: Model) -> str:
     c = model.config
     heads = f"{c['num_attention_heads']}/{c['num_key_value_heads']}"
-    return (
-        f"{heads} heads of {head_dim(c)}, hidden {c['hidden_size']}, "
-        f"MLP {c['intermediate_size']}, vocabulary {c['vocab_size']:,}, "
-        f"{c['num_hidden_layers']} layers"
-    )
+    return (f"{heads} heads of {head_dim(c)}, hidden {c['hidden_size']}, MLP "
+            f"{c['intermediate_size']}, vocabulary {c['vocab_size']:,}, {c['num_hidden_layers']} layers")

@@ -11,7 +11,7 @@ import mlx_jina
 from .corpus import CorpusSpec, Workload, make_corpus, single_token_words, workload
 from .jobs import Job, plan_jobs, runnable, save_jobs
 from .progress import log
-from .rounds import Round, run_probe, run_round
+from .rounds import Round, run_round
 from .shapes import Model, build_model, mlx_embeddings_folder
 
 
@@ -21,7 +21,6 @@ class Settings:
     shapes: dict  # name -> (arch, widths): shapes.REAL or shapes.TINY
     layers: int | None  # None: the published depth
     rounds: int
-    blas: str  # "openblas" or "reference"
     grouped: bool = False  # --smoke: one process per engine
     # 1 by default: on a small shared machine torch's default (every core) measured 4x
     # slower than 1 thread on a 1 x 128 batch; --torch-threads sweeps it.
@@ -37,7 +36,6 @@ class Results:
     works: dict[str, Workload]
     jobs: list[Job]  # every row, run or not
     rounds: list[Round]
-    slow_rates: dict  # the once-per-run probe of MLX's 16-bit and quantized matmuls
     notes: list[str] = field(default_factory=list)
     load: tuple[str, str] = ("?", "?")  # the machine's load average, start and end
 
@@ -87,13 +85,11 @@ def run(run_dir: Path, s: Settings) -> Results:
     notes: list[str] = []
     jobs = plan_jobs(works, notes)
     write_run_folder(run_dir, s, models, works, jobs)
-    slow = run_probe(run_dir, 0, "mlx-slow", s.blas)
-    log(f"16-bit and quantized matmul rates (once): {slow.get('rates', slow)}")
     todo = runnable(jobs)
     rounds = [
-        run_round(run_dir, r, s.rounds, todo, s.blas, s.grouped)
+        run_round(run_dir, r, s.rounds, todo, s.grouped)
         for r in range(s.rounds)
     ]
-    res = Results(s, models, works, jobs, rounds, slow, notes)
+    res = Results(s, models, works, jobs, rounds, notes)
     res.load = (load_before, load_average())
     return res

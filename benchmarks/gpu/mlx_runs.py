@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import mlx_jina  # before MLX: on Linux it loads the system BLAS
 import mlx.core as mx
-import mlx_jina
 import numpy as np
 
 from encode.flops import full_forward

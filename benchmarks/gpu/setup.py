@@ -75,6 +75,7 @@ def corpus(n: int, vocab: int, max_len: int, seed: int = 0) -> list[list[int]]:
 
 def device_facts() -> dict:
     """MLX's device, versions, and which optional peers are importable."""
+    import mlx_jina  # noqa: F401 - before MLX: on Linux it loads the system BLAS
     import mlx.core as mx
 
     facts = {

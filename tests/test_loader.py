@@ -208,6 +208,7 @@ class FakeApi:
         return SimpleNamespace(siblings=[SimpleNamespace(rfilename=n) for n in names])
 
 
+@pytest.mark.reference
 def test_hub_download_asks_only_for_needed_files(tiny_qwen_base, tmp_path, monkeypatch):
     """Online: list the repo, then snapshot_download only JSON, tokenizer, weights, one adapter."""
     import huggingface_hub.constants

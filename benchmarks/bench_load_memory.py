@@ -39,7 +39,7 @@ def peak():  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the 
         return [int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM")][0]
 import mlx_jina  # before MLX: on Linux it loads the system BLAS
 import mlx.core as mx
-from mlx_jina.checkpoint import loader  # mlx_jina imports lazily: count the modules in base
+mlx_jina.load  # mlx_jina imports lazily: the loader's modules count in base
 base = rss()
 folder, bits, dtype, texts = json.loads(sys.argv[1])
 t = time.perf_counter()

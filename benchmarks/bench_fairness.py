@@ -1,18 +1,18 @@
-"""Latency of one-word queries while large requests run: the worker's old first-come-
-first-served schedule (each job to its end) against the fair one (self-clocked fair queuing,
-batch by batch).
+"""Latency of one-word queries while large requests run through the server's Worker
+(fair queuing, batch by batch), against a query alone and one full batch alone.
 
-A tiny random model is built in-process (benchmarks/checkpoint.py) and the Worker is
-driven from threads, no HTTP: two clients send large requests back to back, and a third
-sends a one-word query every 100 ms whatever happens to the earlier ones. It prints one
-Markdown table. About a minute on a 2-core Linux box:
+A tiny random model is built in-process (tests/builders) and the Worker is driven from
+threads, no HTTP: two clients send large requests back to back, and a third sends a
+one-word query every 100 ms whatever happens to the earlier ones. It prints a table and
+writes its figures as JSON. About half a minute on a 2-core Linux box:
 
-    python benchmarks/bench_fairness.py [--seconds 20] [--out results.md]
+    python benchmarks/bench_fairness.py [--seconds 20] [--json results.json]
 
 Needs the server extra; the random checkpoint is built with numpy.
 """
 
 import argparse
+import json
 import platform
 import random
 import statistics
@@ -25,7 +25,7 @@ from pathlib import Path
 import mlx_jina
 
 import internals
-from checkpoint import build
+from checkpoint import TINY, build
 
 Job, Limits, Worker = internals.server()
 
@@ -33,16 +33,7 @@ BATCH_TOKENS = 1024  # per forward pass: ~8 rows of a large request
 LARGE = (128, 128)  # rows, tokens a row: 16 batches
 QUERY = [311, 4, 2]  # token ids, as long as a one-word query
 QUERY_EVERY = 0.1  # seconds
-# The tests' tiny Qwen3, with 512 embedding rows for the made-up ids above.
-TINY_QWEN3 = dict(
-    hidden_size=64,
-    num_hidden_layers=2,
-    intermediate_size=96,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=16,
-    vocab_size=512,
-)
+
 
 
 def log(*args) -> None:
@@ -51,7 +42,8 @@ def log(*args) -> None:
 
 def build_model(root: Path) -> Path:
     folder = root / "model"
-    return build(folder, "qwen3", tasks=["retrieval"], r=4, lora_alpha=8, **TINY_QWEN3)
+    # the tests' tiny Qwen3, with 512 embedding rows for the made-up ids above
+    return build(folder, "qwen3", tasks=["retrieval"], r=4, lora_alpha=8, **TINY["qwen3"])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -59,12 +51,11 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-def run(folder: Path, schedule: str, seconds: float, worker_class=Worker) -> dict:
-    """Query latencies and large-request throughput under one schedule."""
-    worker = worker_class(
+def run(folder: Path, seconds: float) -> dict:
+    """Query latencies and large-request throughput."""
+    worker = Worker(
         lambda: mlx_jina.load(folder, task="retrieval"),
         limits=Limits(max_batch_tokens=BATCH_TOKENS),
-        schedule=schedule,
     ).start()
     rng = random.Random(0)
     rows, width = LARGE
@@ -138,7 +129,7 @@ def table(results: dict[str, dict]) -> str:
         f"batches of {BATCH_TOKENS} tokens each); tiny random Qwen3 (hidden 64, 2 layers), "
         f"{platform.machine()} CPU.",
         "",
-        "| schedule | query alone | one batch | queries | query p50 | query p99 | query max "
+        "| worker | query alone | one batch | queries | query p50 | query p99 | query max "
         "| large requests done | large request p50 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -153,20 +144,17 @@ def table(results: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=20, help="query time per schedule")
-    parser.add_argument("--out", help="also write the table to this file")
+    parser.add_argument("--seconds", type=float, default=20, help="seconds of queries")
+    parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         log("[INFO] building a tiny random model")
         folder = build_model(Path(tmp))
-        results = {}
-        for name, schedule in (("fifo (before)", "fifo"), ("fair (after)", "fair")):
-            log(f"[INFO] {name}: {args.seconds:g} s of queries")
-            results[name] = run(folder, schedule, args.seconds)
-    text = table(results)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+        log(f"[INFO] {args.seconds:g} s of queries")
+        results = {"fair queuing": run(folder, args.seconds)}
+    print(table(results))
+    if args.json:
+        internals.write_report(args.json, json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

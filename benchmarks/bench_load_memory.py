@@ -23,17 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from checkpoint import build  # noqa: E402
+from checkpoint import QWEN_VOCAB, build  # noqa: E402
+from internals import write_report  # noqa: E402
 
-SHAPE = dict(
-    hidden_size=1024,
-    num_hidden_layers=8,
-    intermediate_size=3072,
-    num_attention_heads=16,
-    num_key_value_heads=8,
-    head_dim=128,
-    vocab_size=151_936,
-)
+SHAPE = dict(num_hidden_layers=8, vocab_size=QWEN_VOCAB)  # small's widths, 8 layers
 TEXTS = [f"passage {i}: mlx quantizes weights layer by layer" for i in range(8)]
 
 CHILD = r"""
@@ -44,8 +37,9 @@ def rss():
 def peak():  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the parent
     with open("/proc/self/status") as f:
         return [int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM")][0]
-import mlx.core as mx, mlx_jina
-from mlx_jina import loading  # mlx_jina imports lazily: count the modules in base
+import mlx_jina  # before MLX: on Linux it loads the system BLAS
+import mlx.core as mx
+from mlx_jina import loading  # mlx_jina imports lazily: the loader's modules count in base
 base = rss()
 folder, bits, dtype, texts = json.loads(sys.argv[1])
 t = time.perf_counter()
@@ -109,17 +103,22 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--activations", action="store_true")
     p.add_argument("--pythonpath", help="a folder holding another mlx_jina to measure")
+    p.add_argument("--json", type=Path, help="write the figures here")
     a = p.parse_args()
+    runs = []
     folder = checkpoint(a.dir)
     print(f"{folder}: float32 weights {weights_bytes(folder) / (1 << 30):.2f} GiB")
     if a.activations:
         for dtype in ("float32", "bfloat16", "float16"):
             r = measure(folder, a.bits, dtype, a.pythonpath)
             print(f"bits={a.bits} dtype={dtype:<9} encode 8 texts {r['encode_s']:6.2f} s")
-        return
-    for _ in range(a.runs):
-        report("float (bits=None)", measure(folder, None, pythonpath=a.pythonpath))
-        report(f"bits={a.bits}", measure(folder, a.bits, pythonpath=a.pythonpath))
+            runs.append(dict(r, bits=a.bits, dtype=dtype))
+    for _ in range(0 if a.activations else a.runs):
+        for bits in (None, a.bits):
+            runs.append(dict(measure(folder, bits, pythonpath=a.pythonpath), bits=bits))
+            report("float (bits=None)" if bits is None else f"bits={bits}", runs[-1])
+    if a.json:
+        write_report(a.json, json.dumps(runs, indent=1) + "\n")
 
 
 if __name__ == "__main__":

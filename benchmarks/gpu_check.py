@@ -1,47 +1,18 @@
 """The one-command GPU check: GPU tests, speed and memory of full-size random models,
-and the same weights through transformers on torch.
+and the same weights through transformers on torch. Prints the tables, writes
+DIR/gpu_check.json and DIR/gpu_check.md (DIR: --out, else $OUT, else ./gpu_check_out).
 
     python3 benchmarks/gpu_check.py [--out DIR] [--budget SECONDS] [--smoke]
 
-Writes DIR/gpu_check.json (everything measured) and DIR/gpu_check.md (the tables); DIR is
---out, else $OUT, else ./gpu_check_out. In order, each step timed, a step skipped (with a
-note) when the time spent plus the longest step so far would pass --budget (420 s):
-
-1. `pytest -m gpu tests/test_gpu.py` (fused attention, whole models, quantized, multitask,
-   the server worker and a 32K input, GPU against CPU), its summary line;
-2. MLX's bf16 matmul rate (one 8192² product) and random checkpoints in the published
-   base layout with four adapters: small (Qwen3-0.6B shape, 28 layers) and nano
-   (EuroBERT-210m shape, 12 layers), float16 files;
-3. per model and precision (bf16 first, then fp32, fp16, 8-bit, 4-bit): tokens/s on a
-   seeded lognormal corpus (20-2000 tokens, random ids, length-sorted batches), model
-   FLOP/s as a fraction of the matmul rate, `encode_query` p50/p99 latency, and peak
-   memory of one 8K input (and 32K for small: nano's context is 8192), each long input
-   in a child process;
-4. transformers (Qwen3Model / EuroBertModel, sdpa, adapter merged) on the same weights
-   and batches, bf16 on CUDA: tokens/s and cosine against mlx_jina bf16.
-5. packing against padding (gpu/packing.py, issue 13 item 5): the same texts padded and
-   packed, bf16, in a child per model; its tables are appended to gpu_check.md.
-
---smoke runs the same path on the CPU with tiny models (2 layers, hidden 64) and a tiny
-corpus in well under a minute (torch on the CPU in float32 against mlx_jina fp32);
-tests/test_gpu_check_smoke.py runs it in CI.
-
-On the device machine (NVIDIA H200, MLX's CUDA backend), after `../shared/device/stage-mlx-cuda`
-here, two back-to-back device calls (see that script's comments). Call 1 carries .device/a:
-
-    mkdir -p /tmp/stage && cp .device/a/part-aa /tmp/stage/ && echo staged
-
-Call 2, at once, carries .device/b:
-
-    test -f /tmp/stage/part-aa || { echo "machine went cold: redo call 1"; exit 3; }
-    cat /tmp/stage/part-aa .device/b/part-ab > /tmp/mlx_cuda_13-0.32.4-py3-none-manylinux_2_35_x86_64.whl &&
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
-      /tmp/mlx_cuda_13-*.whl .device/b/*.whl && export PYTHONPATH=/tmp/site:$PWD &&
-    python3 benchmarks/gpu_check.py --out $OUT
-
-pytest may be missing there (the report then says the tests did not run): after staging,
-`python3 -m pip download -q --no-deps -d .device/b pytest pluggy iniconfig packaging`
-puts its wheels where call 2 installs them.
+Steps, each skipped with a note when it would pass --budget (420 s): `pytest -m gpu
+tests/test_gpu.py`; MLX's bf16 matmul rate; random checkpoints (tests/builders, base
+layout, four adapters, float16 files) of small (28 layers) and nano (12); per model and
+precision (bf16, fp32, fp16, 8-bit, 4-bit) tokens/s on a seeded lognormal corpus of random
+ids after a warm-up pass over the same batches, FLOP/s against the matmul rate,
+`encode_query` p50/p99, peak memory of one 8K input (32K for small) in a child process;
+transformers (encode/torch_engine.py, sdpa, adapter merged, bf16 on CUDA) on the same
+weights and batches, with cosines against mlx_jina. --smoke: the same path on the CPU
+with tiny models in about a minute (tests/test_gpu_check_smoke.py).
 """
 
 import argparse
@@ -54,10 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # checkpoint, gpu/, internals; mlx_jina
 
-from gpu import mlx_runs, packing, report, setup, torch_runs  # noqa: E402
+import mlx_jina  # noqa: E402,F401 - before MLX: on Linux it loads the system BLAS
+from gpu import mlx_runs, report, setup  # noqa: E402
 
 ORDER = ("bf16", "fp32", "fp16", "8-bit", "4-bit")
 
@@ -92,13 +66,11 @@ class Budget:
 
 
 def gpu_tests(timeout: float, smoke: bool) -> dict:
-    """`pytest -m gpu tests/test_gpu.py` in a child; its summary line and exit code.
-    --smoke (no GPU: every test skips before its fixtures) leaves out the conftest,
-    whose torch import is most of the time."""
+    """`pytest -m gpu tests/test_gpu.py` in a child; its summary line and exit code."""
     if importlib.util.find_spec("pytest") is None:
         return {"summary": "not run: pytest is not installed on this machine", "exit_code": None}
     cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider",
-           "tests/test_gpu.py"] + (["--noconftest"] if smoke else [])
+           "tests/test_gpu.py"]
     try:
         run = subprocess.run(cmd, check=False, cwd=HERE.parent, capture_output=True, text=True,
                              timeout=timeout, env=mlx_runs.child_env())
@@ -132,6 +104,8 @@ def measure_models(args, budget: Budget, ms, result: dict) -> None:
     torch_label = "fp32" if smoke else "bf16"
     order = ("fp32", "bf16") if smoke else ORDER
     kwargs = dict(setup.PRECISIONS)
+    if smoke:  # the CPU runs quantized weights with bf16 activations several times slower
+        kwargs |= {k: v | {"dtype": "float32"} for k, v in kwargs.items() if "bits" in v}
     rate = result["matmul"].get("tflops")
     corpora = {m.name: setup.corpus(args.texts, m.config["vocab_size"],
                                     300 if smoke else 2000, seed=7) for m in ms}
@@ -159,11 +133,35 @@ def torch_step(budget: Budget, m, ids, row: dict, smoke: bool) -> dict:
         return {"skipped": f"not importable: {e}"}
     if not smoke and not torch.cuda.is_available():
         return {"skipped": "torch has no CUDA here (a full-size CPU run would not fit)"}
-    out = budget.run(f"torch {m.name}", torch_runs.run_torch, m, ids, row["batches"],
-                     row["vectors"])
+    out = budget.run(f"torch {m.name}", run_torch, m, ids, row["batches"], row["vectors"])
     if "tokens_per_s" in out:
         out["mlx_ratio"] = round(row["tokens_per_s"] / out["tokens_per_s"], 3)
     return out
+
+
+def run_torch(m, ids: list[list[int]], batches, mlx_vectors: np.ndarray) -> dict:
+    """transformers on mlx_jina's batches, after a warm-up pass over the same batches;
+    tokens/s and the cosine of each vector with mlx_jina's (run in the same dtype)."""
+    import torch
+    from encode.passes import batched_pass
+    from encode.torch_engine import Transformers
+
+    cuda = torch.cuda.is_available()
+    engine = Transformers(m, "mlx_jina's batches", batches, None, setup.TASK, cuda)
+    t = time.perf_counter()
+    engine.load()
+    load_s = time.perf_counter() - t
+    rows = list(range(len(ids)))
+    batched_pass(engine.embed, ids, rows, batches)  # warm-up: every timed shape
+    done = batched_pass(engine.embed, ids, rows, batches)
+    cos = (done.vectors * mlx_vectors).sum(1)
+    del engine
+    if cuda:
+        torch.cuda.empty_cache()
+    return {"device": "cuda" if cuda else "cpu", "dtype": "bfloat16" if cuda else "float32",
+            "load_s": round(load_s, 2), "seconds": round(done.seconds, 3),
+            "tokens_per_s": round(done.real_tokens / done.seconds, 1),
+            "cosine_min": round(float(cos.min()), 6), "cosine_mean": round(float(cos.mean()), 6)}
 
 
 def main(argv=None) -> int:
@@ -190,7 +188,7 @@ def main(argv=None) -> int:
     else:
         result["gpu_tests"] = budget.run("gpu tests", gpu_tests, min(210, args.budget / 2),
                                          args.smoke)
-    n = 1024 if args.smoke else 8192
+    n = 256 if args.smoke else 8192
     result["matmul"] = budget.run(
         "matmul", lambda: {"n": n, "tflops": mlx_runs.matmul_rate(n) / 1e12})
     ms = setup.models(args.smoke)
@@ -199,12 +197,8 @@ def main(argv=None) -> int:
                                            Path(tmp), ms, args.smoke)
         if "error" not in result["checkpoints"]:
             measure_models(args, budget, ms, result)
-            result["packing"] = {m.name: budget.run(f"packing {m.name}", packing.run, m,
-                                                    args.texts, args.smoke) for m in ms}
     result["seconds"] = round(budget.spent(), 1)
     report.write(args.out, result)
-    if "packing" in result:
-        packing.append_markdown(args.out, result["packing"])
     print(f"wrote {args.out}/gpu_check.json and gpu_check.md", file=sys.stderr)
     return 0
 

@@ -1,17 +1,19 @@
-"""Print the parity table in the README: mlx_jina vs transformers + peft, per layout.
+"""The parity table: mlx_jina vs transformers + peft, per layout.
 
-Builds tiny random checkpoints with tests/builders/ (needs the test extra) and reports
-the minimum cosine over every task, both prompts and a mixed multilingual text set.
+Builds tiny random checkpoints with tests/builders/ (the reference needs the test extra)
+and reports the minimum cosine over every task, both prompts and a mixed multilingual
+text set. Prints the table; --json writes it.
 
-python benchmarks/parity_report.py
+python benchmarks/parity_report.py [--json parity.json]
 """
 
+import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 import mlx_jina  # noqa: E402
@@ -41,6 +43,9 @@ def min_cos(model, ref_folder, tasks, ref_task, **load_kwargs):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
     root = Path(tempfile.mkdtemp())
     rows = []
     specs = [
@@ -55,8 +60,8 @@ def main():
         base = build_base(root / f"{arch}{len(rows)}", arch, tokenizer=tok, r=4, lora_alpha=12,
                           config_overrides={"hidden_size": 64, **heads})
         merged = build_merged(root / f"m{len(rows)}", base, merged_task)
-        task_mlx = build_mlx_task(root / f"c{len(rows)}", base, merged_task, dtype=torch.float32)
-        unified = build_mlx_unified(root / f"d{len(rows)}", base, dtype=torch.float32)
+        task_mlx = build_mlx_task(root / f"c{len(rows)}", base, merged_task, dtype="float32")
+        unified = build_mlx_unified(root / f"d{len(rows)}", base, dtype="float32")
         rows.append((label, [
             min_cos(base, base, TASKS, lambda t: t),
             min_cos(merged, merged, [None], lambda t: None),
@@ -67,6 +72,10 @@ def main():
     print("|---|---|---|---|---|")
     for label, values in rows:
         print(f"| {label} | " + " | ".join(f"{v:.7f}" for v in values) + " |")
+    if args.json:
+        layouts = ("base", "merged", "mlx_task", "mlx_unified")
+        figures = {label: dict(zip(layouts, values)) for label, values in rows}
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
 
 
 if __name__ == "__main__":

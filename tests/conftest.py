@@ -3,7 +3,15 @@ models loaded from them.
 
 Every checkpoint fixture returns the Path of a model folder and is built once per
 session, lazily (a test that does not ask for it does not pay for it). The builders live
-in tests/builders/ (tokenizers.py, layouts.py; reference.py is the torch reference).
+in tests/builders/ (numpy only: tokenizers.py, layouts.py; reference.py is the torch
+reference, imported on first use).
+
+Markers (declared in pyproject.toml): a test that computes the transformers + peft
+reference carries ``reference`` and is skipped, with the install line, where torch,
+transformers or peft is missing; ``pytest -m "not reference"`` is the quick loop. Test
+modules that need an optional extra are listed in EXTRA_MODULES: where the extra is not
+installed they are not collected (the header says which), and their tests carry the
+extra's marker.
 
 Tokenizers
     qwen_tokenizer, llama_tokenizer  real tokenizer.json files (skip if not installed)
@@ -49,9 +57,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+import importlib.util
+
 import mlx_jina  # first, as users do: on Linux MLX then multiplies with OpenBLAS
 import pytest
-import torch
 
 from builders.layouts import (
     MERGED_TASKS,
@@ -69,18 +78,78 @@ from builders.tokenizers import (
 )
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "slow: long-running test (deselect with -m 'not slow')"
-    )
-    # The fixtures' tensors are tiny: torch's thread pool only adds wake-up latency
-    # (the checkpoint tests ran 2-4x slower with 2 threads on a 2-core machine).
-    torch.set_num_threads(1)
-    # peft calls a deprecated transformers property on every save/load
-    config.addinivalue_line(
-        "filterwarnings",
-        "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning",
-    )
+REFERENCE_STACK = ("torch", "transformers", "peft")
+REFERENCE_PIP = "pip install -e '.[test]'"
+# extra -> (the modules it brings, the test modules that need it)
+EXTRA_MODULES = {
+    "server": (
+        ("starlette", "uvicorn", "prometheus_client", "httpx", "openai"),
+        (
+            "test_server.py",
+            "test_server_abuse.py",
+            "test_server_clients.py",
+            "test_server_soak.py",
+            "test_worker.py",
+        ),
+    ),
+    "integrations": (
+        ("langchain_core", "llama_index.core", "chromadb", "langchain_openai"),
+        ("test_integrations.py", "test_readme_integrations.py"),
+    ),
+}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing
+        return False
+
+
+def _missing_extras() -> dict[str, list[str]]:
+    """Extra -> its modules that are not installed here (extras fully present left out)."""
+    missing = {}
+    for extra, (modules, _) in EXTRA_MODULES.items():
+        if absent := [m for m in modules if not _installed(m)]:
+            missing[extra] = absent
+    return missing
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = []
+    for extra, absent in _missing_extras().items():
+        files = ", ".join(EXTRA_MODULES[extra][1])
+        lines.append(
+            f"not collected, extra {extra!r} missing ({', '.join(absent)}): {files}; "
+            f"pip install -e '.[test]'"
+        )
+    if absent := [m for m in REFERENCE_STACK if not _installed(m)]:
+        lines.append(f"reference tests skipped, missing {', '.join(absent)}: {REFERENCE_PIP}")
+    return lines
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    missing = _missing_extras()
+    for extra, (_, files) in EXTRA_MODULES.items():
+        if extra in missing and collection_path.name in files:
+            return True
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for extra, (_, files) in EXTRA_MODULES.items():
+            if item.path.name in files:
+                item.add_marker(getattr(pytest.mark, extra))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("reference"):
+        if absent := [m for m in REFERENCE_STACK if not _installed(m)]:
+            pytest.skip(f"needs the reference stack ({', '.join(absent)}): {REFERENCE_PIP}")
+    for extra, absent in _missing_extras().items():
+        if item.get_closest_marker(extra):
+            pytest.skip(f"needs the {extra} extra ({', '.join(absent)}): {REFERENCE_PIP}")
 
 
 def _folder(factory: pytest.TempPathFactory, name: str) -> Path:
@@ -195,7 +264,7 @@ def tiny_eurobert_base_bf16(tmp_path_factory, tiny_tokenizer_bos_eos) -> Path:
         tokenizer=tiny_tokenizer_bos_eos,
         seed=1,
         rope_form="top",
-        dtype=torch.bfloat16,
+        dtype="bfloat16",
     )
 
 
@@ -242,7 +311,7 @@ def _merged(root: Path, base: Path, arch: str) -> Path:
 
 def _mlx_task(root: Path, base: Path, arch: str) -> Path:
     """(c) -mlx for MERGED_TASKS[arch], float32 for qwen3, float16 for eurobert"""
-    dtype = torch.float32 if arch == "qwen3" else torch.float16
+    dtype = "float32" if arch == "qwen3" else "float16"
     return build_mlx_task(root, base, MERGED_TASKS[arch], dtype=dtype)
 
 

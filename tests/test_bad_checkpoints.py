@@ -506,7 +506,7 @@ def test_head_dim_has_one_rule():
 @pytest.fixture
 def no_hub(monkeypatch):
     """Any Hub call fails the test: a bad id must be refused by its form alone."""
-    import huggingface_hub
+    import huggingface_hub.constants
 
     def refuse(*args, **kwargs):
         raise AssertionError("the Hub was called")
@@ -550,7 +550,7 @@ def test_bad_paths_and_repo_ids(no_hub, source, error, words):
 
 def test_invalid_repo_id_offline_is_not_blamed_on_the_hub(monkeypatch):
     """Offline, a malformed id used to say "the Hub can't be reached"."""
-    import huggingface_hub
+    import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ValueError, match="not a valid Hub repo id") as info:

@@ -8,6 +8,7 @@ Most tests call `mlx_jina.cli.main(argv)` in-process; the console script entry p
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -16,12 +17,10 @@ import socket
 import subprocess
 import sys
 import re
-import time
+import threading
 from pathlib import Path
 
-import httpx
 import numpy as np
-import openai
 import pytest
 from safetensors.numpy import load_file
 
@@ -238,6 +237,12 @@ def test_convert_delegates(tiny_qwen_base, qwen, capsys, tmp_path):
 # usage errors
 
 
+# Without the server extra, `serve` says so before it looks for the model.
+SERVE_MISSING_MODEL = (
+    "No model folder" if importlib.util.find_spec("starlette") else "needs its extra"
+)
+
+
 def usage_errors(base: Path, tmp: Path) -> list[tuple[str, list, str]]:
     bad_jsonl = tmp / "bad.jsonl"
     bad_jsonl.write_text("not json\n")
@@ -257,7 +262,7 @@ def usage_errors(base: Path, tmp: Path) -> list[tuple[str, list, str]]:
         ("bad precision", ok + ["--precision", "int4", "a"], "precision='int4'"),
         ("zero batch", ok + ["--batch-size", "0", "a"], "'0' is not a positive integer"),
         ("bad bits", ok + ["--bits", "3", "a"], "invalid choice: 3"),
-        ("serve missing model", ["serve", "-m", tmp / "nowhere"], "No model folder"),
+        ("serve missing model", ["serve", "-m", tmp / "nowhere"], SERVE_MISSING_MODEL),
         ("serve bad port", ["serve", "-m", base, "--port", "x"], "invalid int value: 'x'"),
         ("info missing model", ["info", "-m", tmp / "nowhere"], "No model folder"),
         ("convert no source", ["convert"], "required: --hf-path"),
@@ -298,9 +303,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.server
 def test_serve_subprocess(tiny_qwen_base, qwen):
     """`python -m mlx_jina serve` starts, answers the OpenAI SDK with direct-encode vectors,
     enforces --api-key, and stops cleanly on SIGINT."""
+    import httpx
+    import openai
+
     port = free_port()
     env = {**os.environ, "MLX_JINA_API_KEY": "env-key"}
     proc = subprocess.Popen(
@@ -316,7 +325,7 @@ def test_serve_subprocess(tiny_qwen_base, qwen):
             "--port",
             str(port),
             "--log-level",
-            "warning",
+            "info",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -325,16 +334,19 @@ def test_serve_subprocess(tiny_qwen_base, qwen):
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
+    lines, up = [], threading.Event()
+
+    def read_stderr():  # uvicorn says it is listening once the socket is bound
+        for line in proc.stderr:
+            lines.append(line)
+            if "Uvicorn running on" in line:
+                up.set()
+        up.set()  # the process ended: stop waiting
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "serve did not come up"
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        assert up.wait(90) and proc.poll() is None, "serve did not come up: " + "".join(lines)
         client = openai.OpenAI(base_url=url + "/v1", api_key="env-key", max_retries=0)
         result = client.embeddings.create(model=tiny_qwen_base.name, input=TEXTS)
         got = np.array([d.embedding for d in result.data], dtype=np.float32)
@@ -343,10 +355,12 @@ def test_serve_subprocess(tiny_qwen_base, qwen):
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            _, err = proc.communicate(timeout=30)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
+        reader.join(10)
+    err = "".join(lines)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
 

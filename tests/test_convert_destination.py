@@ -283,7 +283,7 @@ def fake_cache(cache: Path, repo: str, folder: Path, commit: str) -> Path:
 def test_hub_snapshot_destination_is_refused(tiny_qwen_base, tmp_path, monkeypatch):
     """A Hub id resolves to its snapshot folder in the cache; a destination inside it
     (or holding it) is refused like a local source."""
-    import huggingface_hub
+    import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))

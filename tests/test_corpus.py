@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -475,8 +474,10 @@ def test_an_input_edited_during_the_run_is_never_recorded(qwen, corpus, tmp_path
     def write_then_edit(self, index, vectors):
         entry = real_write(self, index, vectors)
         if index == 1:
-            time.sleep(0.01)  # a new mtime on coarse clocks
+            before = corpus.stat().st_mtime_ns
             corpus.write_text("\n".join(TEXTS[::-1]) + "\n", encoding="utf-8")
+            # a new mtime even on a coarse clock, set rather than waited for
+            os.utime(corpus, ns=(before + 10**9, before + 10**9))
         return entry
 
     monkeypatch.setattr(ShardStore, "write", write_then_edit)

@@ -50,6 +50,7 @@ def test_batch_invariance(name, request):
         assert np.min(np.sum(together * other, axis=1)) >= 0.99999
 
 
+@pytest.mark.reference
 def test_order_is_restored(nano, tiny_eurobert_base):
     """Length sorting inside encode doesn't leak into the output order."""
     ours = nano.encode(MIXED, batch_size=2)
@@ -91,6 +92,7 @@ def test_prompts_for_retrieval_and_symmetric_tasks(tiny_qwen_base):
         np.testing.assert_array_equal(model.encode_query(MIXED), model.encode_document(MIXED))
 
 
+@pytest.mark.reference
 def test_prompt_choices(qwen, tiny_qwen_base):
     """Default is document; encode_query uses Query:; prompt= is literal and wins; "" is none."""
     ref = {
@@ -116,6 +118,7 @@ def test_unknown_prompt_name_lists_valid_names(qwen):
         qwen.encode("x", prompt_name="passage")
 
 
+@pytest.mark.reference
 def test_truncation_warns_with_count_and_keeps_specials(qwen, tiny_qwen_base):
     """Over-long inputs are cut to max_length with a counted warning; EOS stays last."""
     texts = ["word " * 50, "short", "another " * 40]

@@ -70,6 +70,7 @@ def test_plan_padding_efficiency_on_mixed_lengths():
 # order, bucketing and the two attention masks, against the torch reference
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize(
     "name,base", [("qwen", "tiny_qwen_base"), ("nano", "tiny_eurobert_base")]
 )

@@ -49,6 +49,7 @@ def rag(docs: Path, model: Path, index: Path, *args: str) -> str:
                "--chunk-tokens", 48, "--overlap", 8, "--top-k", 3, *args)
 
 
+@pytest.mark.reference
 def test_rag_finds_the_float_top_passages(docs, tiny_qwen_base, tmp_path):
     """Chunk, embed, store, search and rescore: the printed passages and scores are the float
     top 3 of the torch reference. (A random tiny model's sign bits barely tell its vectors
@@ -135,6 +136,7 @@ def test_cluster_groups_identical_texts(tiny_eurobert_base, tmp_path):
     assert out.count("(3 texts)") == 3
 
 
+@pytest.mark.reference
 def test_matryoshka_table(tiny_qwen_base):
     """Bytes per vector and the top-3 overlap at 32 dims agree with the reference."""
     out = run("matryoshka.py", "--model", tiny_qwen_base)

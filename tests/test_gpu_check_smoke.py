@@ -6,6 +6,7 @@ Run: python -m pytest tests/test_gpu_check_smoke.py -q
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -24,7 +25,7 @@ def smoke(tmp_path_factory) -> tuple[dict, str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     run = subprocess.run(  # noqa: PLW1510 - the exit code is checked below
         [sys.executable, "benchmarks/gpu_check.py", "--smoke", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads((out / "gpu_check.json").read_text()), (out / "gpu_check.md").read_text()
@@ -71,4 +72,6 @@ def test_markdown_has_the_tables(smoke):
     assert "# GPU check (smoke: CPU, tiny models)" in md
     assert "### mlx_jina, small" in md and "### mlx_jina, nano" in md
     assert "| weights | tokens/s |" in md and "| 4-bit |" in md
-    assert "### transformers on torch" in md and "| small | cpu / float32 |" in md
+    assert "### transformers on torch" in md
+    if importlib.util.find_spec("transformers") is not None:
+        assert "| small | cpu / float32 |" in md

@@ -117,6 +117,7 @@ def test_each_task_name_is_spelled_in_one_module():
         assert homes == ["tasks.py"], (name, homes)
 
 
+@pytest.mark.server
 def test_serve_flag_defaults_are_the_limits_defaults():
     """The CLI spells the server's limits for --help without importing the server; they
     must stay the defaults of mlx_jina.server.Limits."""

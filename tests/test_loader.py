@@ -208,9 +208,10 @@ class FakeApi:
         return SimpleNamespace(siblings=[SimpleNamespace(rfilename=n) for n in names])
 
 
+@pytest.mark.reference
 def test_hub_download_asks_only_for_needed_files(tiny_qwen_base, tmp_path, monkeypatch):
     """Online: list the repo, then snapshot_download only JSON, tokenizer, weights, one adapter."""
-    import huggingface_hub
+    import huggingface_hub.constants
 
     FakeApi.folder, FakeApi.calls = tiny_qwen_base, []
     asked = {}
@@ -247,7 +248,7 @@ def fake_cache(cache: Path, repo: str, folder: Path, commit: str) -> None:
 
 def test_offline_mode_uses_the_cache(tiny_qwen_merged, tmp_path, monkeypatch):
     """HF_HUB_OFFLINE: load by repo id (and pinned commit) from the cache, no listing."""
-    import huggingface_hub
+    import huggingface_hub.constants
 
     commit = "0123456789abcdef0123456789abcdef01234567"
     fake_cache(tmp_path, "jinaai/jina-embeddings-v5-text-small-retrieval", tiny_qwen_merged, commit)
@@ -272,7 +273,7 @@ def test_offline_mode_uses_the_cache(tiny_qwen_merged, tmp_path, monkeypatch):
 
 def test_unreachable_hub_falls_back_to_cache(tiny_qwen_merged, tmp_path, monkeypatch):
     """A connection error while listing files falls back to the cache instead of failing."""
-    import huggingface_hub
+    import huggingface_hub.constants
 
     commit = "89abcdef0123456789abcdef0123456789abcdef"
     fake_cache(tmp_path, "org/model-text-matching", tiny_qwen_merged, commit)
@@ -288,7 +289,7 @@ def test_unreachable_hub_falls_back_to_cache(tiny_qwen_merged, tmp_path, monkeyp
 
 
 def test_missing_repo_is_not_mistaken_for_offline(monkeypatch):
-    import huggingface_hub
+    import huggingface_hub.constants
     from huggingface_hub.errors import RepositoryNotFoundError
 
     class MissingApi:
@@ -301,6 +302,7 @@ def test_missing_repo_is_not_mistaken_for_offline(monkeypatch):
         mlx_jina.load("org/typo")
 
 
+@pytest.mark.reference
 def test_head_dim_from_weights_when_config_lacks_it(qwen_base_odd, tmp_path):
     """3 heads x head_dim 16 != hidden 64: without head_dim in config.json the q_proj shape decides."""
     folder = copy(qwen_base_odd, tmp_path)
@@ -312,6 +314,7 @@ def test_head_dim_from_weights_when_config_lacks_it(qwen_base_odd, tmp_path):
     assert np.min(np.sum(model.encode(TEXTS) * ref, axis=1)) >= 0.99999
 
 
+@pytest.mark.reference
 def test_kv_heads_from_weights_when_config_lacks_them(tiny_qwen_base, tmp_path):
     """4 query heads over 2 KV heads, with neither head_dim nor num_key_value_heads in config.json."""
     folder = copy(tiny_qwen_base, tmp_path)

@@ -50,6 +50,7 @@ def test_each_task_equals_the_merged_model(request, fixture):
     assert cosines(a, b).min() < 0.999
 
 
+@pytest.mark.reference
 def test_prompts_follow_the_task_of_each_call(tiny_qwen_base):
     """Retrieval queries get "Query: "; the other tasks use "Document: " for both."""
     multi = mlx_jina.load(tiny_qwen_base, multitask=True)
@@ -94,6 +95,7 @@ def test_concurrent_tasks_match_sequential(tiny_qwen_base):
     assert all(np.array_equal(before[k], np.array(after[k])) for k in before)
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("bits", [4, 8])
 def test_quantized_base_with_float_adapters(tiny_eurobert_base, tmp_path, bits):
     """A 4/8-bit base plus float adapters computes what the dequantized base plus peft's

@@ -7,12 +7,13 @@ Run: pytest tests/test_parity.py
 import mlx.core as mx
 import numpy as np
 import pytest
-import torch
 
 import mlx_jina
 from builders.files import executed_sentinels
 from builders.layouts import TASKS, build_base, build_mlx_unified
 from builders.reference import reference_embeddings
+
+pytestmark = pytest.mark.reference
 
 TEXTS = [
     "Which planet is known as the Red Planet?",
@@ -103,7 +104,7 @@ def test_mlx_unified_without_adapter_config(make_checkpoint, tiny_tokenizer):
     """Unified repos may lack adapter_config.json: rank from the tensors, lora_alpha = r."""
     base = make_checkpoint(build_base, "eurobert", tokenizer=tiny_tokenizer, r=4, lora_alpha=4)
     unified = make_checkpoint(
-        build_mlx_unified, base, with_adapter_config=False, dtype=torch.float32
+        build_mlx_unified, base, with_adapter_config=False, dtype="float32"
     )
     assert not (unified / "adapters" / "retrieval" / "adapter_config.json").exists()
     for task in TASKS:

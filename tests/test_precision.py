@@ -131,6 +131,7 @@ def test_encode_shapes_and_dtypes(qwen, precision, truncate_dim):
     assert isinstance(as_mx, mx.array) and np.array_equal(np.array(as_mx), batch)
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("truncate_dim", [None, 32])
 def test_encode_quantizes_the_normalized_cut_vector(qwen, truncate_dim, tiny_qwen_base):
     """precision applies after truncate_dim and normalization, with the published formulas."""

@@ -71,6 +71,7 @@ def test_numpy_dequantize_matches_mlx(bits):
     assert (np.abs(got - np.array(w)) <= step + 1e-6).all()
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize(
     "fixture,bits,group_size",
     [("tiny_qwen_mlx_task", 4, 64), ("tiny_eurobert_mlx_task", 8, 32)],
@@ -103,6 +104,7 @@ def test_published_layout_without_quantization_block(
     assert cosines(emb, ref).min() >= 0.9999
 
 
+@pytest.mark.reference
 def test_quantize_at_load_matches_dequantized_reference(tiny_qwen_base, tmp_path):
     """load(base, bits=4) merges the adapter, then quantizes every Linear and the embedding;
     layers whose input size is not a multiple of 64 stay float, with a warning."""
@@ -129,6 +131,7 @@ def test_quantize_at_load_matches_dequantized_reference(tiny_qwen_base, tmp_path
     assert 0.8 < cosines(emb, exact).min() < 0.9999
 
 
+@pytest.mark.reference
 def test_eight_bit_at_load_is_close_to_float(tiny_eurobert_base):
     """8-bit weights stay within cosine 0.998 of the float32 reference."""
     with warnings.catch_warnings():

@@ -170,6 +170,7 @@ def assert_same_hits(got: list, want: list, name: str, tol: float = 1e-6) -> Non
             assert all(a["score"] >= b["score"] for a, b in zip(hits, hits[1:])), name
 
 
+@pytest.mark.reference
 def test_end_to_end_with_a_model_matches_the_reference(tiny_eurobert_base):
     """encode + semantic_search on a tiny model equals brute force on the torch reference."""
     from builders.reference import reference_embeddings

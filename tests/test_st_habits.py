@@ -12,7 +12,6 @@ Run: pytest tests/test_st_habits.py
 import mlx.core as mx
 import numpy as np
 import pytest
-import torch
 from builders.reference import (
     _reference_model,
     reference_embeddings,
@@ -46,6 +45,7 @@ def qwen48(tiny_qwen_base):
     return mlx_jina.load(tiny_qwen_base, task="retrieval", truncate_dim=48)
 
 
+@pytest.mark.reference
 def test_load_truncate_dim_is_every_calls_default(qwen48, qwen, tiny_qwen_base):
     """load(truncate_dim=48) cuts every encode path to 48, as the reference does."""
     ref_d = reference_embeddings(
@@ -117,6 +117,7 @@ def test_convert_to_tensor_wins(qwen):
 # --- output_value="token_embeddings" ------------------------------------------------
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize(
     "name, folder", [("qwen", "tiny_qwen_base"), ("nano", "tiny_eurobert_base")]
 )
@@ -124,6 +125,8 @@ def test_token_embeddings_are_the_final_hidden_states(name, folder, request):
     """Each text's rows equal the torch reference's last_hidden_state for that text
     alone; no padding rows; batched equals alone; the pooled (last) row points where
     the un-normalized sentence embedding does."""
+    import torch
+
     model, folder = request.getfixturevalue(name), request.getfixturevalue(folder)
     tokens = model.encode(TEXTS, output_value="token_embeddings", batch_size=3)
     ids = reference_token_ids(folder / "tokenizer.json", TEXTS, prompt="Document: ")
@@ -263,6 +266,7 @@ def test_other_unknown_keywords_are_still_type_errors(qwen):
 # --- Jina API task names -------------------------------------------------------------
 
 
+@pytest.mark.reference
 def test_api_task_names_pick_adapter_and_prompt(qwen, tiny_qwen_base):
     np.testing.assert_allclose(
         qwen.encode(TEXTS, task=QUERY_TASK), qwen.encode_query(TEXTS), atol=1e-6

@@ -72,17 +72,17 @@ def job(
 
 @pytest.fixture
 def start(tiny_qwen_base):
-    """start(recorder, schedule="fair", **limits) -> a started Worker on the multitask
+    """start(recorder, **limits) -> a started Worker on the multitask
     tiny model, 64 tokens a batch unless told; stopped after the test."""
     workers = []
 
-    def make(recorder: Recorder, schedule: str = "fair", **limits):
+    def make(recorder: Recorder, **limits):
         def load():
             model = mlx_jina.load(tiny_qwen_base, multitask=True, task="retrieval")
             return recorder.wrap(model)
 
         limits = Limits(**{"max_batch_tokens": 64, **limits})
-        workers.append(Worker(load, limits=limits, schedule=schedule).start())
+        workers.append(Worker(load, limits=limits).start())
         return workers[-1]
 
     yield make
@@ -158,12 +158,12 @@ def test_deadline_drops_the_rest_of_the_job(start):
 # fairness, shared batches, a worker that survives its jobs
 
 
-@pytest.mark.parametrize("schedule, position", [("fair", 1), ("fifo", 12)])
-def test_short_job_waits_for_one_batch_not_a_long_job(start, direct, schedule, position):
+def test_short_job_waits_for_one_batch_not_a_long_job(start, direct):
     """A one-row job submitted while a 12-batch job runs is in the very next
-    batch ("fair"); "fifo", the old policy, runs it after all of the long job."""
+    batch, not after all of the long job (position 12, as first-come-first-served was)."""
+    position = 1
     rec = Recorder(hold=True)
-    worker = start(rec, schedule=schedule)
+    worker = start(rec)
     rows = long_rows(12, 40)
     big = worker.submit(job(rows))
     assert rec.entered.wait(10)

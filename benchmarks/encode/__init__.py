@@ -1,7 +1,7 @@
 """The pieces of bench_encode.py.
 
 The parent process (bench_encode.py):
-shapes.py          the models (real widths at reduced depth; tiny; reduced) and checkpoints
+shapes.py          the models (real widths at 2 layers and full depth; tiny) and checkpoints
 corpus.py          the mixed corpus, its subset, the token ids every engine gets
 batch_plans.py     the batches: input order, sentence-transformers', mlx_jina's plan
 jobs.py            one job per table row, and each round's order
@@ -9,18 +9,14 @@ blas.py            OpenBLAS or the reference BLAS for MLX processes; what a proc
 rounds.py          interleaved rounds, each job in a fresh process
 suite.py           checkpoints, corpus and jobs in a run folder, then the rounds
 flops.py           the FLOPs each engine executes on a batch
-summary.py         rounds into rows: min / median / max, ratios, fractions, agreement
-report.py          the Markdown report (report_prose.py its paragraphs,
-                   section_report.py the extra sections')
+summary.py         rounds into rows: min / median / max, ratios, GFLOP/s, agreement
+report.py          the tables (Markdown) and their figures (JSON)
 progress.py        progress lines on stderr
 
 The measured processes (`python -m encode.runner`, PYTHONPATH=benchmarks):
-runner.py          one job or one matmul-rate probe, written as JSON
+runner.py          one engine's jobs: warm-up pass, timed passes, written as JSON
 jina_engine.py, mlx_embeddings_engine.py, torch_engine.py   the engines
 passes.py          one timed pass, p50 timing, cosine
-matmul_rates.py    the probes' matmul rates
-sections.py        the extra sections (--sections, reduced widths); measure.py their
-                   FLOP count, matmul rate and timing
 
 These modules import `checkpoint` and `internals` from benchmarks/, which is on sys.path
 when a script there runs.

@@ -1,45 +1,26 @@
-"""Which BLAS the MLX processes multiply float32 with, and which one each process used.
+"""Which BLAS each process multiplied float32 with.
 
-MLX's Linux CPU wheel (mlx[cpu]) links a bundled reference BLAS (netlib, a few GFLOP/s
-here). Preloading the system OpenBLAS puts its `cblas_sgemm` in front, about 35× faster
-on this machine; MLX's 16-bit and quantized matmuls never call BLAS, so they stay as they
-are. torch brings its own BLAS (MKL in the x86 CPU wheels) and gets no preload.
+MLX's Linux CPU wheel (mlx[cpu]) links a bundled reference BLAS (netlib, a few GFLOP/s);
+`import mlx_jina` loads the system OpenBLAS in front of it (benchmarks/bench_blas.py
+compares the two). MLX's 16-bit and quantized matmuls never call BLAS. torch brings its
+own BLAS (MKL in the x86 CPU wheels).
 """
 
 import ctypes
 import os
-import sys
 from pathlib import Path
 
 OPENBLAS = Path("/usr/lib/x86_64-linux-gnu/libopenblas.so.0")
-CHOICES = ("auto", "openblas", "reference")
-
-
-def choose(setting: str) -> str:
-    """ "openblas" or "reference"; auto takes OpenBLAS when its file is there."""
-    if setting == "auto":
-        return "openblas" if OPENBLAS.is_file() else "reference"
-    if setting == "openblas" and not OPENBLAS.is_file():
-        sys.exit(f"--blas openblas: no {OPENBLAS} (Debian: apt install libopenblas0)")
-    return setting
-
-
-def mlx_env(blas: str) -> dict[str, str]:
-    """The environment of an MLX process: OpenBLAS preloaded, or nothing preloaded and
-    mlx_jina told not to load one itself (its cpu_blas.py does, where it has one)."""
-    env = dict(os.environ, MLX_JINA_BLAS="auto" if blas == "openblas" else "reference")
-    others = [p for p in env.get("LD_PRELOAD", "").split() if "openblas" not in p]
-    if blas == "openblas":
-        others.insert(0, str(OPENBLAS))
-    if others:
-        env["LD_PRELOAD"] = " ".join(others)
-    else:
-        env.pop("LD_PRELOAD", None)
-    return env
 
 
 def torch_env() -> dict[str, str]:
-    return mlx_env("reference")  # no preload: torch's own BLAS
+    """This environment without a preloaded OpenBLAS: torch multiplies with its own.
+    (MLX processes need nothing: `import mlx_jina` loads the system OpenBLAS first.)"""
+    env = dict(os.environ)
+    others = [p for p in env.pop("LD_PRELOAD", "").split() if "openblas" not in p]
+    if others:
+        env["LD_PRELOAD"] = " ".join(others)
+    return env
 
 
 def mapped_libraries() -> list[str]:
@@ -54,7 +35,7 @@ def mlx_blas() -> str:
     """What this process's MLX multiplies float32 with (after `import mlx.core`)."""
     libs = mapped_libraries()
     if any("libopenblas" in p for p in libs):
-        return f"OpenBLAS {openblas_version()} (system, LD_PRELOAD)"
+        return f"OpenBLAS {openblas_version()} (system)"
     if bundled := [Path(p).name for p in libs if Path(p).name.startswith("libblas")]:
         return f"reference BLAS ({bundled[0]}, bundled with mlx[cpu])"
     return "unknown (no BLAS library mapped)"

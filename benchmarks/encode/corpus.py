@@ -7,34 +7,6 @@ from pathlib import Path
 
 PROMPT = "Document: "
 QUERY = "what is the capital of france"
-WORDS = """the of and to in is was for on that with as by at from his her this which or
-are be an were has had but not all one their they been more when who will would there
-can about into time only new some could these two may first then do any like my now
-over such our man me even most made after also did many before must through back years
-where much your way well down should because each just those people how too little
-state good very make world still own see men work long get here between both life being
-under never day same another know while last might great old year off come since
-against go came right used take three himself few house use during without again place
-around however home small found thought went say part once general high upon school
-every does got united left number course war until always away something fact water
-though less public put think almost hand enough far took head yet government system
-better set told nothing night end why called didn eyes find going look asked later
-knew point next program city business give group toward young days let room president
-side social given present several order national possible rather second face per among
-form important often things looking early white case john become large big need four
-within felt along children saw best church ever least power development light thing
-seemed family interest want members others mind country area done although open god
-service certain kind problem began different door thus help sense means whole matter
-perhaps itself york times law human line above name example action company hands local
-show five history whether gave either act feet across taken past quite anything seen
-having death week experience body word half really field am car words already themselves
-information tell together college shall money period held keep sure free real probably
-seems political behind cannot miss question air office making brought whose special
-heard major problems ago became federal moment study available known result street economic
-boy position reason change south board individual job areas society west close turn love
-community true court force full seem am red planet mars river capital paris""".split()
-
-
 @dataclass
 class CorpusSpec:
     queries: int  # of 6-14 words
@@ -71,10 +43,14 @@ class Workload:
 
 
 def single_token_words(embedder) -> list[str]:
-    """Words that are one token after a space, so a text of n words is n tokens."""
-    ids = embedder.tokenize(["x " + w for w in WORDS])
+    """Lower-case words of 3-8 letters that are one token after a space (from the
+    tokenizer's own vocabulary), so a text of n words is n tokens."""
+    vocab = embedder.tokenizer.get_vocab()
+    words = sorted(t[1:] for t in vocab if t[:1] == "Ġ" and 3 <= len(t) - 1 <= 8
+                   and t[1:].isascii() and t[1:].isalpha() and t[1:].islower())
+    ids = embedder.tokenize(["x " + w for w in words])
     base = len(embedder.tokenize(["x"])[0])
-    return [w for w, row in zip(WORDS, ids, strict=True) if len(row) == base + 1]
+    return [w for w, row in zip(words, ids, strict=True) if len(row) == base + 1]
 
 
 def make_corpus(

@@ -65,20 +65,3 @@ def batches_flops(
         else:
             total += full_forward(config, len(b), width)
     return total
-
-
-def pooled_layer_saving(
-    config: dict, causal: bool, batches: list[list[int]], lengths: list[int]
-) -> float:
-    """The share of a full forward's FLOPs (same batches, same query blocks) that
-    mlx_jina skips by running the last layer at the pooled token: large at reduced
-    depth, small at the published depth."""
-    blocked = ours = 0.0
-    for b in batches:
-        rows, width = len(b), max(lengths[i] for i in b)
-        layer = width * linear_flops(config) + attention_flops(
-            config, block_pairs(config, causal, rows, width)
-        )
-        blocked += rows * config["num_hidden_layers"] * layer
-        ours += mlx_jina_forward(config, causal, rows, width)
-    return 1 - ours / blocked

@@ -3,9 +3,8 @@ included."""
 
 import time
 
+import mlx_jina  # before MLX: on Linux it loads the system BLAS
 import mlx.core as mx
-
-import mlx_jina
 
 from .batch_plans import our_plan
 from .corpus import Workload
@@ -29,9 +28,6 @@ class MlxJina:
 
     def load(self) -> None:
         self.embedder = mlx_jina.load(self.model.folder, **LOAD[self.setting])
-
-    def warm_up(self, work: Workload, rows: list[int]) -> None:
-        self.embedder.encode([work.texts[i] for i in rows])
 
     def encode(self, work: Workload, rows: list[int]) -> Pass:
         texts = [work.texts[i] for i in rows]

@@ -15,21 +15,15 @@ MLX_EMBEDDINGS = "mlx-embeddings"
 TRANSFORMERS = "transformers"
 # mlx_jina's settings per model; the 16-bit and quantized ones are slow on MLX's CPU
 # backend (no BLAS path), so they run the corpus's subset.
-JINA_SETTINGS = {
-    "small": ["float32", "bfloat16", "float16", "8-bit", "4-bit"],
-    "nano": ["float32", "bfloat16"],
-}
+JINA_SETTINGS = {"small": ["float32", "bfloat16", "float16", "8-bit", "4-bit"],
+                 "nano": ["float32", "bfloat16"]}
 # The peers' batchings: as their documentation has users run them, and our plan.
 PEER_BATCHINGS = {
     MLX_EMBEDDINGS: ["README: batches of 32 in input order", "our batch plan"],
-    TRANSFORMERS: [
-        "sentence-transformers: length-sorted batches of 32",
-        "our batch plan",
-    ],
+    TRANSFORMERS: ["sentence-transformers: length-sorted batches of 32", "our batch plan"],
 }
 PIP = {
-    MLX_EMBEDDINGS: "pip install --no-deps mlx-embeddings==0.1.0 mlx-vlm==0.7.10 "
-    "requests urllib3 pillow",
+    MLX_EMBEDDINGS: "pip install --no-deps mlx-embeddings==0.1.0 mlx-vlm==0.7.10 requests urllib3 pillow",
     TRANSFORMERS: "pip install torch transformers",
 }
 

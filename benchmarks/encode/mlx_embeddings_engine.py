@@ -6,6 +6,7 @@ It runs pre-tokenized batches (the same ids as every engine; the README's tokeni
 would cut our long documents at max_length=512).
 """
 
+import mlx_jina  # noqa: F401 - before MLX: on Linux it loads the system BLAS
 import mlx.core as mx
 import numpy as np
 

@@ -59,9 +59,6 @@ class PretokenizedPeer:
     def embed(self, batch: list[list[int]]) -> np.ndarray:
         raise NotImplementedError
 
-    def warm_up(self, work, rows: list[int]) -> None:
-        self.embed([work.ids[i] for i in rows])
-
     def encode(self, work, rows: list[int]) -> Pass:
         return batched_pass(self.embed, work.ids, rows, self.batches)
 

@@ -1,4 +1,4 @@
-"""The Markdown report of one run."""
+"""The tables of one run (Markdown) and the same figures as JSON."""
 
 import importlib.metadata
 import os
@@ -7,10 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from .jobs import JINA, Job
-from .report_prose import columns_lines, corpus_lines, depth_lines, method_lines
 from .shapes import describe
 from .suite import Results
-from .summary import PEERS, Ratio, Row, subset_float32, summarize
+from .summary import PEERS, Ratio, Row, all_passes, subset_float32, summarize
 
 SUBSET_RATIO = "× mlx_jina float32 (subset)"
 
@@ -65,7 +64,6 @@ def speed_table(rows: list[Row], titles: list[str]) -> list[str]:
 def detail_table(rows: list[Row]) -> list[str]:
     head = [
         "engine", "model", "weights / batching", "padding eff.", "executed GFLOP/s",
-        "matmul-rate fraction",
         "MLX peak MiB", "process peak RSS MiB", "load s", "p50 query ms",
         "min cos vs mlx_jina float32", "BLAS",
     ]  # fmt: skip
@@ -77,7 +75,6 @@ def detail_table(rows: list[Row]) -> list[str]:
         lines.append(
             f"| {engine_name(j)} | {j.model} | {j.setting} | "
             f"{fmt(row.padding, '.1%')} | {fmt(row.gflops, '.1f')} | "
-            f"{fmt(row.fraction, '.0%')} | "
             f"{fmt(row.peak_mib, ',.0f')} | {fmt(row.rss_mib, ',.0f')} | "
             f"{fmt(row.load_s, '.2f')} | {fmt(row.p50_ms, '.1f')} | "
             f"{fmt(row.cosine, '.5f')} | {row.blas} |"
@@ -85,77 +82,48 @@ def detail_table(rows: list[Row]) -> list[str]:
     return lines
 
 
-def rates_table(res: Results) -> list[str]:
-    names = [f"{m} float32" for m in res.models]
-    head = [f"MLX {n}" for n in names] + [f"torch {n}" for n in names]
-    lines = [
-        "| round | load avg | " + " | ".join(head) + " | round wall s | order |",
-        "|" + "---|" * (len(head) + 4),
-    ]
+def rounds_table(res: Results) -> list[str]:
+    lines = ["| round | load avg | wall s | order |", "|---|---|---|---|"]
     for rnd in res.rounds:
-        cells = [
-            fmt(rnd.probes.get(kind, {}).get("rates", {}).get(n), ".1f")
-            for kind in ("mlx", "torch")
-            for n in names
-        ]
-        order = ", ".join(rnd.order)
-        load = rnd.probes.get("mlx", {}).get("load", [None])[0]
-        lines.append(
-            f"| {rnd.index + 1} | {fmt(load, '.2f')} | "
-            + " | ".join(cells)
-            + f" | {rnd.seconds:.0f} | {order} |"
-        )
+        lines.append(f"| {rnd.index + 1} | {rnd.load:.2f} | {rnd.seconds:.0f} | "
+                     f"{', '.join(rnd.order)} |")
     return lines
 
 
-def blas_lines(res: Results, rows: list[Row]) -> list[str]:
+def blas_by_engine(res: Results, rows: list[Row]) -> dict[str, str]:
     by_engine: dict[str, set[str]] = {}
     for row in rows:
         if row.blas:
-            by_engine.setdefault(engine_name(row.job), set()).update(
-                row.blas.split("; ")
-            )
-    for x in res.rounds:
-        for kind, p in x.probes.items():
-            if "blas" in p:
-                by_engine.setdefault(f"{kind} matmul probe", set()).add(p["blas"])
-    each = "; ".join(f"{e}: {', '.join(sorted(b))}" for e, b in by_engine.items())
-    return [
-        f"BLAS (`--blas {res.settings.blas}`), as each process found it mapped: {each}. "
-        "MLX's 16-bit and quantized matmuls do not go through BLAS at all."
-    ]
+            by_engine.setdefault(engine_name(row.job), set()).update(row.blas.split("; "))
+    return {e: ", ".join(sorted(b)) for e, b in by_engine.items()}
 
 
-def header(res: Results, command: str, date: str) -> list[str]:
-    return [
-        f"Command: `{command}` — {date}.",
-        "",
-        f"Machine: {platform.machine()} {platform.system()}, {platform_cpu()}, "
-        f"{memory_gib():.0f} GiB RAM, shared with other work; load average (1, 5, 15 "
-        f"min) at the start {res.load[0]}, at the end {res.load[1]}. "
-        f"Python {platform.python_version()}; MLX {version('mlx')} (CPU backend), "
-        f"mlx_jina {version('mlx-jina')}, torch {version('torch')}, transformers "
-        f"{version('transformers')}, mlx-embeddings {version('mlx-embeddings')}.",
-        "",
-        *[
-            f"Model {name}: random weights, {m.arch}, {describe(m)}; real tokenizer."
-            for name, m in res.models.items()
-        ],
-    ]
+def run_facts(res: Results, rows: list[Row], command: str, date: str, seconds: float) -> dict:
+    s, small = res.settings, res.works[next(iter(res.works))]
+    kinds = {k: small.kinds.count(k) for k in ("query", "passage", "document")}
+    return {
+        "command": command,
+        "date": date,
+        "machine": f"{platform.machine()} {platform.system()}, {platform_cpu()}, "
+        f"{memory_gib():.0f} GiB",
+        "load average at start / end": f"{res.load[0]} / {res.load[1]}",
+        "versions": f"Python {platform.python_version()}, MLX {version('mlx')}, mlx_jina "
+        f"{version('mlx-jina')}, torch {version('torch')}, transformers "
+        f"{version('transformers')}, mlx-embeddings {version('mlx-embeddings')}",
+        **{f"model {n}": f"{m.arch}, {describe(m)}" for n, m in res.models.items()},
+        "corpus": f"{len(small.ids):,} texts ({kinds}), {small.tokens():,} tokens",
+        "subset (slow settings)": f"{len(small.subset)} texts, {small.tokens(small.subset):,} tokens",
+        "rounds x timed passes": f"{s.rounds} x {s.passes}, each after an untimed pass",
+        "torch threads": s.torch_threads,
+        **{f"BLAS, {e}": b for e, b in blas_by_engine(res, rows).items()},
+        "seconds": round(seconds),
+    }
 
 
 def notes(res: Results, rows: list[Row]) -> list[str]:
-    out = [f"- {n}" for n in res.notes]
+    out = list(res.notes)
     for row in rows:
-        out += [f"- {row.job.key}: {e}" for e in row.errors]
-    if "error" in res.slow_rates:
-        out.append(f"- slow-rate probe: {res.slow_rates['error']}")
-    for x in res.rounds:
-        out += [
-            f"- round {x.index + 1} probe {k}: {p['error']}"
-            for k, p in x.probes.items()
-            if "error" in p
-        ]
+        out += [f"{row.job.key}: {e}" for e in row.errors]
     return out
 
 
@@ -166,56 +134,47 @@ def subset_rows(res: Results, rows: list[Row]) -> list[Row]:
         if row.job.engine == JINA and row.job.also_subset:
             job = replace(row.job, setting="float32 (its process's 2nd pass)")
             same = {SUBSET_RATIO: Ratio(1.0, 1.0, 1.0)}
-            out.append(Row(job, subset_float32(res, row.job.model), same))
+            key = row.job.key
+            out.append(Row(job, subset_float32(res, row.job.model),
+                           all_passes(res, key, subset_pass=True), same))
         elif row.job.subset:
             out.append(row)
     return out
 
 
-def report(res: Results, command: str, date: str, seconds: float) -> str:
+def row_json(row: Row) -> dict:
+    j = row.job
+    ratios = {t: None if r is None else vars(r) for t, r in row.ratios.items()}
+    return dict(engine=j.engine, model=j.model, setting=j.setting, subset=j.subset,
+                tokens_per_s=row.spread, passes=row.passes, ratios=ratios,
+                padding=row.padding, gflops=row.gflops,
+                mlx_peak_mib=row.peak_mib, rss_mib=row.rss_mib, load_s=row.load_s,
+                p50_query_ms=row.p50_ms, min_cos=row.cosine, blas=row.blas,
+                errors=row.errors)
+
+
+def report(res: Results, command: str, date: str, seconds: float) -> tuple[str, dict]:
+    """The run's tables (Markdown) and everything in them (JSON)."""
     rows = summarize(res)
     full = [r for r in rows if not r.job.subset]
-    slow = ", ".join(f"{k} {v:.2f}" for k, v in res.slow_rates.get("rates", {}).items())
-    out = ["# bench_encode: mlx_jina against its peers", ""]
-    out += header(res, command, date) + [""] + blas_lines(res, rows) + [""]
-    out += corpus_lines(res) + [""] + method_lines(res)
+    layers = ", ".join(f"{n} {m.layers}" for n, m in res.models.items())
+    facts = run_facts(res, rows, command, date, seconds)
+    out = [f"## bench_encode, layers: {layers}", "", "### Run", "", "| | |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in facts.items()]
     out += ["", "### Tokens/s over the whole corpus", ""]
     out += speed_table(full, [t for t, _ in PEERS])
     out += ["", "### The slow settings, on the subset", ""]
     out += speed_table(subset_rows(res, rows), [SUBSET_RATIO])
     out += ["", "### Per row", ""] + detail_table(rows)
-    out += [""] + columns_lines(res) + [""] + depth_lines(res, rows)
-    out += ["", "### Matmul rates per round", ""]
-    out += [
-        "GFLOP/s of float32 matmuls at the models' linear-layer shapes "
-        f"({rows_of(res, 'mlx')} rows), each probe a fresh process at the round's start:",
-        "",
-    ]
-    out += rates_table(res)
-    out += [
-        "",
-        "MLX's 16-bit and quantized matmul rates, sampled once before round 1 "
-        f"({res.slow_rates.get('rows', '?')} rows, GFLOP/s): {slow or '—'}.",
-    ]
-    if res.sections:
-        from .section_report import sections_lines
-
-        out += [""] + sections_lines(res.sections)
-    else:
-        out += [
-            "",
-            "Extra sections (4K-token batches, causal query blocks, one query, long "
-            "inputs; reduced widths): not in this run, `--sections` adds them.",
-        ]
+    out += ["", "### Rounds", ""] + rounds_table(res)
     if n := notes(res, rows):
-        out += ["", "Notes:"] + n
-    out += ["", f"Whole run: {seconds:.0f} s ({seconds / 60:.1f} min)."]
-    return "\n".join(out) + "\n"
-
-
-def rows_of(res: Results, kind: str) -> str:
-    counts = {x.probes.get(kind, {}).get("rows") for x in res.rounds} - {None}
-    return ", ".join(f"{c:,}" for c in sorted(counts)) or "?"
+        out += ["", "### Notes", ""] + [f"- {x}" for x in n]
+    data = dict(facts, layers={n: m.layers for n, m in res.models.items()},
+                rows=[row_json(r) for r in full],
+                subset_rows=[row_json(r) for r in subset_rows(res, rows)],
+                rounds=[dict(index=x.index, order=x.order, load=x.load,
+                             seconds=x.seconds) for x in res.rounds], notes=n)
+    return "\n".join(out) + "\n", data
 
 
 def memory_gib() -> float:

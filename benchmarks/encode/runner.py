@@ -1,17 +1,17 @@
-"""One measurement in a fresh process: an engine's jobs, or a matmul-rate probe.
+"""One measurement in a fresh process: an engine's jobs.
 
     PYTHONPATH=benchmarks python -m encode.runner --run-dir DIR --round R KEY [KEY ...]
-    PYTHONPATH=benchmarks python -m encode.runner --run-dir DIR --round R --probe mlx
 
 The run folder (rounds.py writes it) holds models.json, jobs.json and one workload per
-model. Each job writes DIR/round-R/KEY.json and its vectors as KEY.npy; a probe writes
-probe-NAME.json. The benchmark runs one job per process; only --smoke groups an engine's
-jobs into one process, to stay under a minute.
+model. Each job writes DIR/round-R/KEY.json and its vectors as KEY.npy. A job warms up with one untimed pass over the very batches it times
+(every shape compiled and cached), then times `passes` passes. The benchmark runs one job
+per process; only --smoke groups an engine's jobs into one process, to stay short.
 """
 
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,10 +23,6 @@ from .jobs import JINA, MLX_EMBEDDINGS, Job, load_jobs
 from .passes import p50_ms
 from .shapes import Model
 
-# The probes' rows per matmul: float32 runs at BLAS speed; the 16-bit and quantized
-# kernels are 20-100× slower here, so few rows and one repeat keep that probe short.
-PROBE_ROWS = {"mlx": 2048, "torch": 2048, "mlx-slow": 128}
-SLOW = {"small": ["bfloat16", "float16", "8-bit", "4-bit"], "nano": ["bfloat16"]}
 
 
 def make_engine(job: Job, model: Model, process: dict):
@@ -48,40 +44,43 @@ def backend_blas(uses_mlx: bool) -> str:
     from .blas import mlx_blas, torch_blas
 
     if uses_mlx:
+        import mlx_jina  # noqa: F401 - before MLX, as in every MLX process
         import mlx.core  # noqa: F401 - maps MLX's BLAS into the process
 
         return mlx_blas()
     return torch_blas()
 
 
-def pass_figures(done) -> dict:
-    return dict(
-        seconds=done.seconds,
-        real_tokens=done.real_tokens,
-        padded_tokens=done.padded_tokens,
-        tokens_per_s=done.real_tokens / done.seconds,
-        batches=done.batches,
+def timed_passes(engine, work: Workload, rows: list[int], passes: int):
+    """One untimed pass over `rows` (the same batches, so every timed shape is warm),
+    then `passes` timed ones: their figures (tokens/s the median) and the last pass."""
+    engine.encode(work, rows)
+    done = [engine.encode(work, rows) for _ in range(passes)]
+    rates = sorted(d.real_tokens / d.seconds for d in done)
+    figures = dict(
+        seconds=statistics.median(d.seconds for d in done),
+        real_tokens=done[-1].real_tokens,
+        padded_tokens=done[-1].padded_tokens,
+        tokens_per_s=statistics.median(rates),
+        pass_tokens_per_s=rates,
+        batches=done[-1].batches,
     )
+    return figures, done[-1]
 
 
 def run_job(job: Job, model: Model, work: Workload, out: Path, process: dict) -> dict:
-    """Load, warm up, one timed pass (its vectors saved), p50 of a single query."""
+    """Load, warm up, timed passes (the last one's vectors saved), p50 of one query."""
     engine = make_engine(job, model, process)
     t = time.perf_counter()
     engine.load()
     load_s = time.perf_counter() - t
-    # Warm up on the 4 shortest texts: short, so the slow settings lose little time.
-    engine.warm_up(
-        work, sorted(range(len(work.ids)), key=lambda i: len(work.ids[i]))[:4]
-    )
     engine.reset_peak()
     rows = work.subset if job.subset else list(range(len(work.ids)))
-    done = engine.encode(work, rows)
-    result = dict(key=job.key, rows=rows, peak_mib=engine.peak_mib())
-    result |= pass_figures(done)
+    figures, done = timed_passes(engine, work, rows, process["passes"])
+    result = dict(key=job.key, rows=rows, peak_mib=engine.peak_mib()) | figures
     np.save(out / f"{job.key}.npy", done.vectors.astype(np.float32))
     if job.also_subset:
-        result["subset_pass"] = pass_figures(engine.encode(work, work.subset))
+        result["subset_pass"] = timed_passes(engine, work, work.subset, process["passes"])[0]
     result["p50_query_ms"] = p50_ms(lambda: engine.query(work), process["query_calls"])
     result["load_s"] = load_s
     result["blas"] = backend_blas(job.uses_mlx)
@@ -101,28 +100,10 @@ def peak_rss_mib() -> float | None:
     return None
 
 
-def probe(kind: str, models: dict[str, Model], threads: int) -> dict:
-    from .matmul_rates import mlx_rate, torch_rate
-
-    rows = PROBE_ROWS[kind]
-    rates = {}
-    for name, model in models.items():
-        if kind == "torch":
-            rates[f"{name} float32"] = torch_rate(model.config, rows, threads)
-        elif kind == "mlx":
-            rates[f"{name} float32"] = mlx_rate(model.config, "float32", rows)
-        else:
-            for s in SLOW[name]:
-                rates[f"{name} {s}"] = mlx_rate(model.config, s, rows, repeats=1)
-    return dict(kind=kind, rows=rows, rates=rates, blas=backend_blas(kind != "torch"))
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--round", type=int, required=True)
-    p.add_argument("--probe", choices=sorted(PROBE_ROWS))
-    p.add_argument("--sections", type=int, metavar="LONG_MAX")
     p.add_argument("keys", nargs="*")
     args = p.parse_args(argv)
     run = args.run_dir
@@ -134,16 +115,6 @@ def main(argv: list[str] | None = None) -> None:
     out = run / f"round-{args.round}"
     out.mkdir(exist_ok=True)
     started = dict(started=time.time(), load=os.getloadavg())
-    if args.probe:
-        result = probe(args.probe, models, process["torch_threads"]) | started
-        (out / f"probe-{args.probe}.json").write_text(json.dumps(result))
-        return
-    if args.sections:
-        from .sections import run_sections
-
-        result = run_sections(run, args.sections) | dict(blas=backend_blas(True))
-        (out / "sections.json").write_text(json.dumps(result))
-        return
     jobs = load_jobs(run / "jobs.json")
     for key in args.keys:
         job = jobs[key]

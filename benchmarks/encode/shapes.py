@@ -1,81 +1,32 @@
 """The benchmark's models and their random checkpoints.
 
-The table runs the published widths at reduced depth: the time per token of a width is
-what the engines differ on, while every layer costs the same, so depth only scales the
-run time. The extra sections (sections.py) keep their older, reduced widths.
+The table runs the published widths at a given depth (2 layers and the published depth
+by default): the time per token of a width is what the engines differ on; depth scales
+every engine's layers alike, but not what runs once per text (tokenization, embedding,
+pooling, mlx_jina's last layer at the pooled token only), hence both depths.
 """
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from checkpoint import LLAMA_TOKENIZER, NANO, QWEN_TOKENIZER, SMALL, build, head_dim
+from checkpoint import LLAMA_TOKENIZER, PUBLISHED, QWEN_TOKENIZER, TINY, build, head_dim
 
-WIDTH_KEYS = (
-    "hidden_size",
-    "intermediate_size",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "head_dim",
-)
+DEPTH_KEY = "num_hidden_layers"
 
 
-def widths(published: dict) -> dict:
-    return {k: published[k] for k in WIDTH_KEYS if k in published}
+def widths(shape: dict) -> dict:
+    return {k: v for k, v in shape.items() if k != DEPTH_KEY}
 
 
 # Qwen3-0.6B (hidden 1024, 16/8 heads of 128, MLP 3072) and EuroBERT-210m (hidden 768,
-# 12/12 heads of 64, MLP 3072), as checkpoint.py writes the published configs.
-REAL = {"small": ("qwen3", widths(SMALL)), "nano": ("eurobert", widths(NANO))}
-# --smoke: tiny widths, so the whole path runs in seconds. The real vocabularies stay.
-TINY = {
-    "small": (
-        "qwen3",
-        dict(
-            hidden_size=64,
-            intermediate_size=128,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=16,
-        ),
-    ),
-    "nano": (
-        "eurobert",
-        dict(
-            hidden_size=64,
-            intermediate_size=128,
-            num_attention_heads=4,
-            num_key_value_heads=4,
-        ),
-    ),
-}
-# The extra sections' reduced widths (their figures in the README were taken at these).
-REDUCED = {
-    "small": (
-        "qwen3",
-        dict(
-            hidden_size=128,
-            intermediate_size=384,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=16,
-        ),
-    ),
-    "nano": (
-        "eurobert",
-        dict(
-            hidden_size=128,
-            intermediate_size=512,
-            num_attention_heads=8,
-            num_key_value_heads=8,
-        ),
-    ),
-}
-SHAPES = REDUCED  # the name sections.py reads
-# For the 4K-batch section: small's real heads (128 wide, GQA 2:1), narrower.
-WIDE_HEADS = dict(
-    REDUCED["small"][1], hidden_size=256, intermediate_size=768, head_dim=128
-)
+# 12/12 heads of 64, MLP 3072); --smoke: the tests' tiny widths, real vocabularies.
+REAL = {"small": ("qwen3", widths(PUBLISHED["qwen3"])),
+        "nano": ("eurobert", widths(PUBLISHED["eurobert"]))}
+# (MLP 128, not the tests' 96: the quantized rows need multiples of 64.)
+TINY_SHAPES = {"small": ("qwen3", widths(TINY["qwen3"]) | {"intermediate_size": 128}),
+               "nano": ("eurobert", widths(TINY["eurobert"]) | {"intermediate_size": 128})}
+FULL_DEPTH = {"qwen3": PUBLISHED["qwen3"][DEPTH_KEY], "eurobert": PUBLISHED["eurobert"][DEPTH_KEY]}
 
 
 @dataclass
@@ -96,9 +47,7 @@ class Model:
         return self.config["num_hidden_layers"]
 
     def to_json(self) -> dict:
-        return dict(
-            name=self.name, arch=self.arch, config=self.config, folder=str(self.folder)
-        )
+        return dict(name=self.name, arch=self.arch, config=self.config, folder=str(self.folder))
 
     @classmethod
     def from_json(cls, data: dict) -> "Model":
@@ -106,19 +55,13 @@ class Model:
 
 
 def build_model(
-    root: Path, name: str, arch: str, layers: int, seed: int, **shape
+    root: Path, name: str, arch: str, layers: int | None, seed: int, **shape
 ) -> Model:
-    """A random checkpoint in the merged per-task layout, with the real tokenizer."""
+    """A random checkpoint in the merged per-task layout, with the real tokenizer;
+    `layers` None: the published depth."""
     tokenizer = QWEN_TOKENIZER if arch == "qwen3" else LLAMA_TOKENIZER
-    folder = build(
-        root / name,
-        arch,
-        tokenizer=tokenizer,
-        tasks=(),
-        seed=seed,
-        num_hidden_layers=layers,
-        **shape,
-    )
+    folder = build(root / name, arch, tokenizer=tokenizer, tasks=(), seed=seed,
+                   num_hidden_layers=layers or FULL_DEPTH[arch], **shape)
     return Model(name, arch, json.loads((folder / "config.json").read_text()), folder)
 
 
@@ -141,8 +84,5 @@ def mlx_embeddings_folder(folder: Path, write: bool = True) -> Path:
 def describe(model: Model) -> str:
     c = model.config
     heads = f"{c['num_attention_heads']}/{c['num_key_value_heads']}"
-    return (
-        f"{heads} heads of {head_dim(c)}, hidden {c['hidden_size']}, "
-        f"MLP {c['intermediate_size']}, vocabulary {c['vocab_size']:,}, "
-        f"{c['num_hidden_layers']} layers"
-    )
+    return (f"{heads} heads of {head_dim(c)}, hidden {c['hidden_size']}, MLP "
+            f"{c['intermediate_size']}, vocabulary {c['vocab_size']:,}, {c['num_hidden_layers']} layers")

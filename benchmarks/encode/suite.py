@@ -11,7 +11,7 @@ import mlx_jina
 from .corpus import CorpusSpec, Workload, make_corpus, single_token_words, workload
 from .jobs import Job, plan_jobs, runnable, save_jobs
 from .progress import log
-from .rounds import Round, launch, run_probe, run_round
+from .rounds import Round, run_round
 from .shapes import Model, build_model, mlx_embeddings_folder
 
 
@@ -19,13 +19,14 @@ from .shapes import Model, build_model, mlx_embeddings_folder
 class Settings:
     spec: CorpusSpec
     shapes: dict  # name -> (arch, widths): shapes.REAL or shapes.TINY
-    layers: int
+    layers: int | None  # None: the published depth
     rounds: int
-    blas: str  # "openblas" or "reference"
     grouped: bool = False  # --smoke: one process per engine
-    torch_threads: int = 2  # the machine's cores: torch's default here
+    # 1 by default: on a small shared machine torch's default (every core) measured 4x
+    # slower than 1 thread on a 1 x 128 batch; --torch-threads sweeps it.
+    torch_threads: int = 1
     query_calls: int = 10  # timed single queries per process (after 2 untimed)
-    sections_max: int | None = None  # --sections: longest long input, else no sections
+    passes: int = 5  # timed passes per process, after one untimed pass
 
 
 @dataclass
@@ -35,9 +36,7 @@ class Results:
     works: dict[str, Workload]
     jobs: list[Job]  # every row, run or not
     rounds: list[Round]
-    slow_rates: dict  # the once-per-run probe of MLX's 16-bit and quantized matmuls
     notes: list[str] = field(default_factory=list)
-    sections: dict | None = None
     load: tuple[str, str] = ("?", "?")  # the machine's load average, start and end
 
 
@@ -63,7 +62,7 @@ def prepare(run: Path, s: Settings) -> tuple[dict[str, Model], dict[str, Workloa
 
 
 def write_run_folder(run: Path, s: Settings, models, works, jobs) -> None:
-    process = dict(torch_threads=s.torch_threads, query_calls=s.query_calls)
+    process = dict(torch_threads=s.torch_threads, query_calls=s.query_calls, passes=s.passes)
     (run / "process.json").write_text(json.dumps(process))
     (run / "models.json").write_text(json.dumps([m.to_json() for m in models.values()]))
     for name, work in works.items():
@@ -79,32 +78,18 @@ def load_average() -> str:
 
 def run(run_dir: Path, s: Settings) -> Results:
     load_before = load_average()
+    run_dir.mkdir(parents=True, exist_ok=True)
     models, works = prepare(run_dir, s)
     n = len(works["small"].ids)
     log(f"corpus: {n} texts, {works['small'].tokens():,} tokens (small's tokenizer)")
     notes: list[str] = []
     jobs = plan_jobs(works, notes)
     write_run_folder(run_dir, s, models, works, jobs)
-    slow = run_probe(run_dir, 0, "mlx-slow", s.blas)
-    log(f"16-bit and quantized matmul rates (once): {slow.get('rates', slow)}")
     todo = runnable(jobs)
     rounds = [
-        run_round(run_dir, r, s.rounds, todo, s.blas, s.grouped)
+        run_round(run_dir, r, s.rounds, todo, s.grouped)
         for r in range(s.rounds)
     ]
-    res = Results(s, models, works, jobs, rounds, slow, notes)
-    if s.sections_max:
-        res.sections = run_sections(run_dir, s)
+    res = Results(s, models, works, jobs, rounds, notes)
     res.load = (load_before, load_average())
     return res
-
-
-def run_sections(run_dir: Path, s: Settings) -> dict | None:
-    from .blas import mlx_env
-
-    log("extra sections (reduced widths, one process) ...")
-    args = ["--sections", str(s.sections_max)]
-    if error := launch(run_dir, s.rounds, args, mlx_env(s.blas)):
-        log(f"  sections failed: {error}")
-        return {"error": error}
-    return json.loads((run_dir / f"round-{s.rounds}" / "sections.json").read_text())

@@ -1,5 +1,5 @@
-"""Rounds into rows: min / median / max tokens/s, ratios of medians with their per-round
-spread, padding efficiency, matmul-rate fraction, memory, agreement."""
+"""Rounds into rows: min / median / max tokens/s over every timed pass, ratios of medians
+with their per-round spread, padding efficiency, executed GFLOP/s, memory, agreement."""
 
 import statistics
 from dataclasses import dataclass, field
@@ -31,13 +31,13 @@ class Ratio:
 @dataclass
 class Row:
     job: Job
-    tps: dict[int, float]  # round -> tokens/s
+    tps: dict[int, float]  # round -> median tokens/s of its passes
+    passes: list[float] = field(default_factory=list)  # every timed pass, every round
     ratios: dict[str, Ratio | None] = field(
         default_factory=dict
     )  # column title -> ratio
     padding: float | None = None
     gflops: float | None = None  # FLOPs as executed / time, median over the rounds
-    fraction: float | None = None  # the same over the round's matmul rate
     peak_mib: float | None = None
     rss_mib: float | None = None
     load_s: float | None = None
@@ -48,18 +48,27 @@ class Row:
 
     @property
     def spread(self) -> tuple[float, float, float] | None:
-        v = list(self.tps.values())
+        v = self.passes or list(self.tps.values())
         return (min(v), statistics.median(v), max(v)) if v else None
 
 
-def per_round(res: Results, key: str, subset_pass: bool = False) -> dict[int, float]:
+def results_of(res: Results, key: str, subset_pass: bool = False) -> dict[int, dict]:
     out = {}
     for rnd in res.rounds:
         if (r := rnd.results.get(key)) is not None:
             r = r.get("subset_pass") if subset_pass else r
             if r:
-                out[rnd.index] = r["tokens_per_s"]
+                out[rnd.index] = r
     return out
+
+
+def per_round(res: Results, key: str, subset_pass: bool = False) -> dict[int, float]:
+    return {i: r["tokens_per_s"] for i, r in results_of(res, key, subset_pass).items()}
+
+
+def all_passes(res: Results, key: str, subset_pass: bool = False) -> list[float]:
+    found = results_of(res, key, subset_pass).values()
+    return [x for r in found for x in r.get("pass_tokens_per_s", [r["tokens_per_s"]])]
 
 
 def ratio(a: dict[int, float], b: dict[int, float]) -> Ratio | None:
@@ -71,29 +80,16 @@ def ratio(a: dict[int, float], b: dict[int, float]) -> Ratio | None:
     return Ratio(med, min(each), max(each))
 
 
-def rate_of(res: Results, rnd, job: Job) -> float | None:
-    """The matmul rate a row's fraction divides by: its backend and dtype, that round
-    (the 16-bit and quantized rates come from the run's single slow probe)."""
-    name = f"{job.model} {job.setting if job.engine == JINA else 'float32'}"
-    kind = "torch" if not job.uses_mlx else "mlx"
-    rates = rnd.probes.get(kind, {}).get("rates", {})
-    return rates.get(name) or res.slow_rates.get("rates", {}).get(name)
-
-
-def flop_rates(res: Results, job: Job) -> tuple[float | None, float | None]:
-    """Median executed GFLOP/s, and median of each round's over that round's rate."""
+def flop_rate(res: Results, job: Job) -> float | None:
+    """Median executed GFLOP/s over the rounds (the FLOPs as batched, over wall time)."""
     model, work = res.models[job.model], res.works[job.model]
     lengths = [len(r) for r in work.ids]
-    gflops, fractions = [], []
+    gflops = []
     for rnd in res.rounds:
-        if (r := rnd.results.get(job.key)) is None:
-            continue
-        f = batches_flops(model.config, model.causal, job.engine, r["batches"], lengths)
-        gflops.append(f / r["seconds"] / 1e9)
-        if rate := rate_of(res, rnd, job):
-            fractions.append(gflops[-1] / rate)
-    med = statistics.median
-    return (med(gflops) if gflops else None, med(fractions) if fractions else None)
+        if (r := rnd.results.get(job.key)) is not None:
+            f = batches_flops(model.config, model.causal, job.engine, r["batches"], lengths)
+            gflops.append(f / r["seconds"] / 1e9)
+    return statistics.median(gflops) if gflops else None
 
 
 def agreement(res: Results, job: Job) -> float | None:
@@ -118,7 +114,7 @@ def summarize(res: Results) -> list[Row]:
     rows = []
     for job in res.jobs:
         results = [x.results[job.key] for x in res.rounds if job.key in x.results]
-        row = Row(job, per_round(res, job.key))
+        row = Row(job, per_round(res, job.key), all_passes(res, job.key))
         row.errors = [
             f"round {x.index + 1}: {x.errors[job.key]}"
             for x in res.rounds
@@ -127,7 +123,7 @@ def summarize(res: Results) -> list[Row]:
         if results:
             first = results[0]
             row.padding = first["real_tokens"] / first["padded_tokens"]
-            row.gflops, row.fraction = flop_rates(res, job)
+            row.gflops = flop_rate(res, job)
             peaks = [r["peak_mib"] for r in results if r["peak_mib"] is not None]
             row.peak_mib = max(peaks) if peaks else None
             rss = [r["peak_rss_mib"] for r in results if r["peak_rss_mib"]]

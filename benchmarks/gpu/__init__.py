@@ -3,6 +3,5 @@
     setup.py     the shapes (full or --smoke), the checkpoints, the corpus, device facts
     mlx_runs.py  mlx_jina per precision: tokens/s, query latency, peak memory, matmul rate
     long_input.py  child process: peak memory of one long input (an OOM costs one row)
-    torch_runs.py  the same weights and batches through transformers (sdpa), cosines
     report.py    gpu_check.json and gpu_check.md
 """

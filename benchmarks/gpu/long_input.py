@@ -10,8 +10,8 @@ import json
 import sys
 import time
 
+import mlx_jina  # before MLX: on Linux it loads the system BLAS
 import mlx.core as mx
-import mlx_jina
 import numpy as np
 
 

@@ -9,11 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import mlx_jina  # before MLX: on Linux it loads the system BLAS
 import mlx.core as mx
-import mlx_jina
 import numpy as np
 
-from checkpoint import head_dim, linear_shapes
+from encode.flops import full_forward
 from internals import plan_batches
 
 from .setup import TASK, Model
@@ -36,13 +36,7 @@ def matmul_rate(n: int, repeats: int = 5) -> float:
 def model_flops(config: dict, batches: list[list[int]], lengths: list[int]) -> float:
     """Matmul FLOPs of the forward passes as batched: linears on every padded token,
     plus q.k and p.v over all key pairs (the fused kernel's full square)."""
-    params = sum(o * i for o, i in linear_shapes(config).values())
-    heads, hd = config["num_attention_heads"], head_dim(config)
-    total = 0.0
-    for b in batches:
-        width = max(lengths[i] for i in b)
-        total += len(b) * (2 * params * width + 4 * heads * hd * width * width)
-    return total * config["num_hidden_layers"]
+    return sum(full_forward(config, len(b), max(lengths[i] for i in b)) for b in batches)
 
 
 def encode_ids(embedder, ids: list[list[int]], batches) -> mx.array:
@@ -60,10 +54,11 @@ def encode_ids(embedder, ids: list[list[int]], batches) -> mx.array:
 
 
 def corpus_rate(embedder, ids: list[list[int]], config: dict) -> dict:
-    """One warm-up pass, then one timed pass; vectors in input order, unit length."""
+    """One warm-up pass over the same batches (every timed shape), then one timed pass;
+    vectors in input order, unit length."""
     lengths = [len(r) for r in ids]
     plan = plan_batches(lengths, 32, 8192)
-    encode_ids(embedder, ids[:8], plan_batches(lengths[:8], 32, 8192).batches)
+    encode_ids(embedder, ids, plan.batches)
     t = time.perf_counter()
     vectors = np.array(encode_ids(embedder, ids, plan.batches), dtype=np.float32)
     seconds = time.perf_counter() - t

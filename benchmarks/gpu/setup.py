@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from checkpoint import TINY_HEADS, build
+from checkpoint import LLAMA_VOCAB, QWEN_VOCAB, TINY, build
 
 # One row per precision: (label, mlx_jina.load keywords).
 PRECISIONS = (
@@ -36,15 +36,13 @@ def models(smoke: bool) -> list[Model]:
     --smoke: 2 layers, hidden 64, a 1,000-token vocabulary, short "long" inputs."""
     if not smoke:
         return [
-            Model("small", "qwen3", {}, (8192, 32768)),
-            Model("nano", "eurobert", {}, (8192,)),
+            Model("small", "qwen3", {"vocab_size": QWEN_VOCAB}, (8192, 32768)),
+            Model("nano", "eurobert", {"vocab_size": LLAMA_VOCAB}, (8192,)),
         ]
-    tiny = dict(
-        hidden_size=64, num_hidden_layers=2, intermediate_size=128, vocab_size=1000
-    )
+    tiny = dict(intermediate_size=128, vocab_size=1000)  # MLP 128: 4-bit groups of 64
     return [
-        Model("small", "qwen3", tiny | TINY_HEADS["qwen3"], (128, 512)),
-        Model("nano", "eurobert", tiny | TINY_HEADS["eurobert"], (128,)),
+        Model("small", "qwen3", TINY["qwen3"] | tiny, (128, 512)),
+        Model("nano", "eurobert", TINY["eurobert"] | tiny, (128,)),
     ]
 
 
@@ -77,6 +75,7 @@ def corpus(n: int, vocab: int, max_len: int, seed: int = 0) -> list[list[int]]:
 
 def device_facts() -> dict:
     """MLX's device, versions, and which optional peers are importable."""
+    import mlx_jina  # noqa: F401 - before MLX: on Linux it loads the system BLAS
     import mlx.core as mx
 
     facts = {

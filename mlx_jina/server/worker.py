@@ -103,10 +103,9 @@ class _Work:
 class Worker:
     """One thread that loads the model and embeds submitted jobs, batch by batch.
 
-    `load_model` runs on the worker thread, so every MLX array lives there. `schedule`
-    "fair" interleaves jobs' batches by fair queuing; "fifo" runs jobs in arrival
-    order, each to its end (the old policy, kept for benchmarks). While it runs, MLX's
-    buffer cache is capped at `limits.cache_limit`, and emptied after IDLE_SECONDS idle.
+    `load_model` runs on the worker thread, so every MLX array lives there. Jobs'
+    batches interleave by fair queuing. While it runs, MLX's buffer cache is capped at
+    `limits.cache_limit`, and emptied after IDLE_SECONDS idle.
     """
 
     def __init__(
@@ -115,13 +114,9 @@ class Worker:
         *,
         limits: Limits | None = None,
         metrics: Metrics | None = None,
-        schedule: str = "fair",
     ):
-        if schedule not in ("fair", "fifo"):
-            raise ValueError(f"schedule={schedule!r}; use 'fair' or 'fifo'.")
         self.limits = limits or Limits()
         self.metrics = metrics or Metrics()
-        self.schedule = schedule
         self._load_model = load_model
         self._cond = threading.Condition()
         self._incoming: list[Job] = []  # submitted, not yet taken by the worker
@@ -292,10 +287,7 @@ class Worker:
         line order, fill what the token budget and the padding cap leave.
         """
         budget = self.limits.max_batch_tokens
-        if self.schedule == "fifo":
-            line = sorted(work, key=lambda w: w.seq)
-        else:
-            line = sorted(work, key=lambda w: (w.start + w.next_cost(budget), w.seq))
+        line = sorted(work, key=lambda w: (w.start + w.next_cost(budget), w.seq))
         first = line[0]
         batch, count, width, real = [], 0, 0, 0
         for w in line:

@@ -1,7 +1,9 @@
 """config.json in every form our layouts need: transformers' own, Jina's, the MLX ones.
 
 ``arch`` is ``"qwen3"`` (the "small" backbone, causal) or ``"eurobert"`` (the "nano"
-backbone, bidirectional).
+backbone, bidirectional). Plain dicts, no transformers: ``hf_config`` writes what
+transformers' ``save_pretrained`` writes (tests/test_checkpoints.py checks it against
+transformers where the reference stack is installed).
 """
 
 from __future__ import annotations
@@ -10,15 +12,48 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from transformers import EuroBertConfig, EuroBertModel, Qwen3Config, Qwen3Model
-
 from builders.files import weight_keys
 from builders.tokenizers import LLAMA_VOCAB, QWEN_VOCAB
 
-ARCHS = {  # arch -> (transformers config class, backbone model class)
-    "qwen3": (Qwen3Config, Qwen3Model),
-    "eurobert": (EuroBertConfig, EuroBertModel),
+TRANSFORMERS_VERSION = "5.25.0"  # what the saved configs name
+# The published shapes: Qwen3-0.6B (small) and EuroBERT-210m (nano).
+PUBLISHED = {
+    "qwen3": dict(
+        hidden_size=1024,
+        num_hidden_layers=28,
+        intermediate_size=3072,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=128,
+    ),
+    "eurobert": dict(
+        hidden_size=768,
+        num_hidden_layers=12,
+        intermediate_size=3072,
+        num_attention_heads=12,
+        num_key_value_heads=12,
+    ),
 }
+# The tests' tiny shapes: every component still matters, builds take milliseconds.
+TINY = {
+    "qwen3": dict(
+        hidden_size=64,
+        num_hidden_layers=2,
+        intermediate_size=96,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+    ),
+    "eurobert": dict(
+        hidden_size=64,
+        num_hidden_layers=2,
+        intermediate_size=96,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+    ),
+}
+SIZES = {"tiny": TINY, "published": PUBLISHED}
+ARCHS = tuple(TINY)
 _DEFAULT_THETA = {"qwen3": 3_500_000.0, "eurobert": 1_000_000.0}
 _MINIMAL_MLX_KEYS = [  # unified nano's config.json is 378 bytes: only the shapes
     "model_type",
@@ -43,26 +78,35 @@ def backbone_arch(folder: Path) -> str:
     return "eurobert"
 
 
-def hf_config(
-    arch: str, *, vocab_size: int, **overrides: Any
-) -> Qwen3Config | EuroBertConfig:
-    """A tiny transformers config for ``arch`` ("qwen3" or "eurobert").
+def head_dim(config: dict[str, Any]) -> int:
+    return config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
 
-    Defaults: hidden 64, 2 layers, intermediate 96, eager attention. qwen3: 4 query / 2
-    kv heads, head_dim 16, theta 3.5e6, eps 1e-6, tied embeddings. eurobert: 4 / 4
-    heads, head_dim hidden/heads, theta 1e6, eps 1e-5, untied. The theta is always set
-    explicitly (transformers 5 silently falls back to 10,000; docs/model-facts.md).
-    ``rope_theta=`` in overrides is accepted and moved into ``rope_parameters``.
+
+def hf_config(
+    arch: str, *, vocab_size: int, size: str = "tiny", **overrides: Any
+) -> dict[str, Any]:
+    """The backbone's config as transformers saves it, ``size`` "tiny" or "published".
+
+    tiny: hidden 64, 2 layers, intermediate 96; qwen3 4 query / 2 kv heads of 16,
+    eurobert 4 / 4. Both: theta 3.5e6 (qwen3) or 1e6 (eurobert), eps 1e-6 / 1e-5,
+    embeddings tied for qwen3 only. The theta is always written (transformers 5
+    silently falls back to 10,000 without one). ``rope_theta=`` in overrides is moved
+    into ``rope_parameters``.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; expected one of {sorted(ARCHS)}")
+    if size not in SIZES:
+        raise ValueError(f"size={size!r}; expected one of {sorted(SIZES)}")
     kw: dict[str, Any] = dict(
+        SIZES[size][arch],
         vocab_size=vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        intermediate_size=96,
         hidden_act="silu",
         attention_bias=False,
+        attention_dropout=0.0,
+        initializer_range=0.02,
+        use_cache=True,
+        model_type=arch,
+        transformers_version=TRANSFORMERS_VERSION,
     )
     kw.update(_arch_defaults(arch, vocab_size))
     theta = overrides.pop("rope_theta", _DEFAULT_THETA[arch])
@@ -70,45 +114,42 @@ def hf_config(
     kw.update(overrides)
     if arch == "eurobert" and "head_dim" not in overrides:
         kw["head_dim"] = kw["hidden_size"] // kw["num_attention_heads"]
-    config = ARCHS[arch][0](**kw)
-    config._attn_implementation = "eager"  # plain float32 math for the reference
-    return config
+    if arch == "qwen3":
+        kw["layer_types"] = ["full_attention"] * kw["num_hidden_layers"]
+    return dict(sorted(kw.items()))
 
 
 def _arch_defaults(arch: str, vocab_size: int) -> dict[str, Any]:
     """Heads, norms, tying, context and special ids of one backbone."""
     if arch == "qwen3":
         kw: dict[str, Any] = dict(
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=16,
             rms_norm_eps=1e-6,
             tie_word_embeddings=True,
             max_position_embeddings=32_768,
+            max_window_layers=28,
+            sliding_window=None,
+            use_sliding_window=False,
+            bos_token_id=None,
+            eos_token_id=None,
+            pad_token_id=None,
         )
         if vocab_size >= QWEN_VOCAB:  # Qwen3-0.6B-Base: bos = eos = <|endoftext|>
             kw.update(bos_token_id=151_643, eos_token_id=151_643)
         return kw
     kw = dict(
-        num_attention_heads=4,
-        num_key_value_heads=4,
         rms_norm_eps=1e-5,
         tie_word_embeddings=False,
         max_position_embeddings=8_192,
+        classifier_pooling="late",
+        mlp_bias=False,
+        pretraining_tp=1,
     )
-    if vocab_size >= LLAMA_VOCAB:  # the nano config's ids (docs/model-facts.md)
+    if vocab_size >= LLAMA_VOCAB:  # the nano config's ids
         ids = dict(pad_token_id=128_001, bos_token_id=128_000, eos_token_id=128_001)
         kw.update(ids, mask_token_id=128_002)
     else:  # the tiny tokenizer's specials; EuroBERT's defaults are out of range
         kw.update(pad_token_id=0, bos_token_id=1, eos_token_id=2, mask_token_id=3)
     return kw
-
-
-def _hf_config_dict(config: Qwen3Config | EuroBertConfig) -> dict[str, Any]:
-    # The diff form is what save_pretrained writes (no id2label etc. noise).
-    data = json.loads(config.to_json_string(use_diff=True))
-    data.pop("_attn_implementation_autoset", None)
-    return data
 
 
 def flatten_rope(data: dict[str, Any], rope_form: str) -> dict[str, Any]:
@@ -127,13 +168,13 @@ def flatten_rope(data: dict[str, Any], rope_form: str) -> dict[str, Any]:
 
 
 def jina_config(
-    config: Qwen3Config | EuroBertConfig,
+    config: dict[str, Any],
     arch: str,
     rope_form: str,
     tasks: Iterable[str],
 ) -> dict[str, Any]:
     """The base repo's config.json (layout a): the backbone config as remote code."""
-    data = _hf_config_dict(config)
+    data = dict(config)
     data["model_type"] = "jina_embeddings_v5"
     data["architectures"] = ["JinaEmbeddingsV5Model"]
     data["auto_map"] = {  # the remote code a trust_remote_code loader would run
@@ -172,7 +213,7 @@ def mlx_config(base: Path, model_type: str, *, minimal: bool) -> dict[str, Any]:
         data.pop(key, None)
     data["model_type"] = model_type
     if not minimal:
-        # reported for a per-task -mlx config (docs/model-facts.md)
+        # as in a published per-task -mlx config
         data["architectures"] = None
         return data
     keep = list(_MINIMAL_MLX_KEYS)

@@ -1,4 +1,4 @@
-"""Jina's four published jina-embeddings-v5-text layouts (docs/model-facts.md).
+"""Jina's four published jina-embeddings-v5-text layouts, written with numpy only.
 
 * (a) ``build_base``: base repo, un-prefixed backbone keys, PEFT adapters per task.
 * (b) ``build_merged``: merged per-task repo, un-prefixed keys, no adapters.
@@ -7,6 +7,9 @@
   plus ``adapters/<task>/adapter_model.safetensors``.
 
 Each writes into ``root`` and returns it; (b)-(d) are derived from an (a) folder.
+``dtype`` is a name: "float32", "float16" or "bfloat16". The merged layouts merge in
+float32 numpy (W + scale * B @ A); tests/test_checkpoints.py checks that against peft's
+merge_and_unload where the reference stack is installed.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
-import torch
+import numpy as np
 
 from builders.configs import backbone_arch, hf_config, jina_config, mlx_config
 from builders.files import (
@@ -27,9 +30,16 @@ from builders.files import (
     write_json,
     write_safetensors,
 )
-from builders.reference import merged_state_dict
 from builders.tokenizers import default_vocab
-from builders.weights import check_backbone_keys, random_backbone, write_adapters
+from builders.weights import (
+    adapter_config,
+    check_backbone_keys,
+    lora_scale,
+    merge_adapter,
+    random_adapter,
+    random_backbone,
+    read_adapter,
+)
 
 TASKS = ("retrieval", "text-matching", "classification", "clustering")
 # the task that conftest's derived per-task fixtures (merged, -mlx) were built for
@@ -55,16 +65,20 @@ def build_base(
     lora_strength: float = 0.5,
     vocab_size: int | None = None,
     config_overrides: dict[str, Any] | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: str = "float32",
     st_config: bool = True,
+    size: str = "tiny",
 ) -> Path:
-    """Write a Jina base repo (layout 2.1) into ``root`` and return ``root``.
+    """Write a Jina base repo (layout a) into ``root`` and return ``root``.
 
     ``rope_form``: "parameters" (transformers-5 ``rope_parameters``, no top-level
     theta), "top" (top-level ``rope_theta``, ``rope_scaling: null``) or "top-linear"
     (top-level theta, ``rope_scaling {"type": "linear", "factor": 1.0}``).
     ``vocab_size`` defaults to QWEN_VOCAB / LLAMA_VOCAB for the real tokenizers and
     TINY_VOCAB otherwise. ``dtype`` is the dtype of the weight and adapter files.
+    ``size``: "tiny" (the tests') or "published" (the real widths, e.g. with
+    ``config_overrides={"num_hidden_layers": 2}``). ``tasks=()`` writes no adapters/
+    and no task_names: the merged per-task layout (b) with random weights.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -72,35 +86,47 @@ def build_base(
     tokenizer = Path(tokenizer)
     if vocab_size is None:
         vocab_size = default_vocab(tokenizer)
-    config = hf_config(arch, vocab_size=vocab_size, **(config_overrides or {}))
+    config = hf_config(arch, vocab_size=vocab_size, size=size, **(config_overrides or {}))
 
-    model = random_backbone(config, arch, seed)
-    state = model.state_dict()
-    check_backbone_keys(state, arch, config.num_hidden_layers)  # no prefix, no lm_head
-    write_safetensors(
-        root / "model.safetensors", {k: v.to(dtype) for k, v in state.items()}
-    )
-    if dtype != torch.float32:  # adapters are trained on what the file holds
-        model.load_state_dict(read_safetensors(root / "model.safetensors"))
-        model.float()
+    state = random_backbone(config, arch, seed)
+    check_backbone_keys(state, arch, config["num_hidden_layers"])  # no prefix, no lm_head
+    write_safetensors(root / "model.safetensors", state, dtype=dtype)
+    if dtype != "float32":  # adapters are trained on what the file holds
+        state = read_safetensors(root / "model.safetensors")
 
-    write_json(root / "config.json", jina_config(config, arch, rope_form, tasks))
+    data = jina_config(config, arch, rope_form, tasks)
+    if not tasks:
+        data.pop("task_names")
+    write_json(root / "config.json", data)
     shutil.copyfile(tokenizer, root / "tokenizer.json")
     if st_config:
         _write_sentence_transformers_files(root)
     write_dummies(root, _REMOTE_CODE)
-    write_adapters(
-        root / "adapters",
-        model,
-        tasks,
-        seed=seed,
-        r=r,
-        lora_alpha=lora_alpha,
-        use_rslora=use_rslora,
-        strength=lora_strength,
-        dtype=dtype,
-    )
+    scale = lora_scale(r, lora_alpha, use_rslora)
+    for i, task in enumerate(tasks):
+        folder = root / "adapters" / task
+        tensors = random_adapter(
+            state,
+            config,
+            seed=seed * 1000 + 17 + i,
+            r=r,
+            scale=scale,
+            strength=lora_strength,
+        )
+        write_safetensors(folder / "adapter_model.safetensors", tensors, dtype=dtype)
+        config_json = adapter_config(task, r=r, lora_alpha=lora_alpha, use_rslora=use_rslora)
+        write_json(folder / "adapter_config.json", config_json)
     return root
+
+
+def merged_weights(base: Path, task: str) -> dict[str, np.ndarray]:
+    """float32 base + adapters/<task>, merged in numpy; un-prefixed keys."""
+    base = Path(base)
+    adapter, scale = read_adapter(base / "adapters" / task)
+    state = merge_adapter(read_safetensors(base / "model.safetensors"), adapter, scale)
+    n_layers = json.loads((base / "config.json").read_text())["num_hidden_layers"]
+    check_backbone_keys(state, backbone_arch(base), n_layers)
+    return state
 
 
 def _write_sentence_transformers_files(root: Path) -> None:
@@ -119,19 +145,16 @@ def _write_sentence_transformers_files(root: Path) -> None:
 
 
 def build_merged(
-    root: Path, base: Path, task: str, *, dtype: torch.dtype | None = None
+    root: Path, base: Path, task: str, *, dtype: str | None = None
 ) -> Path:
-    """Merged per-task repo (layout 2.2): un-prefixed merged weights, no adapters.
+    """Merged per-task repo (layout b): un-prefixed merged weights, no adapters.
 
     ``dtype`` defaults to the dtype of the base's weight file.
     """
     root, base = Path(root), Path(base)
     root.mkdir(parents=True, exist_ok=True)
     dtype = dtype or file_dtype(base)
-    state = merged_state_dict(base, task)
-    write_safetensors(
-        root / "model.safetensors", {k: v.to(dtype) for k, v in state.items()}
-    )
+    write_safetensors(root / "model.safetensors", merged_weights(base, task), dtype=dtype)
     data = json.loads((base / "config.json").read_text())
     data.pop("task_names", None)
     write_json(root / "config.json", data)
@@ -145,10 +168,10 @@ def build_mlx_task(
     task: str,
     *,
     model_type: str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: str = "float32",
     with_lm_head: bool = False,
 ) -> Path:
-    """Per-task -mlx folder (layout 2.3): ``model.``-prefixed merged weights.
+    """Per-task -mlx folder (layout c): ``model.``-prefixed merged weights.
 
     ``model_type`` defaults to the backbone's ("qwen3" / "eurobert"). The config is
     the full backbone config with top-level ``rope_theta`` and ``architectures: null``.
@@ -157,12 +180,12 @@ def build_mlx_task(
     root, base = Path(root), Path(base)
     root.mkdir(parents=True, exist_ok=True)
     model_type = model_type or backbone_arch(base)
-    state = {
-        f"model.{k}": v.to(dtype) for k, v in merged_state_dict(base, task).items()
-    }
+    state = {f"model.{k}": v for k, v in merged_weights(base, task).items()}
     if with_lm_head:
         state["lm_head.weight"] = state["model.embed_tokens.weight"]
-    write_safetensors(root / "model.safetensors", state, metadata={"format": "mlx"})
+    write_safetensors(
+        root / "model.safetensors", state, metadata={"format": "mlx"}, dtype=dtype
+    )
     write_json(root / "config.json", mlx_config(base, model_type, minimal=False))
     shutil.copyfile(base / "tokenizer.json", root / "tokenizer.json")
     write_dummies(root, ["model.py"])
@@ -174,14 +197,14 @@ def build_mlx_unified(
     base: Path,
     *,
     with_adapter_config: bool = True,
-    dtype: torch.dtype = torch.float16,
+    dtype: str = "float16",
     model_type: str | None = None,
 ) -> Path:
-    """Unified -mlx folder (layout 2.4): ``model.``-prefixed base weights + adapters.
+    """Unified -mlx folder (layout d): ``model.``-prefixed base weights + adapters.
 
     ``adapters/<task>/adapter_model.safetensors`` holds the base repo's PEFT tensors
     with the same keys, cast to ``dtype``; ``adapter_config.json`` is copied only when
-    ``with_adapter_config`` (whether Jina ships it is unknown: docs/model-facts.md).
+    ``with_adapter_config`` (whether Jina ships it is not known).
     The config is minimal (shapes and rope_theta only, as in nano's 378-byte file).
     """
     root, base = Path(root), Path(base)
@@ -190,8 +213,9 @@ def build_mlx_unified(
     state = read_safetensors(base / "model.safetensors")
     write_safetensors(
         root / "model.safetensors",
-        {f"model.{k}": v.to(dtype) for k, v in state.items()},
+        {f"model.{k}": v for k, v in state.items()},
         metadata={"format": "mlx"},
+        dtype=dtype,
     )
     write_json(root / "config.json", mlx_config(base, model_type, minimal=True))
     shutil.copyfile(base / "tokenizer.json", root / "tokenizer.json")
@@ -200,10 +224,7 @@ def build_mlx_unified(
         src, dst = base / "adapters" / task, root / "adapters" / task
         dst.mkdir(parents=True, exist_ok=True)
         tensors = read_safetensors(src / "adapter_model.safetensors")
-        write_safetensors(
-            dst / "adapter_model.safetensors",
-            {k: v.to(dtype) for k, v in tensors.items()},
-        )
+        write_safetensors(dst / "adapter_model.safetensors", tensors, dtype=dtype)
         if with_adapter_config:
             shutil.copyfile(src / "adapter_config.json", dst / "adapter_config.json")
     return root

@@ -2,7 +2,8 @@
 
 It reads any of our layouts' weights (base with adapters/, merged, ``model.``-prefixed
 -mlx files), merges adapters with peft's merge_and_unload and pools like Jina's remote
-code. The merged layouts (b) and (c) are written from ``merged_state_dict``.
+code. torch, transformers and peft are imported on first use, so a test module may
+import this one without them; a test that calls it carries the ``reference`` marker.
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ import hashlib
 import json
 from pathlib import Path
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
-import torch
 from tokenizers import Tokenizer
 
-from builders.configs import ARCHS, backbone_arch
+from builders.configs import backbone_arch
 from builders.files import read_safetensors
 from builders.weights import check_backbone_keys
+
+if TYPE_CHECKING:
+    import torch
 
 _NOT_BACKBONE_KEYS = (  # Jina's and the converters' additions to the backbone config
     "model_type",
@@ -30,9 +35,29 @@ _NOT_BACKBONE_KEYS = (  # Jina's and the converters' additions to the backbone c
     "dtype",
     "torch_dtype",
 )
-_MODELS: dict[tuple[str, str | None], torch.nn.Module] = {}
+_MODELS: dict[tuple[str, str | None], Any] = {}
 _TOKENIZERS: dict[str, Tokenizer] = {}  # by sha1 of the file
 _TOKENIZER_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _torch() -> Any:
+    """torch, set to one thread: the fixtures' tensors are tiny, and a thread pool only
+    adds wake-up latency (the checkpoint tests ran 2-4x slower with 2 threads)."""
+    import torch
+
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    return torch
+
+
+def _classes(arch: str) -> tuple[Any, Any]:
+    """transformers' (config class, backbone class) of ``arch``."""
+    from transformers import EuroBertConfig, EuroBertModel, Qwen3Config, Qwen3Model
+
+    return {
+        "qwen3": (Qwen3Config, Qwen3Model),
+        "eurobert": (EuroBertConfig, EuroBertModel),
+    }[arch]
 
 
 def load_backbone(folder: Path, *, arch: str | None = None) -> torch.nn.Module:
@@ -53,14 +78,16 @@ def load_backbone(folder: Path, *, arch: str | None = None) -> torch.nn.Module:
         data.get("rope_parameters") or {}
     ):
         raise ValueError(f"{folder}/config.json has no rope_theta")
-    config = ARCHS[arch][0](**data)
+    torch = _torch()
+    config_class, model_class = _classes(arch)
+    config = config_class(**data)
     config._attn_implementation = "eager"
     state = {}
-    for key, tensor in read_safetensors(folder / "model.safetensors").items():
+    for key, array in read_safetensors(folder / "model.safetensors").items():
         key = key.removeprefix("model.")
         if not key.startswith("lm_head."):
-            state[key] = tensor.float()
-    model = ARCHS[arch][1](config).eval()
+            state[key] = torch.from_numpy(array.astype(np.float32))
+    model = model_class(config).eval()
     model.load_state_dict(state, strict=True)
     return model
 
@@ -68,7 +95,8 @@ def load_backbone(folder: Path, *, arch: str | None = None) -> torch.nn.Module:
 def merged_state_dict(base: Path, task: str) -> dict[str, torch.Tensor]:
     """float32 base + adapters/<task>, merged by peft's merge_and_unload.
 
-    Keys are un-prefixed, like the base file's.
+    Keys are un-prefixed, like the base file's. The builders merge in numpy; this is
+    the independent merge they are checked against.
     """
     from peft import PeftModel
 
@@ -127,7 +155,7 @@ def reference_token_ids(
     tok.no_padding()
     if max_length is None:
         tok.no_truncation()
-    else:  # keeps room for the specials the post-processor adds (docs/model-facts.md)
+    else:  # keeps room for the specials the post-processor adds (as transformers does)
         tok.enable_truncation(max_length=max_length)
     try:
         encodings = tok.encode_batch(
@@ -163,6 +191,7 @@ def reference_embeddings(
         prompt=prompt,
         max_length=max_length,
     )
+    torch = _torch()
     lengths = torch.tensor([len(x) for x in ids])
     assert int(lengths.min()) > 0, "empty input after tokenization"
     vocab = model.config.vocab_size

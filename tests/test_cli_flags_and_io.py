@@ -1,7 +1,7 @@
-"""`mlx-jina` details: --version, -o formats, input decoding and the text rule,
+"""`mlx-jina` flags and I/O: --version, -o formats, input decoding and the text rule,
 task names and --truncate-dim, help on every flag, and a Hub that can't be reached.
 
-Run: python -m pytest tests/test_cli_polish.py -q
+Run: python -m pytest tests/test_cli_flags_and_io.py -q
 
 The Hub tests never touch the network: HF_ENDPOINT points at a closed port on 127.0.0.1
 (connection refused) or at a "blackhole" there that accepts connections and never answers.
@@ -353,18 +353,26 @@ def test_a_hung_listing_is_abandoned_in_process(monkeypatch):
     listing gives up after the limit with a TimeoutError, which counts as unreachable."""
     from mlx_jina.checkpoint import hub
 
-    class HungApi:
+    entered, release = threading.Event(), threading.Event()
+
+    class HungApi:  # hangs until the test is done
         def model_info(self, repo_id, revision=None, timeout=None):
-            time.sleep(30)
+            entered.set()
+            release.wait()
 
     monkeypatch.setattr(hub, "LISTING_TIMEOUT", 0.2)
     monkeypatch.delenv("HF_HUB_ETAG_TIMEOUT", raising=False)
-    start = time.monotonic()
-    with pytest.raises(TimeoutError) as info:
-        hub.list_files(HungApi, "org/model", None)
-    assert time.monotonic() - start < 1 and hub.is_connection_error(info.value)
+    try:
+        with pytest.raises(TimeoutError) as info:
+            hub.list_files(HungApi, "org/model", None)
+        # the listing gave up while the call it made was still hung
+        assert entered.is_set() and not release.is_set()
+    finally:
+        release.set()
+    assert hub.is_connection_error(info.value)
 
 
+@pytest.mark.server
 def test_serve_task_takes_every_name(monkeypatch, capsys):
     """One vocabulary: `serve --task` takes Jina's API names too (they name the adapter);
     one that would make every request a query is refused in one line, naming the fix."""

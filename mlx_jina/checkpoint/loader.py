@@ -90,11 +90,13 @@ def load(
     prompts, default_prompt_name = read_prompts(folder)
     task, tasks = choose_tasks(found, task, multitask)
     model = read_model(found, tasks, multitask, bits, group_size, dtype)
+    settings = load_settings(model, tasks, multitask)
+    # The default task and the prompts decide what encode() computes too (the task of a
+    # merged folder may come from its name or its converter's block).
+    default_prompt = prompt_name or default_prompt_name
+    settings |= {"task": task, "prompts": prompts, "default_prompt_name": default_prompt}
     identity = model_identity(
-        found.path,
-        found.weight_files,
-        {t: found.adapters[t] for t in tasks},
-        load_settings(model, tasks, multitask),
+        found.path, found.weight_files, {t: found.adapters[t] for t in tasks}, settings
     )
     return Embedder(
         model,
@@ -104,7 +106,7 @@ def load(
         multitask=multitask,
         revision=found.revision or revision,
         prompts=prompts,
-        default_prompt_name=prompt_name or default_prompt_name,
+        default_prompt_name=default_prompt,
         max_length=model.args.max_position_embeddings,
         source=found.name,
         truncate_dim=truncate_dim,

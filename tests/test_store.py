@@ -155,3 +155,19 @@ def test_the_same_folder_spelled_another_way_is_accepted(tiny_qwen_base, tmp_pat
     other = fingerprint(mlx_jina.load("models/x", task="text-matching"))
     with pytest.raises(ValueError, match="identity"):
         load_embeddings(tmp_path / "job", other)
+
+
+def test_a_file_from_before_identities_accepts_its_folder_spelled_another_way(
+    tiny_qwen_base, tmp_path, monkeypatch
+):
+    """Without an identity on one side the model is compared by name; two spellings of one
+    local folder are one name, as they are for a corpus job's resume."""
+    shutil.copytree(tiny_qwen_base, tmp_path / "models" / "x")
+    monkeypatch.chdir(tmp_path)
+    model = mlx_jina.load("models/x", task="retrieval")
+    old = Fingerprint(**{**fingerprint(model).__dict__, "identity": None})
+    path = save_embeddings(tmp_path / "old.safetensors", model.encode_document(DOCS), old)
+    respelled = fingerprint(mlx_jina.load("./models/x/", task="retrieval"))
+    assert load_embeddings(path, respelled).fingerprint == old
+    with pytest.raises(ValueError, match="model 'models/x' \\(expected 'elsewhere'\\)"):
+        load_embeddings(path, Fingerprint(**{**respelled.__dict__, "model": "elsewhere"}))

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from ..retrieval.store import Fingerprint, fingerprint
-from .manifest import Manifest, differences, same_model
+from ..retrieval.store import Fingerprint, fingerprint, same_model
+from .manifest import Manifest, differences
 from .reader import CorpusInput
 
 DEFAULT_SHARD_SIZE = 10_000

@@ -288,13 +288,26 @@ def check_fingerprint(
     diffs = [
         f"{name} {getattr(found, name)!r} (expected {getattr(expected, name)!r})"
         for name in names
-        if name == "identity" or getattr(found, name) != getattr(expected, name)
+        if name == "identity"
+        or (name == "model" and not same_model(found.model, expected.model))
+        or (name != "model" and getattr(found, name) != getattr(expected, name))
     ]
     if diffs and not force:
         raise ValueError(
             f"{where} was embedded with other settings: {'; '.join(diffs)}. Its vectors are not "
             "comparable with yours: re-embed it, or pass force=True if you know they are."
         )
+
+
+def same_model(a: str, b: str) -> bool:
+    """The same model id, or two spellings of one local folder: how models without a
+    content identity (files and jobs from earlier releases) are compared."""
+    if a == b:
+        return True
+    try:
+        return Path(a).is_dir() and Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 # --- the checks, shared by save and load ------------------------------------------------

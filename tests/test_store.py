@@ -171,3 +171,14 @@ def test_a_file_from_before_identities_accepts_its_folder_spelled_another_way(
     assert load_embeddings(path, respelled).fingerprint == old
     with pytest.raises(ValueError, match="model 'models/x' \\(expected 'elsewhere'\\)"):
         load_embeddings(path, Fingerprint(**{**respelled.__dict__, "model": "elsewhere"}))
+
+
+def test_an_identity_of_another_scheme_falls_back_to_the_name(qwen, tmp_path):
+    """A later release may hash other things (a new scheme): its identities are not
+    compared with ours, the model's name and revision are."""
+    fp = fingerprint(qwen)
+    path = save_embeddings(tmp_path / "d.safetensors", qwen.encode_document(DOCS), fp)
+    newer = Fingerprint(**{**fp.__dict__, "identity": "c2:" + "0" * 32})
+    assert load_embeddings(path, newer).fingerprint == fp
+    with pytest.raises(ValueError, match="model .* \\(expected 'other'\\)"):
+        load_embeddings(path, Fingerprint(**{**newer.__dict__, "model": "other"}))

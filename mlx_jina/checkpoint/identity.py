@@ -50,6 +50,12 @@ def model_identity(
     return f"{SCHEME}:{h.hexdigest()}"
 
 
+def comparable(a: str | None, b: str | None) -> bool:
+    """Whether two identities can be compared: both known and of one scheme. Otherwise
+    (a file from before identities, or from another scheme) the model is compared by name."""
+    return a is not None and b is not None and a.split(":")[0] == b.split(":")[0]
+
+
 def _add(h, label: str, data: bytes) -> None:
     # Length-prefixed, so no two different sequences of parts hash alike.
     for part in (label.encode(), data):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from ..checkpoint.identity import comparable
 from ..retrieval.store import Fingerprint, fingerprint, same_model
 from .manifest import Manifest, differences
 from .reader import CorpusInput
@@ -80,7 +81,7 @@ def model_differences(theirs: dict, ours: dict) -> list[str]:
     model, other files under the same path are another. A job from a release before
     identities is compared by the name and revision it recorded."""
     old, new = theirs.get("identity"), ours.get("identity")
-    if old is not None and new is not None:
+    if comparable(old, new):
         if old == new:
             return []
         return [

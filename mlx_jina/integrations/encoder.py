@@ -14,6 +14,7 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
+from ..checkpoint.identity import comparable
 from ..encoding.texts import check_texts, text_problem
 from ..tasks import parse_task
 
@@ -134,15 +135,14 @@ def check_identity(embedder: Embedder, model: Any, expected: str | None, made_wi
     """Refuse a model other than the one a collection or index was made with: the same path
     may hold other files now (another folder, or the same relative path seen from another
     working directory), and the same files may lie at another path."""
-    if expected is None or embedder.identity == expected:
-        return
+    if not comparable(expected, embedder.identity) or embedder.identity == expected:
+        return  # unknown on a side (an Embedder built by hand), or of an older scheme
     loaded = f"{embedder.source!r}"
     if isinstance(model, (str, os.PathLike)) and Path(model).is_dir():
         loaded += f" ({Path(model).resolve()})"
-    found = embedder.identity or "no identity (an Embedder built by hand)"
     raise ValueError(
         f"This store was embedded with model {made_with or '?'!r}, identity {expected}; "
-        f"{loaded} is another model, identity {found}. Its vectors would not be comparable: "
+        f"{loaded} is another model, identity {embedder.identity}. Its vectors would not be comparable: "
         "load the model the store was made with (the same files, at any path), or embed "
         "into a new store."
     )

@@ -375,6 +375,7 @@ def test_a_model_rebuilt_in_place_is_refused(tiny_tokenizer_eos, corpus, tmp_pat
         mlx_jina.embed_corpus("models/m", corpus, out, task=TASK)
     message = str(err.value)
     assert "\n" not in message and "model content: 'models/m' is c1:" in message
+    assert "(they differ in: weights, adapters)" in message  # the adapters were rebuilt too
     assert "force=True (--force)" in message and "another folder" in message
     cli = cli_embed("models/m", corpus, out, tmp_path)
     assert cli.returncode == 2 and "model content" in cli.stderr and "--force" in cli.stderr

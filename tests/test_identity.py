@@ -132,3 +132,20 @@ def test_dtype_and_bits(tiny_qwen_base, reference):
     assert len(found) == 6
     # a setting that changes nothing the model computes leaves it alone
     assert identity(tiny_qwen_base, truncate_dim=32) == reference
+
+
+def test_the_parts_say_where_two_models_differ(tiny_qwen_base, tiny_tokenizer, tmp_path):
+    from mlx_jina.checkpoint.identity import differing_parts
+
+    def parts(path, **kwargs):
+        return mlx_jina.load(path, **{"task": "retrieval", **kwargs}).identity_parts
+
+    base = parts(tiny_qwen_base)
+    tokenizer, config = copy(tiny_qwen_base, tmp_path / "t"), copy(tiny_qwen_base, tmp_path / "c")
+    shutil.copyfile(tiny_tokenizer, tokenizer / "tokenizer.json")
+    edit_json(config / "config.json", rms_norm_eps=1e-5)
+    assert differing_parts(base, parts(tokenizer)) == ["tokenizer"]
+    assert differing_parts(base, parts(config)) == ["config"]
+    assert differing_parts(base, parts(tiny_qwen_base, dtype="float16")) == ["settings"]
+    assert differing_parts(base, parts(tiny_qwen_base, task="text-matching")) == ["adapters", "settings"]
+    assert differing_parts(base, None) == []

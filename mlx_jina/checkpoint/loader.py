@@ -28,7 +28,7 @@ from .folder import (
     read_prompts,
     read_tokenizer,
 )
-from .identity import model_identity
+from .identity import identity_of, identity_parts
 from .quantization import (
     check_settings,
     infer_quantization,
@@ -95,7 +95,7 @@ def load(
     # merged folder may come from its name or its converter's block).
     default_prompt = prompt_name or default_prompt_name
     settings |= {"task": task, "prompts": prompts, "default_prompt_name": default_prompt}
-    identity = model_identity(
+    parts = identity_parts(
         found.path, found.weight_files, {t: found.adapters[t] for t in tasks}, settings
     )
     return Embedder(
@@ -110,7 +110,8 @@ def load(
         max_length=model.args.max_position_embeddings,
         source=found.name,
         truncate_dim=truncate_dim,
-        identity=identity,
+        identity=identity_of(parts),
+        identity_parts=parts,
     )
 
 

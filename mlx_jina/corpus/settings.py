@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from ..checkpoint.identity import comparable
+from ..checkpoint.identity import comparable, differing_parts
 from ..retrieval.store import Fingerprint, fingerprint, same_model
 from .manifest import Manifest, differences
 from .reader import CorpusInput
@@ -23,8 +23,9 @@ ENCODE_OPTIONS = (
 )  # fmt: skip
 # The input's identity that must match; path and mtime may change (a moved or copied file).
 INPUT_KEYS = ("kind", "format", "text_field", "size", "sha256", "texts")
+PART_WORDS = {"settings": "load settings (tasks, dtype, bits, prompts)"}
 # How the model is named and what it is; compared by model_differences, not one by one.
-MODEL_KEYS = ("model", "revision", "identity")
+MODEL_KEYS = ("model", "revision", "identity", "model_parts")
 
 
 def check_options(options: dict, shard_size: int | None = None, stall_timeout=None) -> None:
@@ -65,6 +66,7 @@ def job_settings(model, options: dict) -> tuple[Fingerprint, dict]:
         "truncate": options.get("truncate", True),
         "split_special_tokens": options.get("split_special_tokens", False),
         "weights": weights_of(model),
+        "model_parts": getattr(model, "identity_parts", None),  # says which part differs
     }
     return fp, settings
 
@@ -84,10 +86,12 @@ def model_differences(theirs: dict, ours: dict) -> list[str]:
     if comparable(old, new):
         if old == new:
             return []
+        parts = differing_parts(theirs.get("model_parts"), ours.get("model_parts"))
+        what = ", ".join(PART_WORDS.get(p, p) for p in parts) or (
+            "weights, config, tokenizer, adapters or load settings")
         return [
             f"model content: {ours['model']!r} is {new}, the job in the folder was embedded with "
-            f"{theirs.get('model')!r} as {old} (other weights, config, tokenizer, adapters, "
-            "prompts, dtype or bits)"
+            f"{theirs.get('model')!r} as {old} (they differ in: {what})"
         ]
     diffs = [] if same_model(theirs.get("model"), ours["model"]) else [
         f"model {ours['model']!r} (the job in the folder has {theirs.get('model')!r})"

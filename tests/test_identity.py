@@ -149,3 +149,29 @@ def test_the_parts_say_where_two_models_differ(tiny_qwen_base, tiny_tokenizer, t
     assert differing_parts(base, parts(tiny_qwen_base, dtype="float16")) == ["settings"]
     assert differing_parts(base, parts(tiny_qwen_base, task="text-matching")) == ["adapters", "settings"]
     assert differing_parts(base, None) == []
+
+
+def test_the_sampled_bytes_are_the_tensors_own(tiny_qwen_base, tmp_path):
+    """The windows are read at the header's offsets: a small tensor is read whole and is
+    exactly its data; a large one's first and last windows are its first and last KiB."""
+    import os
+
+    import numpy as np
+
+    from mlx_jina.checkpoint.identity import SAMPLE_WINDOWS, WINDOW, _sample
+    from mlx_jina.checkpoint.safetensors import read_header
+
+    path = tmp_path / "t.safetensors"
+    big = np.arange(SAMPLE_WINDOWS * WINDOW, dtype=np.float32)  # 4x the whole-read size
+    small = np.arange(10, dtype=np.float32) * 3
+    save_file({"a.small": small, "b.big": big}, path)
+    header = read_header(path).tensors
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert _sample(fd, header["a.small"]) == small.tobytes()
+        windows = _sample(fd, header["b.big"])
+    finally:
+        os.close(fd)
+    assert len(windows) == SAMPLE_WINDOWS * WINDOW
+    assert windows[:WINDOW] == big.tobytes()[:WINDOW]
+    assert windows[-WINDOW:] == big.tobytes()[-WINDOW:]

@@ -128,5 +128,9 @@ def _sample(fd: int, info) -> bytes:
     size, start = info.nbytes, info.offset
     if size <= SAMPLE_WINDOWS * WINDOW:
         return os.pread(fd, size, start)
-    step = (size - WINDOW) // (SAMPLE_WINDOWS - 1)
-    return b"".join(os.pread(fd, WINDOW, start + i * step) for i in range(SAMPLE_WINDOWS))
+    # From the first byte to the last: i * (size - WINDOW) // (n - 1), not i * step, whose
+    # rounding left up to n - 2 bytes at the end unread.
+    last = SAMPLE_WINDOWS - 1
+    return b"".join(
+        os.pread(fd, WINDOW, start + i * (size - WINDOW) // last) for i in range(SAMPLE_WINDOWS)
+    )

@@ -22,7 +22,9 @@ except ImportError as e:
 
 # What get_config() records, so that Chroma can rebuild the function for a stored collection;
 # "identity" is the model's content identity, checked when the rebuilt function loads it.
-CONFIG_KEYS = ("model", "task", "truncate_dim", "bits", "batch_size", "revision", "dtype", "identity")
+CONFIG_KEYS = (
+    "model", "task", "truncate_dim", "bits", "batch_size", "revision", "dtype", "identity",
+)  # fmt: skip
 # Changing these would mix vectors from different spaces in one collection.
 FIXED_KEYS = ("model", "task", "truncate_dim", "identity")
 

@@ -66,7 +66,7 @@ class QueryDocumentEncoder:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}; use a positive integer.")
         if identity is not None and not isinstance(identity, str):
-            raise TypeError(f"identity={identity!r}; use the string a model's .identity gave, or None.")
+            raise TypeError(f"identity={identity!r}; use a model's .identity string, or None.")
         self.embedder = as_embedder(model, self.adapter, bits=bits, revision=revision, dtype=dtype)
         check_identity(self.embedder, model, identity, made_with)
         # A task the model lacks or a bad truncate_dim fails here, not at the first query.
@@ -131,7 +131,9 @@ def as_embedder(model: Any, adapter: str | None, **load_settings: Any) -> Embedd
     )
 
 
-def check_identity(embedder: Embedder, model: Any, expected: str | None, made_with: str | None) -> None:
+def check_identity(
+    embedder: Embedder, model: Any, expected: str | None, made_with: str | None
+) -> None:
     """Refuse a model other than the one a collection or index was made with: the same path
     may hold other files now (another folder, or the same relative path seen from another
     working directory), and the same files may lie at another path."""
@@ -142,9 +144,9 @@ def check_identity(embedder: Embedder, model: Any, expected: str | None, made_wi
         loaded += f" ({Path(model).resolve()})"
     raise ValueError(
         f"This store was embedded with model {made_with or '?'!r}, identity {expected}; "
-        f"{loaded} is another model, identity {embedder.identity}. Its vectors would not be comparable: "
-        "load the model the store was made with (the same files, at any path), or embed "
-        "into a new store."
+        f"{loaded} is another model, identity {embedder.identity}. Its vectors would not be "
+        "comparable: load the model the store was made with (the same files, at any path), "
+        "or embed into a new store."
     )
 
 

@@ -93,17 +93,23 @@ class MLXJinaEmbedding(BaseEmbedding):
 
     # LlamaIndex's batch methods iterate what they are given: None failed with "'NoneType'
     # object is not iterable" and a string was embedded one character at a time.
-    def get_text_embedding_batch(self, texts: list[str], *args: Any, **kwargs: Any) -> list[Embedding]:
-        return super().get_text_embedding_batch(checked_texts(texts), *args, **kwargs)
+    def get_text_embedding_batch(self, texts: list[str], *args: Any, **kw: Any) -> list[Embedding]:
+        return super().get_text_embedding_batch(checked_texts(texts), *args, **kw)
 
-    async def aget_text_embedding_batch(self, texts: list[str], *args: Any, **kwargs: Any) -> list[Embedding]:
-        return await super().aget_text_embedding_batch(checked_texts(texts), *args, **kwargs)
+    async def aget_text_embedding_batch(
+        self, texts: list[str], *args: Any, **kw: Any
+    ) -> list[Embedding]:
+        return await super().aget_text_embedding_batch(checked_texts(texts), *args, **kw)
 
-    def get_agg_embedding_from_queries(self, queries: list[str], *args: Any, **kwargs: Any) -> Embedding:
-        return super().get_agg_embedding_from_queries(_queries(queries), *args, **kwargs)
+    def get_agg_embedding_from_queries(
+        self, queries: list[str], *args: Any, **kw: Any
+    ) -> Embedding:
+        return super().get_agg_embedding_from_queries(_queries(queries), *args, **kw)
 
-    async def aget_agg_embedding_from_queries(self, queries: list[str], *args: Any, **kwargs: Any) -> Embedding:
-        return await super().aget_agg_embedding_from_queries(_queries(queries), *args, **kwargs)
+    async def aget_agg_embedding_from_queries(
+        self, queries: list[str], *args: Any, **kw: Any
+    ) -> Embedding:
+        return await super().aget_agg_embedding_from_queries(_queries(queries), *args, **kw)
 
     def _get_query_embedding(self, query: str) -> Embedding:
         return self._encoder.query(query).tolist()

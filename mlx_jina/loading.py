@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .checkpoint import hub
 from .checkpoint.folder import choose_tasks, inspect_folder, read_prompts, read_tokenizer
-from .checkpoint.identity import model_identity
+from .checkpoint.identity import identity_of, identity_parts
 from .checkpoint.loader import check_load_settings, check_truncate_dim, load_settings, read_model
 from .encoding.embedder import Embedder
 from .tasks import parse_task
@@ -63,11 +63,13 @@ def load(
     prompts, default_prompt_name = read_prompts(folder)
     task, tasks = choose_tasks(found, task, multitask)
     model = read_model(found, tasks, multitask, bits, group_size, dtype)
-    identity = model_identity(
-        found.path,
-        found.weight_files,
-        {t: found.adapters[t] for t in tasks},
-        load_settings(model, tasks, multitask),
+    settings = load_settings(model, tasks, multitask)
+    # The default task and the prompts decide what encode() computes too (the task of a
+    # merged folder may come from its name or its converter's block).
+    default_prompt = prompt_name or default_prompt_name
+    settings |= {"task": task, "prompts": prompts, "default_prompt_name": default_prompt}
+    parts = identity_parts(
+        found.path, found.weight_files, {t: found.adapters[t] for t in tasks}, settings
     )
     return Embedder(
         model,
@@ -77,9 +79,10 @@ def load(
         multitask=multitask,
         revision=found.revision or revision,
         prompts=prompts,
-        default_prompt_name=prompt_name or default_prompt_name,
+        default_prompt_name=default_prompt,
         max_length=model.args.max_position_embeddings,
         source=found.name,
         truncate_dim=truncate_dim,
-        identity=identity,
+        identity=identity_of(parts),
+        identity_parts=parts,
     )

@@ -353,7 +353,21 @@ def test_another_model_is_refused(qwen, nano, corpus, tmp_path):
     mlx_jina.embed_corpus(qwen, corpus, out, shard_size=SHARD)
     with pytest.raises(ValueError) as err:
         mlx_jina.embed_corpus(nano, corpus, out)
-    assert f"model {nano.source!r} (the job in the folder has {qwen.source!r})" in str(err.value)
+    assert (f"model content: {nano.source!r} is {nano.identity}, the job in the folder was "
+            f"embedded with {qwen.source!r} as {qwen.identity}") in str(err.value)
+
+
+def test_a_job_from_before_identities_is_compared_by_name(qwen, nano, corpus, tmp_path):
+    """A manifest without the model's identity (an older release) resumes under the
+    model's name, and refuses another name."""
+    out = tmp_path / "job"
+    mlx_jina.embed_corpus(qwen, TEXTS[:6], out, shard_size=SHARD)
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["settings"]["identity"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=f"model {nano.source!r} \\(the job in the folder has"):
+        mlx_jina.embed_corpus(nano, TEXTS[:6], out)
+    assert mlx_jina.embed_corpus(qwen, TEXTS[:6], out).embedded_shards == 0
 
 
 def test_an_edited_input_is_refused(qwen, corpus, tmp_path):
@@ -591,3 +605,71 @@ def test_a_zero_column_terminal_gets_plain_progress_lines(tiny_qwen_base, corpus
     lines = [l for l in shown.splitlines() if l.startswith("Encoding: ")]
     assert code == 0 and lines, shown
     assert lines[-1].startswith(f"Encoding: {len(TEXTS)} of {len(TEXTS)} texts (100%)")
+
+
+# ---------------------------------------------------------------------------
+# the model is compared by its content, not by the spelling of its path
+
+
+def killed_job(model: str, corpus: Path, out: Path, cwd: Path) -> None:
+    """A job started from `cwd` with `model` as given, SIGKILLed after shard 1 is listed."""
+    argv = [sys.executable, "-c", KILL_SCRIPT, model, str(corpus), str(out), str(SHARD), TASK]
+    env = os.environ | {"MLX_JINA_CORPUS_KILL_AT": "shard-recorded:1"}
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+def cli_embed(model: str, corpus: Path, out: Path, cwd: Path, *flags: str):
+    argv = [sys.executable, "-m", "mlx_jina", "embed", "-m", model, "--task", TASK,
+            "-i", str(corpus), "--out-dir", str(out), *flags]  # fmt: skip
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_a_model_rebuilt_in_place_is_refused(tiny_tokenizer_eos, corpus, tmp_path, monkeypatch):
+    """Killed, then the model folder rebuilt with other weights at the same path: the
+    resume was accepted and mixed shards of both models. Now it is refused in one line
+    that names the model's content and the way out."""
+    from builders.layouts import build_base
+
+    build_base(tmp_path / "models" / "m", "qwen3", tokenizer=tiny_tokenizer_eos, seed=0)
+    out = tmp_path / "job"
+    killed_job("models/m", corpus, out, cwd=tmp_path)
+    build_base(tmp_path / "models" / "m", "qwen3", tokenizer=tiny_tokenizer_eos, seed=7)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError) as err:
+        mlx_jina.embed_corpus("models/m", corpus, out, task=TASK)
+    message = str(err.value)
+    assert "\n" not in message and "model content: 'models/m' is c1:" in message
+    assert "(they differ in: weights, adapters)" in message  # the adapters were rebuilt too
+    assert "force=True (--force)" in message and "another folder" in message
+    cli = cli_embed("models/m", corpus, out, tmp_path)
+    assert cli.returncode == 2 and "model content" in cli.stderr and "--force" in cli.stderr
+    assert cli_embed("models/m", corpus, out, tmp_path, "--force").returncode == 0
+    assert_matches_reference(out, mlx_jina.load("models/m", task=TASK), TEXTS)
+
+
+@pytest.mark.parametrize("spelling, how", [
+    ("./models/m/", "api"),
+    ("{tmp}/models/m", "api"),
+    ("{tmp}/models/m", "cli"),
+    ("./models/m/", "cli"),
+    ("elsewhere/copy", "api"),  # another path, the same files
+])  # fmt: skip
+def test_the_same_model_spelled_another_way_resumes(spelling, how, qwen, tiny_qwen_base, corpus,
+                                                   tmp_path, monkeypatch):  # fmt: skip
+    import shutil
+
+    shutil.copytree(tiny_qwen_base, tmp_path / "models" / "m")
+    shutil.copytree(tiny_qwen_base, tmp_path / "elsewhere" / "copy")
+    out = tmp_path / "job"
+    killed_job("models/m", corpus, out, cwd=tmp_path)
+    model = spelling.format(tmp=tmp_path)
+    if how == "cli":
+        proc = cli_embed(model, corpus, out, tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "2 of 4 shards this run" in proc.stderr
+    else:
+        monkeypatch.chdir(tmp_path)
+        result = mlx_jina.embed_corpus(model, corpus, out, task=TASK)
+        assert (result.embedded_shards, result.rows) == (2, len(TEXTS))
+    assert_matches_reference(out, qwen, TEXTS)

@@ -370,3 +370,123 @@ def test_chroma_persistent_collection_reopens(qwen, tiny_qwen_base, tmp_path):
     found = reopened.query(query_texts=[QUERIES[1]], n_results=1)
     assert found["documents"][0][0] == nearest(qwen, QUERIES[1])
     client.reset()
+
+
+# ---------------------------------------------------------------------------
+# the model a store was made with, by content: a relative path seen from another working
+# directory may hold another model, and the same files may lie at another path
+
+
+@pytest.fixture
+def three_folders(tiny_qwen_base, tiny_tokenizer_eos, tmp_path):
+    """models/m under a/ and c/ is tiny_qwen_base; under b/ it is another model of the
+    same shapes (other weights)."""
+    import shutil
+
+    from builders.layouts import build_base
+
+    shutil.copytree(tiny_qwen_base, tmp_path / "a" / "models" / "m")
+    build_base(tmp_path / "b" / "models" / "m", "qwen3", tokenizer=tiny_tokenizer_eos, seed=7)
+    shutil.copytree(tiny_qwen_base, tmp_path / "c" / "models" / "m")
+    return tmp_path
+
+
+def test_chroma_reopened_where_the_path_holds_another_model(qwen, three_folders, monkeypatch):
+    """Before: the collection recorded "models/m" only, and reopened from b/ it queried with
+    b/'s model (the stored document ranked 2nd). Now it records the content identity and
+    refuses, naming both; from c/ (the same files) it is accepted."""
+    import chromadb
+    from chromadb.config import Settings
+
+    from mlx_jina.integrations.chroma import MLXJinaEmbeddingFunction
+
+    settings = Settings(anonymized_telemetry=False, allow_reset=True)
+    client = chromadb.PersistentClient(path=str(three_folders / "db"), settings=settings)
+    monkeypatch.chdir(three_folders / "a")
+    ef = MLXJinaEmbeddingFunction("models/m", task="retrieval")
+    client.create_collection("docs", embedding_function=ef).add(ids=["a", "b", "c", "d"], documents=DOCS)
+    monkeypatch.chdir(three_folders / "b")
+    other = MLXJinaEmbeddingFunction("models/m", task="retrieval").embedder.identity
+    with pytest.raises(ValueError) as err:
+        client.get_collection("docs").query(query_texts=[QUERIES[1]], n_results=1)
+    message = str(err.value)
+    assert f"model 'models/m', identity {qwen.identity}" in message
+    assert f"'models/m' ({three_folders / 'b' / 'models' / 'm'}) is another model, identity {other}" in message
+    monkeypatch.chdir(three_folders / "c")
+    found = client.get_collection("docs").query(query_texts=[QUERIES[1]], n_results=1)
+    assert found["documents"][0][0] == nearest(qwen, QUERIES[1])
+    assert ef.get_config()["identity"] == qwen.identity
+    client.reset()
+
+
+def test_chroma_config_update_compares_identity_not_path(qwen, tiny_qwen_base):
+    from mlx_jina.integrations.chroma import MLXJinaEmbeddingFunction
+
+    ef = MLXJinaEmbeddingFunction(tiny_qwen_base, task="retrieval")
+    config = ef.get_config()
+    ef.validate_config_update(config, {**config, "model": "./elsewhere/m/"})  # same content
+    with pytest.raises(ValueError, match="Changing identity"):
+        ef.validate_config_update(config, {**config, "identity": "c1:" + "0" * 32})
+    old = {k: v for k, v in config.items() if k != "identity"}  # from before identities
+    ef.validate_config_update(old, config)
+    with pytest.raises(ValueError, match="Changing model"):
+        ef.validate_config_update(old, {**old, "model": "other"})
+    with pytest.raises(ValueError, match="identity must be a string"):
+        MLXJinaEmbeddingFunction.build_from_config({**config, "identity": 3})
+
+
+def test_llama_index_saved_settings_reload_only_the_same_model(qwen, three_folders, monkeypatch):
+    from mlx_jina.integrations.llama_index import MLXJinaEmbedding
+
+    monkeypatch.chdir(three_folders / "a")
+    saved = MLXJinaEmbedding("models/m", task="retrieval").to_dict()
+    assert saved["identity"] == qwen.identity
+    monkeypatch.chdir(three_folders / "b")
+    with pytest.raises(ValueError, match=f"model 'models/m', identity {qwen.identity}; "):
+        MLXJinaEmbedding.from_dict(saved)
+    monkeypatch.chdir(three_folders / "c")
+    close(MLXJinaEmbedding.from_dict(saved).get_query_embedding(QUERIES[0]), qwen.encode_query(QUERIES[0]))
+
+
+def test_langchain_checks_an_identity_it_is_given(qwen, three_folders):
+    from mlx_jina.integrations.langchain import MLXJinaEmbeddings
+
+    a, b = three_folders / "a" / "models" / "m", three_folders / "b" / "models" / "m"
+    assert MLXJinaEmbeddings(a, task="retrieval", identity=qwen.identity).identity == qwen.identity
+    with pytest.raises(ValueError, match=f"identity {qwen.identity}; .* is another model"):
+        MLXJinaEmbeddings(b, task="retrieval", identity=qwen.identity)
+    with pytest.raises(TypeError, match="identity=5"):
+        MLXJinaEmbeddings(a, task="retrieval", identity=5)
+
+
+@pytest.mark.parametrize("texts, error", [
+    (None, "texts must be a list of strings, got NoneType"),
+    ("one text", "texts must be a list of strings, got str"),  # was embedded per character
+    (b"bytes", "texts must be a list of strings, got bytes"),
+    (["fine", None], r"texts\[1\] is NoneType"),
+    (5, "texts must be a list of strings, got int"),
+])  # fmt: skip
+def test_llama_index_batches_refuse_what_is_not_a_list_of_texts(qwen, texts, error):
+    """LlamaIndex's batch method iterated None ("'NoneType' object is not iterable") and
+    embedded a string one character at a time."""
+    from mlx_jina.integrations.llama_index import MLXJinaEmbedding
+
+    emb = MLXJinaEmbedding(qwen)
+    with pytest.raises(TypeError, match=error):
+        emb.get_text_embedding_batch(texts)
+    with pytest.raises(TypeError, match=error):
+        asyncio.run(emb.aget_text_embedding_batch(texts))
+    with pytest.raises(TypeError, match=error.replace("texts", "queries")):
+        emb.get_agg_embedding_from_queries(texts)
+    with pytest.raises(TypeError, match="The text must be a string"):
+        emb.get_text_embedding(None)
+
+
+def test_langchain_and_chroma_refuse_bytes(lc, qwen):
+    """bytes are a sequence of ints: the error named texts[0] as int."""
+    from mlx_jina.integrations.chroma import MLXJinaEmbeddingFunction
+
+    with pytest.raises(TypeError, match="list of strings, got bytes"):
+        lc.embed_documents(b"text")
+    with pytest.raises(TypeError, match="list of strings, got bytes"):
+        MLXJinaEmbeddingFunction(qwen)(b"text")

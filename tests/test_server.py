@@ -493,3 +493,16 @@ def test_models_health_metrics(server):
         metric(r.text, name)
     assert metric(r.text, "mlx_jina_queue_depth") == 0
     assert metric(r.text, "mlx_jina_inputs_total") >= 2
+
+
+def test_the_model_fingerprint_is_served(server, tiny_qwen_base, tmp_path):
+    """Clients that store vectors can tell the model behind the server by content: the
+    same files loaded from another path give the same fingerprint, in GET /v1/models and
+    on every embeddings response."""
+    copy = shutil.copytree(tiny_qwen_base, tmp_path / "copy")
+    same = mlx_jina.load(copy, multitask=True, task="retrieval").identity
+    listed = httpx.get(server + "/v1/models", headers=AUTH).json()["data"]
+    assert [m["fingerprint"] for m in listed] == [same, same]
+    r = httpx.post(server + "/v1/embeddings", json={"input": ["a"]}, headers=AUTH)
+    assert r.status_code == 200 and r.headers["x-model-fingerprint"] == same
+    assert mlx_jina.load(copy, task="retrieval").identity != same  # merged, not multitask

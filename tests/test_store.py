@@ -137,3 +137,48 @@ def test_fingerprint_dims_follow_the_matryoshka_minimum(qwen):
     with pytest.raises(ValueError, match=f"from {MIN_DIM}"):
         qwen.encode("a", truncate_dim=MIN_DIM - 1)
     assert fingerprint(qwen, truncate_dim=MIN_DIM).dims == MIN_DIM
+
+
+def test_the_same_folder_spelled_another_way_is_accepted(tiny_qwen_base, tmp_path, monkeypatch):
+    """`load_embeddings(dir, fingerprint(model))` refused the model folder that made the
+    vectors when it was spelled `./models/x/` or absolutely instead of `models/x`; an
+    embedding file likewise. Another model under that name is still refused."""
+    shutil.copytree(tiny_qwen_base, tmp_path / "models" / "x")
+    monkeypatch.chdir(tmp_path)
+    made_with = mlx_jina.load("models/x", task="retrieval")
+    mlx_jina.embed_corpus(made_with, DOCS, tmp_path / "job")
+    save_embeddings(tmp_path / "d.safetensors", made_with.encode_document(DOCS), fingerprint(made_with))
+    for spelling in ("models/x", "./models/x/", str(tmp_path / "models" / "x")):
+        fp = fingerprint(mlx_jina.load(spelling, task="retrieval"))
+        assert len(load_embeddings(tmp_path / "job", fp).embeddings) == len(DOCS)
+        assert load_embeddings(tmp_path / "d.safetensors", fp).fingerprint.model == "models/x"
+    other = fingerprint(mlx_jina.load("models/x", task="text-matching"))
+    with pytest.raises(ValueError, match="identity"):
+        load_embeddings(tmp_path / "job", other)
+
+
+def test_a_file_from_before_identities_accepts_its_folder_spelled_another_way(
+    tiny_qwen_base, tmp_path, monkeypatch
+):
+    """Without an identity on one side the model is compared by name; two spellings of one
+    local folder are one name, as they are for a corpus job's resume."""
+    shutil.copytree(tiny_qwen_base, tmp_path / "models" / "x")
+    monkeypatch.chdir(tmp_path)
+    model = mlx_jina.load("models/x", task="retrieval")
+    old = Fingerprint(**{**fingerprint(model).__dict__, "identity": None})
+    path = save_embeddings(tmp_path / "old.safetensors", model.encode_document(DOCS), old)
+    respelled = fingerprint(mlx_jina.load("./models/x/", task="retrieval"))
+    assert load_embeddings(path, respelled).fingerprint == old
+    with pytest.raises(ValueError, match="model 'models/x' \\(expected 'elsewhere'\\)"):
+        load_embeddings(path, Fingerprint(**{**respelled.__dict__, "model": "elsewhere"}))
+
+
+def test_an_identity_of_another_scheme_falls_back_to_the_name(qwen, tmp_path):
+    """A later release may hash other things (a new scheme): its identities are not
+    compared with ours, the model's name and revision are."""
+    fp = fingerprint(qwen)
+    path = save_embeddings(tmp_path / "d.safetensors", qwen.encode_document(DOCS), fp)
+    newer = Fingerprint(**{**fp.__dict__, "identity": "c2:" + "0" * 32})
+    assert load_embeddings(path, newer).fingerprint == fp
+    with pytest.raises(ValueError, match="model .* \\(expected 'other'\\)"):
+        load_embeddings(path, Fingerprint(**{**newer.__dict__, "model": "other"}))

@@ -23,6 +23,8 @@ from .safetensors import TOKENIZER_LIMIT, open_regular, read_header
 SCHEME = "c1"  # bump when what is hashed changes: identities of other schemes never match
 WINDOW = 1024
 SAMPLE_WINDOWS = 16
+# What is hashed, each part on its own: the identity hashes the parts' digests.
+PARTS = ("weights", "config", "tokenizer", "adapters", "settings")
 # config.json keys that describe where a file came from, not what it computes.
 BOOKKEEPING = ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "auto_map")
 CONVERTER_BOOKKEEPING = ("source", "revision", "created", "version")
@@ -35,19 +37,46 @@ def model_identity(
     settings: dict,
 ) -> str:
     """`SCHEME:` + 32 hex digits, from the folder's content and the load `settings`
-    (tasks merged or attached, bits, group size, mode, dtype): equal only for loads that
-    compute the same vectors."""
-    h = hashlib.blake2b(digest_size=16)
-    _add(h, "settings", json.dumps(settings, sort_keys=True, default=str).encode())
-    _add(h, "config", _config_bytes(folder / "config.json"))
+    (tasks merged or attached, bits, group size, dtype, default task, prompts): equal only
+    for loads that compute the same vectors."""
+    return identity_of(identity_parts(folder, weight_files, adapters, settings))
+
+
+def identity_parts(
+    folder: Path, weight_files: list[str], adapters: dict[str, Path], settings: dict
+) -> dict[str, str]:
+    """A short digest of each part (PARTS): two identities that differ can say where."""
+    parts = {name: hashlib.blake2b(digest_size=8) for name in PARTS}
+    _add(parts["settings"], "settings", json.dumps(settings, sort_keys=True, default=str).encode())
+    _add(parts["config"], "config", _config_bytes(folder / "config.json"))
     with open_regular(folder / "tokenizer.json", TOKENIZER_LIMIT) as f:
-        _add(h, "tokenizer", hashlib.blake2b(f.read(TOKENIZER_LIMIT + 1)).digest())
-    _add_tensors(h, "weights", [folder / name for name in weight_files])
+        _add(parts["tokenizer"], "tokenizer", hashlib.blake2b(f.read(TOKENIZER_LIMIT + 1)).digest())
+    _add_tensors(parts["weights"], "weights", [folder / name for name in weight_files])
     for task in sorted(adapters):
         root = adapters[task]
-        _add(h, f"adapter {task}", _json_bytes(root / "adapter_config.json"))
-        _add_tensors(h, f"adapter {task}", [root / "adapter_model.safetensors"])
+        _add(parts["adapters"], f"adapter {task}", _json_bytes(root / "adapter_config.json"))
+        _add_tensors(parts["adapters"], f"adapter {task}", [root / "adapter_model.safetensors"])
+    return {name: h.hexdigest() for name, h in parts.items()}
+
+
+def identity_of(parts: dict[str, str]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for name in PARTS:
+        _add(h, name, parts[name].encode())
     return f"{SCHEME}:{h.hexdigest()}"
+
+
+def differing_parts(a: dict | None, b: dict | None) -> list[str]:
+    """The parts in which two loads differ, by name (PARTS); [] when either is unknown."""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return []
+    return [name for name in PARTS if a.get(name) != b.get(name)]
+
+
+def comparable(a: str | None, b: str | None) -> bool:
+    """Whether two identities can be compared: both known and of one scheme. Otherwise
+    (a file from before identities, or from another scheme) the model is compared by name."""
+    return a is not None and b is not None and a.split(":")[0] == b.split(":")[0]
 
 
 def _add(h, label: str, data: bytes) -> None:
@@ -99,5 +128,9 @@ def _sample(fd: int, info) -> bytes:
     size, start = info.nbytes, info.offset
     if size <= SAMPLE_WINDOWS * WINDOW:
         return os.pread(fd, size, start)
-    step = (size - WINDOW) // (SAMPLE_WINDOWS - 1)
-    return b"".join(os.pread(fd, WINDOW, start + i * step) for i in range(SAMPLE_WINDOWS))
+    # From the first byte to the last: i * (size - WINDOW) // (n - 1), not i * step, whose
+    # rounding left up to n - 2 bytes at the end unread.
+    last = SAMPLE_WINDOWS - 1
+    return b"".join(
+        os.pread(fd, WINDOW, start + i * (size - WINDOW) // last) for i in range(SAMPLE_WINDOWS)
+    )

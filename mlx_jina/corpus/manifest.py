@@ -189,16 +189,6 @@ def differences(found: dict, wanted: dict, what: str) -> list[str]:
     ]
 
 
-def same_model(a: str, b: str) -> bool:
-    """The same model id, or two spellings of one local folder."""
-    if a == b:
-        return True
-    try:
-        return Path(a).is_dir() and Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return False
-
-
 @contextmanager
 def job_lock(folder: Path) -> Iterator[None]:
     """Hold the folder's lock: two jobs in one folder would overwrite each other's shards.

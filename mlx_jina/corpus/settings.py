@@ -1,17 +1,19 @@
 """What decides a job's vectors, and the check that a folder's job is this one.
 
-The settings are the embedding fingerprint (model, revision, task, prompt, dims,
-precision) plus what else changes a vector: normalization, max_length, truncation,
-special-token splitting and the weights (dtype, quantization bits). batch_size and
-max_batch_tokens only change how fast it runs, so a resumed job may change them.
+The settings are the embedding fingerprint (the model's content identity, task, prompt,
+dims, precision; the model's name and revision are recorded for people) plus what else
+changes a vector: normalization, max_length, truncation, special-token splitting and the
+weights (dtype, quantization bits). batch_size and max_batch_tokens only change how fast
+it runs, so a resumed job may change them.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
-from ..retrieval.store import Fingerprint, fingerprint
-from .manifest import Manifest, differences, same_model
+from ..checkpoint.identity import comparable, differing_parts
+from ..retrieval.store import Fingerprint, fingerprint, same_model
+from .manifest import Manifest, differences
 from .reader import CorpusInput
 
 DEFAULT_SHARD_SIZE = 10_000
@@ -21,6 +23,9 @@ ENCODE_OPTIONS = (
 )  # fmt: skip
 # The input's identity that must match; path and mtime may change (a moved or copied file).
 INPUT_KEYS = ("kind", "format", "text_field", "size", "sha256", "texts")
+PART_WORDS = {"settings": "load settings (tasks, dtype, bits, prompts)"}
+# How the model is named and what it is; compared by model_differences, not one by one.
+MODEL_KEYS = ("model", "revision", "identity", "model_parts")
 
 
 def check_options(options: dict, shard_size: int | None = None, stall_timeout=None) -> None:
@@ -61,6 +66,7 @@ def job_settings(model, options: dict) -> tuple[Fingerprint, dict]:
         "truncate": options.get("truncate", True),
         "split_special_tokens": options.get("split_special_tokens", False),
         "weights": weights_of(model),
+        "model_parts": getattr(model, "identity_parts", None),  # says which part differs
     }
     return fp, settings
 
@@ -70,6 +76,30 @@ def weights_of(model) -> str:
     bits = sorted({m.bits for m in model.model.modules() if hasattr(m, "bits")})
     dtype = str(model.model.norm.weight.dtype).rsplit(".", 1)[-1]
     return dtype + "".join(f", {b}-bit" for b in bits)
+
+
+def model_differences(theirs: dict, ours: dict) -> list[str]:
+    """The model by its content identity: the same files under any path spelling are one
+    model, other files under the same path are another. A job from a release before
+    identities is compared by the name and revision it recorded."""
+    old, new = theirs.get("identity"), ours.get("identity")
+    if comparable(old, new):
+        if old == new:
+            return []
+        parts = differing_parts(theirs.get("model_parts"), ours.get("model_parts"))
+        what = ", ".join(PART_WORDS.get(p, p) for p in parts) or (
+            "weights, config, tokenizer, adapters or load settings")
+        return [
+            f"model content: {ours['model']!r} is {new}, the job in the folder was embedded with "
+            f"{theirs.get('model')!r} as {old} (they differ in: {what})"
+        ]
+    diffs = [] if same_model(theirs.get("model"), ours["model"]) else [
+        f"model {ours['model']!r} (the job in the folder has {theirs.get('model')!r})"
+    ]
+    if theirs.get("revision") != ours.get("revision"):
+        diffs.append(f"model revision {ours.get('revision')!r} (the job in the folder has "
+                     f"{theirs.get('revision')!r})")  # fmt: skip
+    return diffs
 
 
 def check_job(
@@ -85,11 +115,10 @@ def check_job(
             "be resumed (it can't be read again or recognized). Pass force=True (--force) to "
             "start over, or use another folder; save the input to a file to make it resumable."
         )
-    diffs = [] if same_model(manifest.settings.get("model"), settings["model"]) else [
-        f"model {settings['model']!r} (the job in the folder has {manifest.settings.get('model')!r})"
-    ]
-    theirs = {k: v for k, v in manifest.settings.items() if k != "model"}
-    diffs += differences(theirs, {k: v for k, v in settings.items() if k != "model"}, "setting")
+    diffs = model_differences(manifest.settings, settings)
+    theirs = {k: v for k, v in manifest.settings.items() if k not in MODEL_KEYS}
+    ours = {k: v for k, v in settings.items() if k not in MODEL_KEYS}
+    diffs += differences(theirs, ours, "setting")
     new = corpus.identity
     for key in INPUT_KEYS:
         if old.get(key) != new.get(key):

@@ -83,6 +83,7 @@ class Embedder(TaskChoice, STHabits):
         revision: str | None = None,
         truncate_dim: int | None = None,
         identity: str | None = None,
+        identity_parts: dict[str, str] | None = None,
     ):
         self.model = model
         self.engine = Engine(model, max_length)
@@ -92,6 +93,7 @@ class Embedder(TaskChoice, STHabits):
         # What the model computes, by content (checkpoint/identity.py): compared wherever two
         # runs, ranks, files or collections must agree; the source is only for people.
         self.identity = identity
+        self.identity_parts = identity_parts  # a digest per part: says where two differ
         self._task, self._tasks = task, tuple(tasks)
         # Multitask: adapters unmerged, `task` is only the default for encode(task=...).
         self.multitask = multitask

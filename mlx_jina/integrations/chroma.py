@@ -20,10 +20,13 @@ try:
 except ImportError as e:
     raise framework_missing("chromadb", "chroma") from e
 
-# What get_config() records, so that Chroma can rebuild the function for a stored collection.
-CONFIG_KEYS = ("model", "task", "truncate_dim", "bits", "batch_size", "revision", "dtype")
+# What get_config() records, so that Chroma can rebuild the function for a stored collection;
+# "identity" is the model's content identity, checked when the rebuilt function loads it.
+CONFIG_KEYS = (
+    "model", "task", "truncate_dim", "bits", "batch_size", "revision", "dtype", "identity",
+)  # fmt: skip
 # Changing these would mix vectors from different spaces in one collection.
-FIXED_KEYS = ("model", "task", "truncate_dim")
+FIXED_KEYS = ("model", "task", "truncate_dim", "identity")
 
 if TYPE_CHECKING:
     from ..encoding.embedder import Embedder
@@ -45,10 +48,16 @@ class MLXJinaEmbeddingFunction(EmbeddingFunction[Documents]):
         bits: 4 or 8 to load quantized weights (see `mlx_jina.load`).
         batch_size: Most texts per forward pass.
         revision, dtype: Passed to `mlx_jina.load`.
+        identity: The content identity the model must have (a collection's config holds
+            it); None accepts any.
 
-    The collection records the model's folder or repo id and these settings; given a loaded
-    Embedder, it records the Embedder's source and task, and a collection reopened in
-    another process loads that source with the other settings at their defaults.
+    The collection records the model's folder or repo id, its content identity and these
+    settings; given a loaded Embedder, it records the Embedder's source and task, and a
+    collection reopened in another process loads that source with the other settings at
+    their defaults. The reopened function refuses a model with another identity, such as
+    a relative folder name seen from another working directory; the same files at another
+    path are accepted. (A function you pass to `get_collection` yourself is not compared
+    with the stored one by Chroma, which compares names only: pass it `identity=`.)
     """
 
     def __init__(
@@ -61,24 +70,33 @@ class MLXJinaEmbeddingFunction(EmbeddingFunction[Documents]):
         batch_size: int = 32,
         revision: str | None = None,
         dtype: str | None = None,
+        identity: str | None = None,
     ):
         settings = dict(task=task, truncate_dim=truncate_dim, bits=bits,
-                        batch_size=batch_size, revision=revision, dtype=dtype)
-        self._prepare(model, settings)
+                        batch_size=batch_size, revision=revision, dtype=dtype)  # fmt: skip
+        self._prepare(model, settings | {"identity": identity})
         # Load now: a bad folder or setting fails here, not at the first add.
-        self._encoder = QueryDocumentEncoder(model, **settings)
+        self._encoder = self._load()
 
     def _prepare(self, model: Any, settings: dict[str, Any]) -> None:
         self._model, self._settings = model, settings
         self._encoder: QueryDocumentEncoder | None = None
         self._lock = threading.Lock()
 
+    def _load(self) -> QueryDocumentEncoder:
+        settings = dict(self._settings)
+        name = self._model if isinstance(self._model, (str, os.PathLike)) else None
+        encoder = QueryDocumentEncoder(self._model, **settings, made_with=name and str(name))
+        self._settings["identity"] = encoder.identity  # what get_config records from now on
+        return encoder
+
     @property
     def encoder(self) -> QueryDocumentEncoder:
-        """The model, loaded on first use when Chroma rebuilt this function from a config."""
+        """The model, loaded on first use when Chroma rebuilt this function from a config;
+        refused if its content identity is not the one the config recorded."""
         with self._lock:
             if self._encoder is None:
-                self._encoder = QueryDocumentEncoder(self._model, **self._settings)
+                self._encoder = self._load()
             return self._encoder
 
     @property
@@ -123,6 +141,11 @@ class MLXJinaEmbeddingFunction(EmbeddingFunction[Documents]):
                 f"An {MLXJinaEmbeddingFunction.name()} config needs a model folder or repo id "
                 f"as a string, got {config.get('model')!r}."
             )
+        if not isinstance(config.get("identity"), (str, type(None))):
+            raise ValueError(
+                f"An {MLXJinaEmbeddingFunction.name()} config's identity must be a string, "
+                f"got {config['identity']!r}."
+            )
         if unknown := sorted(set(config) - set(CONFIG_KEYS)):
             raise ValueError(
                 f"Unknown {MLXJinaEmbeddingFunction.name()} settings {unknown}; "
@@ -130,7 +153,12 @@ class MLXJinaEmbeddingFunction(EmbeddingFunction[Documents]):
             )
 
     def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
-        if changed := [k for k in FIXED_KEYS if k in new_config and new_config[k] != old_config.get(k)]:
+        keys = list(FIXED_KEYS)
+        if old_config.get("identity") is None:
+            keys.remove("identity")  # a collection from before identities may gain one
+        elif new_config.get("identity") is not None:
+            keys.remove("model")  # the same content under another path or name is one model
+        if changed := [k for k in keys if k in new_config and new_config[k] != old_config.get(k)]:
             raise ValueError(
                 f"Changing {', '.join(changed)} would mix incompatible vectors in one "
                 "collection; create a new collection for the new settings."

@@ -34,6 +34,9 @@ class MLXJinaEmbeddings(Embeddings):
         bits: 4 or 8 to load quantized weights (see `mlx_jina.load`).
         batch_size: Most texts per forward pass.
         revision, dtype: Passed to `mlx_jina.load`.
+        identity: The content identity the model must have (keep `identity` beside a
+            saved vector store, and pass it back when you reopen the store); None
+            accepts any.
 
     Vectors are unit length, as lists of floats.
     """
@@ -48,16 +51,22 @@ class MLXJinaEmbeddings(Embeddings):
         batch_size: int = 32,
         revision: str | None = None,
         dtype: str | None = None,
+        identity: str | None = None,
     ):
         self.encoder = QueryDocumentEncoder(
             model, task=task, truncate_dim=truncate_dim, bits=bits, batch_size=batch_size,
-            revision=revision, dtype=dtype,
+            revision=revision, dtype=dtype, identity=identity,
         )  # fmt: skip
 
     @property
     def embedder(self) -> Embedder:
         """The `mlx_jina.Embedder` doing the work."""
         return self.encoder.embedder
+
+    @property
+    def identity(self) -> str | None:
+        """The model's content identity: equal for the same files under any path."""
+        return self.encoder.identity
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """One vector per text, with the document prompt."""

@@ -6,10 +6,11 @@
 """
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .encoder import QueryDocumentEncoder, framework_missing
+from .encoder import QueryDocumentEncoder, checked_texts, framework_missing
 
 try:
     from llama_index.core.base.embeddings.base import (
@@ -39,6 +40,9 @@ class MLXJinaEmbedding(BaseEmbedding):
         bits: 4 or 8 to load quantized weights (see `mlx_jina.load`).
         embed_batch_size: Texts per call and most texts per forward pass.
         revision, dtype: Passed to `mlx_jina.load`.
+        identity: The content identity the model must have; None accepts any. Its own
+            is recorded in `identity`, so an index's saved settings (`to_dict`) reload
+            only the model it was embedded with, whatever path spells it.
     """
 
     task: str | None = Field(default=None, description="Adapter or Jina API task name.")
@@ -46,6 +50,7 @@ class MLXJinaEmbedding(BaseEmbedding):
     bits: int | None = Field(default=None, description="4 or 8 for quantized weights.")
     revision: str | None = Field(default=None, description="Hub branch, tag or commit.")
     dtype: str | None = Field(default=None, description="float16, bfloat16 or float32.")
+    identity: str | None = Field(default=None, description="The model's content identity.")
     _encoder: QueryDocumentEncoder = PrivateAttr()
 
     def __init__(
@@ -57,6 +62,7 @@ class MLXJinaEmbedding(BaseEmbedding):
         bits: int | None = None,
         revision: str | None = None,
         dtype: str | None = None,
+        identity: str | None = None,
         embed_batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
         **kwargs: Any,
     ):
@@ -66,11 +72,13 @@ class MLXJinaEmbedding(BaseEmbedding):
             raise TypeError("MLXJinaEmbedding needs a model: a folder, a repo id or an Embedder.")
         encoder = QueryDocumentEncoder(
             model, task=task, truncate_dim=truncate_dim, bits=bits, revision=revision,
-            dtype=dtype, batch_size=embed_batch_size,
+            dtype=dtype, batch_size=embed_batch_size, identity=identity,
+            made_with=name if isinstance(name, str) else None,
         )  # fmt: skip
         super().__init__(
             model_name=encoder.source, task=task, truncate_dim=truncate_dim, bits=bits,
-            revision=revision, dtype=dtype, embed_batch_size=embed_batch_size, **kwargs,
+            revision=revision, dtype=dtype, identity=encoder.identity,
+            embed_batch_size=embed_batch_size, **kwargs,
         )  # fmt: skip
         self._encoder = encoder
 
@@ -83,10 +91,32 @@ class MLXJinaEmbedding(BaseEmbedding):
         """The `mlx_jina.Embedder` doing the work."""
         return self._encoder.embedder
 
+    # LlamaIndex's batch methods iterate what they are given: None failed with "'NoneType'
+    # object is not iterable" and a string was embedded one character at a time.
+    def get_text_embedding_batch(self, texts: list[str], *args: Any, **kw: Any) -> list[Embedding]:
+        return super().get_text_embedding_batch(checked_texts(texts), *args, **kw)
+
+    async def aget_text_embedding_batch(
+        self, texts: list[str], *args: Any, **kw: Any
+    ) -> list[Embedding]:
+        return await super().aget_text_embedding_batch(checked_texts(texts), *args, **kw)
+
+    def get_agg_embedding_from_queries(
+        self, queries: list[str], *args: Any, **kw: Any
+    ) -> Embedding:
+        return super().get_agg_embedding_from_queries(_queries(queries), *args, **kw)
+
+    async def aget_agg_embedding_from_queries(
+        self, queries: list[str], *args: Any, **kw: Any
+    ) -> Embedding:
+        return await super().aget_agg_embedding_from_queries(_queries(queries), *args, **kw)
+
     def _get_query_embedding(self, query: str) -> Embedding:
         return self._encoder.query(query).tolist()
 
     def _get_text_embedding(self, text: str) -> Embedding:
+        if not isinstance(text, str):
+            raise TypeError(f"The text must be a string, got {type(text).__name__}.")
         return self._get_text_embeddings([text])[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
@@ -102,3 +132,10 @@ class MLXJinaEmbedding(BaseEmbedding):
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)
+
+
+def _queries(queries: Sequence[str]) -> list[str]:
+    try:
+        return checked_texts(queries)
+    except TypeError as e:
+        raise TypeError(str(e).replace("texts", "queries", 1)) from None

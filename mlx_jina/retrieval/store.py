@@ -30,6 +30,7 @@ from ..checkpoint.safetensors import (
     read_header,
     write_tensors,
 )
+from ..checkpoint.identity import comparable
 from ..tasks import MIN_DIM
 from .precision import (
     BINARY_PRECISIONS,
@@ -45,7 +46,7 @@ FORMAT = "mlx_jina.embeddings/1"
 # Vectors agree only if these match; precision and version are recorded, not compared
 # (a float query searches a binary corpus, and a new release reads old files). The model
 # is compared by its content identity; by its name and revision only when a side has none
-# (files from releases before identities, or an Embedder built by hand).
+# or one of another scheme (files from earlier releases, or an Embedder built by hand).
 COMPARED = ("identity", "task", "prompt", "dims")
 BY_NAME = ("model", "revision")
 # Ours hold a fingerprint and two tensor entries, about 1 KB; never read a giant one.
@@ -259,7 +260,7 @@ def check_fingerprint(
 ) -> None:
     """Raise ValueError naming every setting where `found` differs from `expected`."""
     names = [n for n in COMPARED if n != "identity"]
-    if found.identity is None or expected.identity is None:
+    if not comparable(found.identity, expected.identity):
         names = [*BY_NAME, *names]
     elif found.identity != expected.identity:
         # Say which model each side is, by the names people know them by.
@@ -269,13 +270,26 @@ def check_fingerprint(
     diffs = [
         f"{name} {getattr(found, name)!r} (expected {getattr(expected, name)!r})"
         for name in names
-        if name == "identity" or getattr(found, name) != getattr(expected, name)
+        if name == "identity"
+        or (name == "model" and not same_model(found.model, expected.model))
+        or (name != "model" and getattr(found, name) != getattr(expected, name))
     ]
     if diffs and not force:
         raise ValueError(
             f"{where} was embedded with other settings: {'; '.join(diffs)}. Its vectors are not "
             "comparable with yours: re-embed it, or pass force=True if you know they are."
         )
+
+
+def same_model(a: str, b: str) -> bool:
+    """The same model id, or two spellings of one local folder: how models without a
+    content identity (files and jobs from earlier releases) are compared."""
+    if a == b:
+        return True
+    try:
+        return Path(a).is_dir() and Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 # --- the checks, shared by save and load ------------------------------------------------

@@ -27,6 +27,9 @@ from .service import EmbeddingService, wait_for_disconnect
 from .worker import Worker
 
 CLIENT_CLOSED = 499  # nginx's status for a request whose client went away
+# The model's content identity on every embeddings response (and in GET /v1/models), so a
+# client can tell that vectors it stored came from the same model, whatever its path.
+FINGERPRINT_HEADER = "X-Model-Fingerprint"
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -147,7 +150,8 @@ async def embeddings(request: Request) -> Response:
     result = await service.embed(
         body, disconnected=lambda: wait_for_disconnect(request.receive), deadline=deadline
     )
-    return JSONResponse(result)
+    identity = service.model.identity
+    return JSONResponse(result, headers={FINGERPRINT_HEADER: identity} if identity else None)
 
 
 @authorized
@@ -217,6 +221,7 @@ def middleware(
                 allow_origins=list(cors_origins),
                 allow_methods=["GET", "POST"],
                 allow_headers=["Authorization", "Content-Type"],
+                expose_headers=[FINGERPRINT_HEADER],
             )
         )
     stack.append(Middleware(RequestMetrics, metrics=worker.metrics, timed_path="/v1/embeddings"))

@@ -59,6 +59,7 @@ class EmbeddingService:
             "tasks": [t for t in TASK_NAMES if serves(self.model, parse_task(t)[0])],
             "dimensions": self.model.dim,
             "max_input_tokens": self.model.max_length,
+            "fingerprint": self.model.identity,  # the content identity, for clients to compare
         }
         listed = [{"id": self.model_name, **facts, "input_type": "document"}]
         if self.distinct_query_prompt():

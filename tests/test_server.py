@@ -15,7 +15,6 @@ import random
 import re
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -416,6 +415,14 @@ def test_queue_full(limits_server, limits_model):
         return original(*args, **kwargs)
 
     model.embed_batch = blocked  # the worker calls the instance attribute
+    submitted, submit = threading.Semaphore(0), worker.submit
+
+    def counted(job):
+        future = submit(job)
+        submitted.release()
+        return future
+
+    worker.submit = counted  # the service calls the instance attribute
     results = {}
 
     def send(name, text):
@@ -427,17 +434,15 @@ def test_queue_full(limits_server, limits_model):
         assert entered.wait(10)  # the worker is inside the first request
         second = threading.Thread(target=send, args=("second", "two"))
         second.start()
-        deadline = time.monotonic() + 10
-        while worker.queue_depth < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        assert submitted.acquire(timeout=30) and submitted.acquire(timeout=30)  # both queued
+        assert worker.queue_depth == 1
         r = post(url, {"input": "three"}, headers={})
         assert r.status_code == 429
         assert r.headers["retry-after"] == "1" and "queue is full" in r.json()["detail"]
         assert r.json()["error"]["type"] == "rate_limit_error"
     finally:
         release.set()
-        del model.embed_batch
+        del model.embed_batch, worker.submit
     first.join(30)
     second.join(30)
     direct = mlx_jina.load(limits_model, task="retrieval")

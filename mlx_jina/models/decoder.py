@@ -9,6 +9,7 @@ k get a per-head RMSNorm before RoPE (Qwen3 does, EuroBERT does not).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import mlx.core as mx
@@ -117,13 +118,21 @@ class Model(nn.Module):
         without the last layer's work on tokens the pooling drops. Its keys and values still
         come from every token; its query, attention output, MLP and the final norm only
         from each row's pooled token."""
+        *_, pooled = self.embed_steps(inputs, lengths)
+        return pooled
+
+    def embed_steps(self, inputs: mx.array, lengths: np.ndarray) -> Iterator[mx.array]:
+        """`embed` one layer at a time: the hidden states after each layer but the last,
+        then the pooled vectors. The server evaluates a long input's pass step by step and
+        runs other requests in between."""
         positions = POOL_POSITIONS[self.backbone.pooling](lengths)
         h = self.embed_tokens(inputs)
         mask = self.attention_mask(inputs.shape[1], lengths)
         for layer in self.layers[:-1]:
             h = layer(h, mask)
+            yield h
         h = self.layers[-1](h, self.key_mask(inputs.shape[1], lengths), mx.array(positions))
-        return self.norm(h[:, 0])
+        yield self.norm(h[:, 0])
 
     @staticmethod
     def key_mask(L: int, lengths: np.ndarray) -> mx.array | None:

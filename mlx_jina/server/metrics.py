@@ -36,6 +36,14 @@ class Metrics:
             name: Counter(f"mlx_jina_{name}", text, registry=registry)
             for name, text in TOTALS.items()
         }
+        self.refusals = Counter(
+            "mlx_jina_refusals",
+            "Connections and requests refused or closed before a whole request arrived, by "
+            "cause: header_timeout, body_timeout, evicted (closed to make room at a cap), "
+            "max_connections, max_connections_per_client.",
+            ["cause"],
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "mlx_jina_queue_depth", "Requests waiting for the worker.", registry=registry
         )
@@ -67,6 +75,9 @@ class Metrics:
         self.requests.labels(path, status).inc()
         if seconds is not None:
             self.latency.observe(seconds)
+
+    def refused(self, cause: str) -> None:
+        self.refusals.labels(cause).inc()
 
     def embedded(self, inputs: int, tokens: int) -> None:
         self.totals["inputs"].inc(inputs)

@@ -11,7 +11,10 @@ token budget. A one-word query thus goes ahead of the next batch of a long reque
 a long request still gets a batch for every budget's worth of newcomers: nobody waits for
 ever. So a short request waits for about one
 batch, not for a long request, and concurrent small requests share forward passes.
-Cancelled and expired jobs are dropped before their next batch.
+One input longer than the token budget is a pass of its own, run one layer at a time:
+each layer is a step in the same fair queue, charged its share of the pass, so short
+requests wait for one layer of it, not for all of it. Cancelled and expired jobs are
+dropped before their next batch or layer.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import itertools
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
@@ -30,8 +33,9 @@ import numpy as np
 
 from ..encoding.batching import BATCH_PADDING, fits
 from ..encoding.embedder import Embedder
+from ..models.lora import using_task
 from .metrics import Metrics
-from .protocol import Limits
+from .limits import Limits
 
 # Seconds without work before the worker gives memory back to the system.
 IDLE_SECONDS = 1.0
@@ -90,13 +94,21 @@ class _Work:
         self.start = 0  # fair-queuing start tag: the virtual clock at arrival + served
         self.out = np.empty((len(job.rows), dim), np.float32)  # pooled, batch by batch
         self.solo = False  # failed in a shared batch: retried alone
+        self.steps: Iterator[mx.array] | None = None  # a long row's pass, layer by layer
+        self.step = 0  # layers of it run
+
+    def long(self, budget: int) -> bool:
+        """Whether the next row is over the budget: a pass of its own, run layer by layer."""
+        return self.length(self.done) > budget
 
     def length(self, k: int) -> int:
         return len(self.job.rows[self.order[k]])
 
-    def next_cost(self, budget: int) -> int:
+    def next_cost(self, budget: int, layers: int) -> int:
         """The cost of this job's next batch if it ran alone (about): padded tokens plus
-        a pass's fixed cost."""
+        a pass's fixed cost; for a long row, one layer's share of its pass."""
+        if self.long(budget):
+            return -(-self.length(self.done) // layers) + (0 if self.step else BATCH_COST)
         return min(self.length(self.done) * (len(self.order) - self.done), budget) + BATCH_COST
 
 
@@ -130,6 +142,9 @@ class Worker:
         self._seq = itertools.count()  # arrival order
         self._clock = 0  # fair queuing's virtual time: the finish tag of the last batch opener
         self._ready = threading.Event()
+        # Set when memory was given back after work, cleared when work arrives: lets a
+        # caller wait for the idle release instead of sleeping.
+        self.memory_released = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="mlx-jina-worker", daemon=True)
         self.model: Embedder | None = None
@@ -202,9 +217,12 @@ class Worker:
                 idle = not self._cond.wait_for(self._news, IDLE_SECONDS)
             if idle:
                 release_memory()
+                self.memory_released.set()
         with self._cond:
             self._cond.wait_for(lambda: work or self._news())
             new, self._incoming = self._incoming, []
+            if new:
+                self.memory_released.clear()
             self._held += len(new)
         for job in new:
             if w := self._admit(job):
@@ -261,6 +279,9 @@ class Worker:
         batch, width = self._plan(work)
         with self._cond:
             self._in_batch = len(batch)
+        if batch[0][0].long(self.limits.max_batch_tokens):
+            self._layer_step(batch[0][0], work)
+            return
         rows = [w.job.rows[i] for w, n in batch for i in w.order[w.done : w.done + n]]
         try:
             vectors = np.array(self.model.embed_batch(rows, batch[0][0].task))
@@ -285,6 +306,37 @@ class Worker:
                 self._finish(w)
         self._clock = max(self._clock, batch[0][0].start)  # the opener's finish tag
 
+    def _layer_step(self, w: _Work, work: list[_Work]) -> None:
+        """Run one layer of `w`'s long row (starting its pass if need be); after the last,
+        hand out its vector."""
+        layers = len(self.model.model.layers)
+        cost = w.next_cost(self.limits.max_batch_tokens, layers)
+        length = w.length(w.done)
+        try:
+            if w.steps is None:
+                ids, lengths = self.model.engine.padded([w.job.rows[w.order[w.done]]])
+                w.steps = self.model.model.embed_steps(ids, lengths)
+            with using_task(w.task):  # LoRA layers read it while the graph is built
+                out = next(w.steps)
+            mx.eval(out)
+        except Exception as e:
+            w.steps = None
+            self._settle(w.job, error=e)
+            work.remove(w)
+            return
+        w.step += 1
+        w.start += cost
+        w.served += -(-length // layers)
+        self._clock = max(self._clock, w.start)
+        if w.step < layers:
+            return
+        self.metrics.batch(1, length)
+        w.out[w.order[w.done]] = np.array(out.astype(mx.float32))[0]
+        w.done, w.steps, w.step = w.done + 1, None, 0
+        if w.done == len(w.order):
+            work.remove(w)
+            self._finish(w)
+
     def _plan(self, work: list[_Work]) -> tuple[list[tuple[_Work, int]], int]:
         """The next batch: (job, rows taken) pairs and the padded width.
 
@@ -295,7 +347,8 @@ class Worker:
         if self.schedule == "fifo":
             line = sorted(work, key=lambda w: w.seq)
         else:
-            line = sorted(work, key=lambda w: (w.start + w.next_cost(budget), w.seq))
+            layers = len(self.model.model.layers)
+            line = sorted(work, key=lambda w: (w.start + w.next_cost(budget, layers), w.seq))
         first = line[0]
         batch, count, width, real = [], 0, 0, 0
         for w in line:

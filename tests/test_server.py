@@ -248,6 +248,22 @@ def test_truncate_field(limits_server, limits_model):
     assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] == CONTEXT
 
 
+def test_a_15_mb_text_is_cut_before_it_is_tokenized(limits_server, limits_model):
+    """One 15 MB text with "truncate": true took the server from 82 MB to 2.58 GB and
+    over a minute; it is now cut by prefix (tests/test_long_inputs.py): its vector is that
+    of its first 2,000 characters, cut at the context, and usage counts the context."""
+    url, _ = limits_server
+    huge = ("Mars is often called the Red Planet. " * 420_000)[:15_000_000]
+    r = post(url, {"input": huge, "truncate": True}, headers={})
+    assert r.status_code == 200, r.text[:200]
+    assert r.json()["usage"]["prompt_tokens"] == CONTEXT
+    with pytest.warns(UserWarning, match="were truncated"):
+        want = mlx_jina.load(limits_model, task="retrieval").encode([huge[:2000]])
+    assert_same([r.json()["data"][0]["embedding"]], want)
+    r = post(url, {"input": huge}, headers={})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+
+
 # ---------------------------------------------------------------------------
 # concurrency
 

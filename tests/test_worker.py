@@ -411,32 +411,42 @@ def test_a_stream_of_newcomers_does_not_starve_a_partly_served_job(start, direct
     assert passes.index("clustering") < passes.index("retrieval", 1)
 
 
-def test_short_jobs_run_between_the_layers_of_a_long_input(start, direct):
+def gate_pieces(layer, events: list, entered: threading.Event, release: threading.Event):
+    """Hold the worker in the first piece of `layer` over a long row; record each piece."""
+    pieces = layer.pieces
+
+    def gated(x, rows, causal):
+        for k, piece in enumerate(pieces(x, rows, causal)):
+            events.append("first piece" if k == 0 else "piece")
+            if k == 0:
+                entered.set()
+                assert release.wait(30)
+            yield piece
+
+    layer.pieces = gated
+
+
+def test_short_jobs_run_between_the_pieces_of_a_long_input(start, direct):
     """One input over the token budget was one forward pass, so a 32K-token text kept
-    every short request waiting for the whole pass (minutes on a CPU). It now runs a layer
-    per step in the fair queue: a short job that arrives during its first layer is served
-    before its last layer, and both vectors equal direct encode_ids."""
+    every short request waiting for the whole pass (minutes on a CPU). It now runs in
+    steps, each layer in pieces of queries that cost about one budget's batch: a short job
+    that arrives during the first piece is served right after it, and both vectors equal
+    direct encode_ids."""
     rec = Recorder()
-    worker = start(rec)  # 64 tokens a batch
+    worker = start(rec)  # 64 tokens a batch: a 100-token row comes in 40-query pieces
     layers = worker.model.model.layers
-    first, last = layers[0], layers[-1]
     entered, release = threading.Event(), threading.Event()
     events: list[str] = []
-
-    def gated_first(h, mask, *rest):
-        if h.shape[1] == 100:  # the long pass has begun
-            events.append("first layer")
-            entered.set()
-            assert release.wait(30)
-        return first(h, mask, *rest)
+    gate_pieces(layers[0], events, entered, release)
+    last = layers[-1]
 
     def recorded_last(h, mask, *rest):
         if h.shape[1] == 100:
             events.append("last layer")
         return last(h, mask, *rest)
 
-    layers[0], layers[-1] = gated_first, recorded_last
-    row = long_rows(1, 100, seed=5)[0]  # 100 tokens: over the budget
+    layers[-1] = recorded_last
+    row = long_rows(1, 100, seed=5)[0]
     long = worker.submit(job([row]))
     assert entered.wait(10)
     short = worker.submit(job([[SMALL, 10, 11]]))
@@ -444,32 +454,35 @@ def test_short_jobs_run_between_the_layers_of_a_long_input(start, direct):
     release.set()
     assert_same(long.result(30), direct.encode_ids([row], task="retrieval"))
     assert_same(short.result(30), direct.encode_ids([[SMALL, 10, 11]], task="retrieval"))
-    assert events == ["first layer", "short done", "last layer"]
+    assert events == ["first piece", "short done", "piece", "piece", "last layer"]
     assert worker.metrics.batches == 2  # the long row counts as one batch, as before
 
 
-def test_a_long_input_is_dropped_between_its_layers(start):
-    """A cancelled long input computes no further layer of its pass."""
+def test_a_long_input_is_dropped_between_its_steps(start):
+    """A cancelled long input computes no further step of its pass."""
     rec = Recorder()
     worker = start(rec)
-    layers = worker.model.model.layers
-    first = layers[0]
     entered, release = threading.Event(), threading.Event()
-    built: list[int] = []
-
-    def gated_first(h, mask, *rest):
-        if h.shape[1] == 100:
-            built.append(0)
-            entered.set()
-            assert release.wait(30)
-        return first(h, mask, *rest)
-
-    layers[0] = gated_first
-    long = job(long_rows(2, 100, seed=6))  # two long rows: 2 passes of 2 layers
+    events: list[str] = []
+    gate_pieces(worker.model.model.layers[0], events, entered, release)
+    long = job(long_rows(2, 100, seed=6))  # two long rows: 2 passes of 4 steps
     worker.submit(long)
     assert entered.wait(10)
     long.cancel()
     release.set()
     worker.submit(job([[SMALL, 10, 11]])).result(30)  # after the drop, in the same thread
-    assert built == [0] and worker.metrics.cancelled == 1
-    assert worker.metrics.abandoned_tokens == 50  # one layer of two, of a 100-token row
+    assert events == ["first piece"] and worker.metrics.cancelled == 1
+    assert worker.metrics.abandoned_tokens == 25  # one step of four, of a 100-token row
+
+
+@pytest.mark.parametrize("rows", [1, 7, 40, 99])
+@pytest.mark.parametrize("base", ["tiny_qwen_base", "tiny_eurobert_base"])
+def test_a_pass_in_pieces_equals_the_whole_pass(request, base, rows):
+    """Causal (Qwen3) and bidirectional (EuroBERT) layers computed in pieces of queries
+    give the vector of the whole pass."""
+    model = mlx_jina.load(request.getfixturevalue(base), task="retrieval")
+    ids, lengths = model.engine.padded(long_rows(1, 100, seed=7))
+    want = np.array(model.model.embed(ids, lengths))
+    steps = list(model.model.embed_steps(ids, lengths, rows))
+    assert len(steps) == (len(model.model.layers) - 1) * -(-100 // rows) + 1
+    np.testing.assert_allclose(np.array(steps[-1]), want, atol=1e-5)

@@ -11,10 +11,11 @@ token budget. A one-word query thus goes ahead of the next batch of a long reque
 a long request still gets a batch for every budget's worth of newcomers: nobody waits for
 ever. So a short request waits for about one
 batch, not for a long request, and concurrent small requests share forward passes.
-One input longer than the token budget is a pass of its own, run one layer at a time:
-each layer is a step in the same fair queue, charged its share of the pass, so short
-requests wait for one layer of it, not for all of it. Cancelled and expired jobs are
-dropped before their next batch or layer.
+One input longer than the token budget is a pass of its own, run in steps: each layer in
+pieces of queries, sized so that a piece costs about one budget's batch (`long_steps`).
+Each piece is a step in the same fair queue, charged its share of the pass, so short
+requests wait for one piece of it, not for all of it. Cancelled and expired jobs are
+dropped before their next batch or step.
 """
 
 from __future__ import annotations
@@ -94,11 +95,11 @@ class _Work:
         self.start = 0  # fair-queuing start tag: the virtual clock at arrival + served
         self.out = np.empty((len(job.rows), dim), np.float32)  # pooled, batch by batch
         self.solo = False  # failed in a shared batch: retried alone
-        self.steps: Iterator[mx.array] | None = None  # a long row's pass, layer by layer
-        self.step = 0  # layers of it run
+        self.steps: Iterator[mx.array] | None = None  # a long row's pass, step by step
+        self.step = 0  # steps of it run
 
     def long(self, budget: int) -> bool:
-        """Whether the next row is over the budget: a pass of its own, run layer by layer."""
+        """Whether the next row is over the budget: a pass of its own, run in steps."""
         return self.length(self.done) > budget
 
     def length(self, k: int) -> int:
@@ -106,9 +107,9 @@ class _Work:
 
     def next_cost(self, budget: int, layers: int) -> int:
         """The cost of this job's next batch if it ran alone (about): padded tokens plus
-        a pass's fixed cost; for a long row, one layer's share of its pass."""
+        a pass's fixed cost; a long row's step costs about a budget's batch."""
         if self.long(budget):
-            return -(-self.length(self.done) // layers) + (0 if self.step else BATCH_COST)
+            return budget + (0 if self.step else BATCH_COST)
         return min(self.length(self.done) * (len(self.order) - self.done), budget) + BATCH_COST
 
 
@@ -280,7 +281,7 @@ class Worker:
         with self._cond:
             self._in_batch = len(batch)
         if batch[0][0].long(self.limits.max_batch_tokens):
-            self._layer_step(batch[0][0], work)
+            self._long_step(batch[0][0], work)
             return
         rows = [w.job.rows[i] for w, n in batch for i in w.order[w.done : w.done + n]]
         try:
@@ -306,16 +307,17 @@ class Worker:
                 self._finish(w)
         self._clock = max(self._clock, batch[0][0].start)  # the opener's finish tag
 
-    def _layer_step(self, w: _Work, work: list[_Work]) -> None:
-        """Run one layer of `w`'s long row (starting its pass if need be); after the last,
+    def _long_step(self, w: _Work, work: list[_Work]) -> None:
+        """Run one step of `w`'s long row (starting its pass if need be); after the last,
         hand out its vector."""
-        layers = len(self.model.model.layers)
-        cost = w.next_cost(self.limits.max_batch_tokens, layers)
+        budget, layers = self.limits.max_batch_tokens, len(self.model.model.layers)
         length = w.length(w.done)
+        rows, steps = long_steps(length, budget, layers)
+        cost = w.next_cost(budget, layers)  # charged as it runs
         try:
             if w.steps is None:
                 ids, lengths = self.model.engine.padded([w.job.rows[w.order[w.done]]])
-                w.steps = self.model.model.embed_steps(ids, lengths)
+                w.steps = self.model.model.embed_steps(ids, lengths, rows)
             with using_task(w.task):  # LoRA layers read it while the graph is built
                 out = next(w.steps)
             mx.eval(out)
@@ -326,9 +328,9 @@ class Worker:
             return
         w.step += 1
         w.start += cost
-        w.served += -(-length // layers)
+        w.served += -(-length // steps)
         self._clock = max(self._clock, w.start)
-        if w.step < layers:
+        if w.step < steps:
             return
         self.metrics.batch(1, length)
         w.out[w.order[w.done]] = np.array(out.astype(mx.float32))[0]
@@ -389,6 +391,14 @@ class Worker:
                 job.future.set_exception(error)
         except InvalidStateError:  # cancelled meanwhile; nobody waits for it
             pass
+
+
+def long_steps(length: int, budget: int, layers: int) -> tuple[int, int]:
+    """(queries per piece, steps) for one row of `length` tokens over a `budget`: a piece
+    of q queries attends to up to `length` keys, so q = budget² / length costs about what
+    a budget's batch of budget-long rows does; the last layer is one step (one query)."""
+    rows = max(1, min(length, budget * budget // length))
+    return rows, (layers - 1) * -(-length // rows) + 1
 
 
 def release_memory() -> None:

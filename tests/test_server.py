@@ -514,3 +514,17 @@ def test_models_health_metrics(server):
         metric(r.text, name)
     assert metric(r.text, "mlx_jina_queue_depth") == 0
     assert metric(r.text, "mlx_jina_inputs_total") >= 2
+
+
+def test_docs_list_every_limit_with_its_default():
+    """docs/server.md's table of limits names each serve flag with the default that
+    `mlx-jina serve --help` shows (both read mlx_jina/server/limits.py)."""
+    from dataclasses import fields
+
+    from mlx_jina.server.limits import SHOWN
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "server.md").read_text()
+    for f in fields(Limits):
+        flag = "--" + f.name.replace("_", "-")
+        shown = SHOWN[f.metadata["unit"]](f.default)
+        assert f"| `{flag}` | {shown} |" in doc, (flag, shown)

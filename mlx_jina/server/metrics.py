@@ -44,6 +44,11 @@ class Metrics:
             ["cause"],
             registry=registry,
         )
+        self.memory_released = Gauge(
+            "mlx_jina_memory_released",
+            "1 once the idle worker has given freed memory back since its last work, else 0.",
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "mlx_jina_queue_depth", "Requests waiting for the worker.", registry=registry
         )

@@ -219,11 +219,13 @@ class Worker:
             if idle:
                 release_memory()
                 self.memory_released.set()
+                self.metrics.memory_released.set(1)
         with self._cond:
             self._cond.wait_for(lambda: work or self._news())
             new, self._incoming = self._incoming, []
             if new:
                 self.memory_released.clear()
+                self.metrics.memory_released.set(0)
             self._held += len(new)
         for job in new:
             if w := self._admit(job):

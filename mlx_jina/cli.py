@@ -310,7 +310,7 @@ def run_serve(args: argparse.Namespace) -> None:
     except ImportError:
         args.parser.error("the server needs its extra: pip install 'mlx-jina[server]'")
     from .server.limits import Limits
-    from .server.serve import serve
+    from .server import serve
 
     limits = Limits(**{name: getattr(args, name) for name in LIMITS})
     limits.request_timeout = limits.request_timeout or None  # 0: no limit

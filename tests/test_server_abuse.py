@@ -380,6 +380,30 @@ def test_slow_clients_cannot_fill_the_connections(model_path):
         assert embed_ok(url)
 
 
+def test_slow_bodies_are_closed_to_make_room_too(model_path):
+    """A body that trickles is not a whole request either: at the cap its connection is
+    closed for a newcomer's whole request, which is served."""
+    limits = Limits(read_timeout=30.0, max_connections=4)
+    _, app = start(model_path, limits)
+    with live_server(app, limits) as url:
+        host, port = url.removeprefix("http://").split(":")
+        port = int(port)
+        slow = [served_once(host, port) for _ in range(4)]
+        for s in slow:
+            s.sendall(
+                b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+                b"application/json\r\nContent-Length: 100\r\n\r\n{\"input\""
+            )
+        try:
+            assert embed_ok(url)
+            closed = slow[0].recv(65536)  # closed, with a 408 if its headers were not in yet
+            assert closed == b"" or status_of(closed) == 408
+            assert refusals(url, "evicted") >= 1
+        finally:
+            for s in slow:
+                s.close()
+
+
 def test_503_only_when_every_connection_holds_a_whole_request(model_path):
     """A newcomer is refused only when no open connection is still waiting for its request:
     with the worker held and four whole requests in, a fifth connection gets 503 naming

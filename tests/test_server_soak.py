@@ -75,11 +75,9 @@ def wait_for_release(base: str, auth: dict[str, str]) -> None:
         time.sleep(0.1)
 
 
-def raw(port: int, data: bytes, *, linger: float = 0.0, timeout: float = 5.0) -> bytes:
+def raw(port: int, data: bytes, *, timeout: float = 30.0) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
-        if linger:
-            time.sleep(linger)
         try:
             return s.recv(4096)
         except (socket.timeout, OSError):
@@ -164,7 +162,7 @@ class Client(threading.Thread):
 
     def slow(self, http: httpx.Client) -> None:
         if self.rng.random() < 0.5:  # headers that never finish
-            reply = raw(self.port, b"POST /v1/embeddings HTTP/1.1\r\nHost: loc", linger=0.0)
+            reply = raw(self.port, b"POST /v1/embeddings HTTP/1.1\r\nHost: loc")
         else:  # a body shorter than its Content-Length
             reply = raw(
                 self.port,

@@ -20,9 +20,7 @@ dropped before their next batch or step.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +33,7 @@ import numpy as np
 from ..encoding.batching import BATCH_PADDING, fits
 from ..encoding.embedder import Embedder
 from ..models.lora import using_task
+from .memory import release_memory
 from .metrics import Metrics
 from .limits import Limits
 
@@ -143,8 +142,7 @@ class Worker:
         self._seq = itertools.count()  # arrival order
         self._clock = 0  # fair queuing's virtual time: the finish tag of the last batch opener
         self._ready = threading.Event()
-        # Set when memory was given back after work, cleared when work arrives: lets a
-        # caller wait for the idle release instead of sleeping.
+        # Set once idle memory is given back, cleared when work arrives (tests wait on it).
         self.memory_released = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="mlx-jina-worker", daemon=True)
@@ -328,11 +326,9 @@ class Worker:
             self._settle(w.job, error=e)
             work.remove(w)
             return
-        w.step += 1
-        w.start += cost
-        w.served += -(-length // steps)
+        w.step, w.start, w.served = w.step + 1, w.start + cost, w.served + -(-length // steps)
         self._clock = max(self._clock, w.start)
-        if w.step < steps:
+        if w.step < steps:  # more to go
             return
         self.metrics.batch(1, length)
         w.out[w.order[w.done]] = np.array(out.astype(mx.float32))[0]
@@ -401,22 +397,3 @@ def long_steps(length: int, budget: int, layers: int) -> tuple[int, int]:
     a budget's batch of budget-long rows does; the last layer is one step (one query)."""
     rows = max(1, min(length, budget * budget // length))
     return rows, (layers - 1) * -(-length // rows) + 1
-
-
-def release_memory() -> None:
-    """Give freed memory back to the system: MLX's buffer cache, then glibc's free heap."""
-    mx.clear_cache()
-    if _malloc_trim is not None:
-        _malloc_trim(0)
-
-
-def _find_malloc_trim():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None).malloc_trim  # glibc; musl has none
-    except (OSError, AttributeError):
-        return None
-
-
-_malloc_trim = _find_malloc_trim()

@@ -125,17 +125,25 @@ class GuardedH11Protocol(H11Protocol):
         if self._closing:
             return
         super().data_received(data)
+        self._note_progress()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.transport.is_closing():
+            return
+        if self._request_in_progress():  # a pipelined request, already read
+            self._note_progress()
+        else:  # the next request on this keep-alive connection gets its own deadline
+            self._waiting_since = self.loop.time()
+            self._arm_header_timer()
+
+    def _note_progress(self) -> None:
         if self._request_in_progress():
             self._cancel_header_timer()
             if not self.cycle.more_body:  # the whole request is in
                 self._waiting_since = None
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        # The next request on this keep-alive connection gets its own deadline.
-        if not self.transport.is_closing() and not self._request_in_progress():
-            self._waiting_since = self.loop.time()
-            self._arm_header_timer()
+            elif self._waiting_since is None:  # a pipelined one, still arriving
+                self._waiting_since = self.loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()

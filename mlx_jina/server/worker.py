@@ -13,7 +13,7 @@ ever. So a short request waits for about one
 batch, not for a long request, and concurrent small requests share forward passes.
 One input longer than the token budget is a pass of its own, run in steps: each layer in
 pieces of queries, sized so that a piece costs about one budget's batch (`long_steps`).
-Each piece is a step in the same fair queue, charged its share of the pass, so short
+Each piece is a step in the same fair queue, charged as one budget's batch, so short
 requests wait for one piece of it, not for all of it. Cancelled and expired jobs are
 dropped before their next batch or step.
 """
@@ -104,7 +104,7 @@ class _Work:
     def length(self, k: int) -> int:
         return len(self.job.rows[self.order[k]])
 
-    def next_cost(self, budget: int, layers: int) -> int:
+    def next_cost(self, budget: int) -> int:
         """The cost of this job's next batch if it ran alone (about): padded tokens plus
         a pass's fixed cost; a long row's step costs about a budget's batch."""
         if self.long(budget):
@@ -313,7 +313,7 @@ class Worker:
         budget, layers = self.limits.max_batch_tokens, len(self.model.model.layers)
         length = w.length(w.done)
         rows, steps = long_steps(length, budget, layers)
-        cost = w.next_cost(budget, layers)  # charged as it runs
+        cost = w.next_cost(budget)  # charged as it runs
         try:
             if w.steps is None:
                 ids, lengths = self.model.engine.padded([w.job.rows[w.order[w.done]]])
@@ -347,8 +347,7 @@ class Worker:
         if self.schedule == "fifo":
             line = sorted(work, key=lambda w: w.seq)
         else:
-            layers = len(self.model.model.layers)
-            line = sorted(work, key=lambda w: (w.start + w.next_cost(budget, layers), w.seq))
+            line = sorted(work, key=lambda w: (w.start + w.next_cost(budget), w.seq))
         first = line[0]
         batch, count, width, real = [], 0, 0, 0
         for w in line:

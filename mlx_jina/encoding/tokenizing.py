@@ -8,8 +8,9 @@ too few tokens that the rest of the text can't change. A token covers at most as
 characters as the vocabulary's longest entry, so no prefix grows past that many per
 needed token. The ids kept are those `enable_truncation` gives, special tokens included.
 
-The tokenizer copies here are set up once and never changed, so threads tokenize at once,
-without a lock; `encode_special_tokens` is the one setting a call picks, by picking the copy.
+The tokenizers here are set up once and not changed by a call, so threads tokenize at
+once, without a lock; `encode_special_tokens` is the one setting a call picks, by picking
+the tokenizer.
 """
 
 from __future__ import annotations
@@ -26,26 +27,24 @@ UNSTABLE_WORDS = 2
 
 class TextTokenizer:
     """A tokenizer.json's tokenizer, as the Embedder uses it: no padding, no truncation
-    setting, cuts done here."""
+    setting, cuts done here. The tokenizer given serves plain calls; a copy made on first
+    use serves `split_special_tokens`."""
 
     def __init__(self, tokenizer: Tokenizer):
-        self._json = tokenizer.to_str()
-        self._copies: dict[bool, Tokenizer] = {}
+        self._copies: dict[bool, Tokenizer] = {False: configured(tokenizer, False)}
         self._lock = threading.Lock()  # guards making a copy, never its use
-        plain = self.copy(False)
-        self.specials = plain.num_special_tokens_to_add(False)
+        self.specials = tokenizer.num_special_tokens_to_add(False)
         # tokens >= characters / longest: bytes of a byte-level entry, or characters
-        self.longest_token = max(map(len, plain.get_vocab()), default=1) or 1
+        self.longest_token = max(map(len, tokenizer.get_vocab()), default=1) or 1
 
     def copy(self, split_special_tokens: bool) -> Tokenizer:
-        """The copy that tokenizes special-token text as plain text, or as the special token."""
+        """The tokenizer that reads special-token text as plain text, or as the token."""
         with self._lock:
+            plain = self._copies[False]
+            if plain.truncation or plain.padding or plain.encode_special_tokens:
+                configured(plain, False)  # someone changed Embedder.tokenizer's settings
             if split_special_tokens not in self._copies:
-                t = Tokenizer.from_str(self._json)
-                t.no_padding()
-                t.no_truncation()
-                t.encode_special_tokens = split_special_tokens
-                self._copies[split_special_tokens] = t
+                self._copies[True] = configured(Tokenizer.from_str(plain.to_str()), True)
             return self._copies[split_special_tokens]
 
     def encode(
@@ -78,6 +77,13 @@ class TextTokenizer:
         # Special tokens alone may exceed a tiny max_length; enable_truncation cuts them too.
         ids = [row[:max_length] for row in ids]
         return ids, sorted(cut)
+
+
+def configured(tokenizer: Tokenizer, split_special_tokens: bool) -> Tokenizer:
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    tokenizer.encode_special_tokens = split_special_tokens
+    return tokenizer
 
 
 def trusted(enc: Encoding) -> int:

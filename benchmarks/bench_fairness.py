@@ -8,24 +8,37 @@ writes its figures as JSON. About half a minute on a 2-core Linux box:
 
     python benchmarks/bench_fairness.py [--seconds 20] [--json results.json]
 
+With --huge-text-mb or --slowloris the same mix runs over HTTP against `mlx-jina serve`
+in a subprocess (so its RSS is the server's own), with the Qwen tokenizer: one client
+posts one text of that many MB with "truncate": true, and/or N sockets send one header
+byte a second, reconnecting when closed. Queries then go on fresh connections, and the
+table adds refused queries and the server's peak RSS. To compare with another checkout,
+run the same command with PYTHONPATH pointing at it (the server inherits it):
+
+    python benchmarks/bench_fairness.py --huge-text-mb 15 --slowloris 200 --seconds 30
+
 Needs the server extra; the random checkpoint is built with numpy.
 """
 
 import argparse
 import json
+import os
 import platform
 import random
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import mlx_jina
 
 import internals
-from checkpoint import TINY, build
+from checkpoint import QWEN_TOKENIZER, TINY, build
 
 Job, Limits, Worker = internals.server()
 
@@ -40,10 +53,14 @@ def log(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
 
 
-def build_model(root: Path) -> Path:
-    folder = root / "model"
-    # the tests' tiny Qwen3, with 512 embedding rows for the made-up ids above
-    return build(folder, "qwen3", tasks=["retrieval"], r=4, lora_alpha=8, **TINY["qwen3"])
+def build_model(root: Path, context: int | None = None) -> Path:
+    """The tiny model; with `context`, the Qwen tokenizer and that many positions (HTTP)."""
+    if context is None:
+        folder = root / "model"
+        return build(folder, "qwen3", tasks=["retrieval"], r=4, lora_alpha=8, **TINY["qwen3"])
+    config = {**TINY["qwen3"], "vocab_size": 151_936, "max_position_embeddings": context}
+    return build(root / "model_http", "qwen3", tokenizer=QWEN_TOKENIZER, tasks=["retrieval"],
+                 r=4, lora_alpha=8, **config)  # fmt: skip
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -121,6 +138,189 @@ def run(folder: Path, seconds: float) -> dict:
     }
 
 
+# ---------------------------------------------------------------------------
+# over HTTP: a huge text and slow clients in the mix
+
+WORDS = "the of and to in is was for on that with as by at from his it an were are".split()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        line = next(ln for ln in f if ln.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def slowloris(port: int, sockets: int, stop: threading.Event, tally: Counter) -> None:
+    """`sockets` connections that each send one header byte a second, and reconnect."""
+    head = b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\nX-Pad: " + b"a" * 100_000
+    held: dict[int, tuple[socket.socket, int]] = {}
+    while not stop.is_set():
+        for i in range(sockets):
+            if i not in held:
+                try:
+                    s = socket.create_connection(("127.0.0.1", port), timeout=2)
+                    s.setblocking(False)
+                    held[i] = (s, 0)
+                    tally["connects"] += 1
+                except OSError:
+                    continue
+            s, sent = held[i]
+            try:
+                if s.recv(4096) is not None:  # an answer (408, 503) or a close: reconnect
+                    s.close()
+                    del held[i]
+                    continue
+            except BlockingIOError:
+                pass
+            except OSError:
+                s.close()
+                del held[i]
+                continue
+            try:
+                s.send(head[sent : sent + 1])
+                held[i] = (s, sent + 1)
+            except OSError:
+                s.close()
+                del held[i]
+        stop.wait(1.0)
+    for s, _ in held.values():
+        s.close()
+
+
+def run_http(folder: Path, seconds: float, huge_mb: float, loris: int) -> dict:
+    """Query latencies over HTTP while large requests, a huge text and slow clients run."""
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlx_jina", "serve", "-m", str(folder), "--task", "retrieval",
+         "--port", str(port), "--max-batch-tokens", str(BATCH_TOKENS), "--log-level", "error"],
+        stdout=subprocess.DEVNULL, env=os.environ.copy(),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        rng = random.Random(0)
+        rows, width = LARGE
+        large = [" ".join(rng.choice(WORDS) for _ in range(width)) for _ in range(rows)]
+        embed = url + "/v1/embeddings"
+        httpx.post(embed, json={"input": large[:16]}, timeout=120)  # warm up
+        rss = {"start": rss_mib(proc.pid), "peak": 0.0}
+        stop, sampled, tally = threading.Event(), threading.Event(), Counter()
+
+        def sample_rss() -> None:
+            while not sampled.is_set():
+                rss["peak"] = max(rss["peak"], rss_mib(proc.pid))
+                stop.wait(0.2)
+
+        def large_client() -> None:
+            with httpx.Client(timeout=300) as http:
+                while not stop.is_set():
+                    tally[f"large {http.post(embed, json={'input': large}).status_code}"] += 1
+
+        huge: dict = {}
+
+        def huge_client() -> None:
+            text = ("The quick brown fox jumps over the lazy dog. " * (1 + int(huge_mb * 2**20) // 45))
+            body = {"input": text[: int(huge_mb * 2**20)], "truncate": True}
+            start = time.perf_counter()
+            try:
+                r = httpx.post(embed, json=body, timeout=600)
+            except httpx.HTTPError:
+                return
+            huge.update(status=r.status_code, seconds=time.perf_counter() - start)
+
+        sampler = threading.Thread(target=sample_rss)
+        sampler.start()
+        threads = [threading.Thread(target=large_client) for _ in range(2)]
+        if loris:
+            threads.append(threading.Thread(target=slowloris, args=(port, loris, stop, tally)))
+        for t in threads:
+            t.start()
+        if huge_mb:
+            threads.append(threading.Thread(target=huge_client))
+            threads[-1].start()
+        time.sleep(2.0)  # the slow sockets are open, the huge text is in
+        answers: list[tuple[int, float]] = []
+
+        def query() -> None:
+            start = time.perf_counter()
+            try:
+                status = httpx.post(embed, json={"input": "hello"}, timeout=60).status_code
+            except httpx.HTTPError:
+                status = 0
+            answers.append((status, time.perf_counter() - start))
+
+        queries = []
+        begin = time.perf_counter()
+        while time.perf_counter() - begin < seconds:
+            queries.append(threading.Thread(target=query))
+            queries[-1].start()
+            time.sleep(QUERY_EVERY)
+        stop.set()
+        for t in queries + threads:
+            t.join(60)  # a huge text still running after that is reported as such
+        sampled.set()
+        sampler.join()
+        ok = [s for status, s in answers if status == 200]
+        return {
+            "queries": len(answers),
+            "refused": dict(Counter(status for status, _ in answers if status != 200)),
+            "p50_ms": 1000 * percentile(ok, 0.5) if ok else float("nan"),
+            "p99_ms": 1000 * percentile(ok, 0.99) if ok else float("nan"),
+            "max_ms": 1000 * max(ok) if ok else float("nan"),
+            "huge": huge,
+            "loris_connects": tally["connects"],
+            "large_done": tally["large 200"],
+            "rss_start_mib": rss["start"],
+            "rss_peak_mib": rss["peak"],
+        }
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def http_table(r: dict, args) -> str:
+    huge = r["huge"]
+    if not args.huge_text_mb:
+        huge_text = "-"
+    elif huge:
+        huge_text = f"{huge['status']} in {huge['seconds']:.1f} s"
+    else:
+        huge_text = "no answer by the end"
+    return "\n".join([
+        f"One-word queries every {QUERY_EVERY * 1000:g} ms on fresh connections, for "
+        f"{args.seconds:g} s, while 2 clients send {LARGE[0]} texts of {LARGE[1]} words back "
+        f"to back, one client posts a {args.huge_text_mb:g} MB text with truncate, and "
+        f"{args.slowloris} slow sockets send a header byte a second; `mlx-jina serve` on a "
+        f"tiny random Qwen3 (hidden 64, 2 layers, context {args.context}, Qwen tokenizer), "
+        f"{platform.machine()} CPU.",
+        "",
+        "| queries | refused | query p50 | query p99 | query max | large done | huge text "
+        "| slow connects | server RSS start | server RSS peak |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| {r['queries']} | {r['refused'] or 0} | {r['p50_ms']:.0f} ms | {r['p99_ms']:.0f} ms "
+        f"| {r['max_ms']:.0f} ms | {r['large_done']} | {huge_text} | {r['loris_connects']} "
+        f"| {r['rss_start_mib']:.0f} MiB | {r['rss_peak_mib']:.0f} MiB |",
+    ])  # fmt: skip
+
+
 def table(results: dict[str, dict]) -> str:
     rows, width = LARGE
     lines = [
@@ -144,9 +344,26 @@ def table(results: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=20, help="seconds of queries")
-    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--seconds", type=float, default=20, help="query time per schedule")
+    parser.add_argument("--json", help="also write the figures as JSON to this file")
+    parser.add_argument("--huge-text-mb", type=float, default=0,
+                        help="over HTTP: one client posts one text of this many MB")
+    parser.add_argument("--slowloris", type=int, default=0, metavar="N",
+                        help="over HTTP: N sockets trickle header bytes and reconnect")
+    parser.add_argument("--context", type=int, default=8192,
+                        help="over HTTP: the model's context, where the huge text is cut")
     args = parser.parse_args(argv)
+    if args.huge_text_mb or args.slowloris:
+        with tempfile.TemporaryDirectory() as tmp:
+            log("[INFO] building a tiny random model with the Qwen tokenizer")
+            folder = build_model(Path(tmp), args.context)
+            log(f"[INFO] over HTTP: {args.seconds:g} s of queries")
+            result = run_http(folder, args.seconds, args.huge_text_mb, args.slowloris)
+        text = http_table(result, args)
+        print(text)
+        if args.json:
+            internals.write_report(args.json, json.dumps(result, indent=1) + "\n")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         log("[INFO] building a tiny random model")
         folder = build_model(Path(tmp))

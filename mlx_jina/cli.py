@@ -11,6 +11,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 from ._version import __version__
@@ -106,7 +107,6 @@ EMBED_OPTIONS = [
                               "stdout; its extension picks the format: .npy (one array), .json "
                               "(an array of arrays) or .jsonl (one array per line)")),
 ]  # fmt: skip
-# The defaults are those of mlx_jina.server.Limits (a test keeps them equal).
 SERVE_OPTIONS = [
     (("--task",), dict(choices=TASK_NAMES, metavar="TASK",
                        help="adapter to load (a Jina API task name names "
@@ -118,26 +118,6 @@ SERVE_OPTIONS = [
                           help="require 'Authorization: Bearer KEY' (default: $MLX_JINA_API_KEY)")),
     (("--served-model-name",), dict(metavar="NAME", help="model id in responses (default: the "
                                     "folder or repo name)")),
-    (("--max-batch-tokens",), dict(type=positive_int, default=16384, metavar="N",
-                                   help="tokens per worker batch and forward pass (default: 16384)")),
-    (("--max-queue",), dict(type=positive_int, default=256, metavar="N",
-                            help="requests waiting before 429 (default: 256)")),
-    (("--max-inputs",), dict(type=positive_int, default=2048, metavar="N",
-                             help="inputs per request (default: 2048)")),
-    (("--max-body-bytes",), dict(type=positive_int, default=16 * 2**20, metavar="N",
-                                 help="request body size (default: 16 MiB)")),
-    (("--read-timeout",), dict(type=positive_seconds, default=30.0, metavar="S",
-                               help="seconds a client has to send a request's headers, and "
-                               "again its body; slower requests get 408 (default: 30)")),
-    (("--request-timeout",), dict(type=seconds_or_zero, default=300.0, metavar="S",
-                                  help="seconds of work per request; after that its remaining "
-                                  "inputs are dropped and it gets 504; 0 for no limit "
-                                  "(default: 300)")),
-    (("--cache-limit",), dict(type=byte_count, default=256 * 2**20, metavar="BYTES",
-                              help="freed GPU/CPU buffers MLX keeps for reuse; emptied after "
-                              "1 s idle (default: 256 MiB)")),
-    (("--max-connections",), dict(type=positive_int, default=128, metavar="N",
-                                  help="open connections; more get 503 (default: 128)")),
     (("--allowed-hosts",), dict(type=comma_list, metavar="HOST,...",
                                 help="Host header names accepted, '*' for any (default: "
                                 "localhost, 127.0.0.1 and ::1 when bound to loopback, any "
@@ -156,9 +136,30 @@ SERVE_OPTIONS = [
                                                      "debug"),
                             help="uvicorn's log level (default: info)")),
 ]  # fmt: skip
+# unit of a server limit -> how its flag is parsed
+LIMIT_TYPES = {
+    "count": positive_int,
+    "bytes": byte_count,
+    "seconds": positive_seconds,
+    "seconds or 0": seconds_or_zero,
+}
+
+
+def limit_options() -> list:
+    """The serve flags of mlx_jina.server.limits.Limits: defaults and help read from there."""
+    from .server.limits import Limits, help_text
+
+    return [
+        (("--" + f.name.replace("_", "-"),), dict(
+            type=LIMIT_TYPES[f.metadata["unit"]], default=f.default,
+            metavar="S" if "seconds" in f.metadata["unit"] else "N", help=help_text(f.name),
+        ))
+        for f in fields(Limits)
+    ]  # fmt: skip
+
+
 # `serve` option -> Limits field, for the options that are limits.
-LIMITS = ("max_inputs", "max_body_bytes", "max_queue", "max_batch_tokens", "read_timeout",
-          "request_timeout", "max_connections", "cache_limit")  # fmt: skip
+LIMITS = tuple(flags[0][2:].replace("-", "_") for flags, _ in limit_options())
 
 
 def add_options(p: argparse.ArgumentParser, *tables: list) -> argparse.ArgumentParser:
@@ -191,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("embed", "embed texts; one JSON array per input on stdout", run_embed,
          (MODEL_OPTIONS, WEIGHT_OPTIONS, EMBED_OPTIONS)),
         ("serve", "OpenAI- and Jina-compatible embedding server", run_serve,
-         (MODEL_OPTIONS, WEIGHT_OPTIONS, SERVE_OPTIONS)),
+         (MODEL_OPTIONS, WEIGHT_OPTIONS, SERVE_OPTIONS, limit_options())),
         ("info", "what a model folder or repo holds", run_info,
          (MODEL_OPTIONS, [(("--json",), dict(action="store_true", help="print one JSON object"))])),
     ]  # fmt: skip
@@ -342,7 +343,8 @@ def run_serve(args: argparse.Namespace) -> None:
         import uvicorn  # noqa: F401
     except ImportError:
         args.parser.error("the server needs its extra: pip install 'mlx-jina[server]'")
-    from .server import Limits, serve
+    from .server.limits import Limits
+    from .server import serve
 
     limits = Limits(**{name: getattr(args, name) for name in LIMITS})
     limits.request_timeout = limits.request_timeout or None  # 0: no limit

@@ -15,7 +15,6 @@ import random
 import re
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -249,6 +248,22 @@ def test_truncate_field(limits_server, limits_model):
     assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] == CONTEXT
 
 
+def test_a_15_mb_text_is_cut_before_it_is_tokenized(limits_server, limits_model):
+    """One 15 MB text with "truncate": true took the server from 82 MB to 2.58 GB and
+    over a minute; it is now cut by prefix (tests/test_long_inputs.py): its vector is that
+    of its first 2,000 characters, cut at the context, and usage counts the context."""
+    url, _ = limits_server
+    huge = ("Mars is often called the Red Planet. " * 420_000)[:15_000_000]
+    r = post(url, {"input": huge, "truncate": True}, headers={})
+    assert r.status_code == 200, r.text[:200]
+    assert r.json()["usage"]["prompt_tokens"] == CONTEXT
+    with pytest.warns(UserWarning, match="were truncated"):
+        want = mlx_jina.load(limits_model, task="retrieval").encode([huge[:2000]])
+    assert_same([r.json()["data"][0]["embedding"]], want)
+    r = post(url, {"input": huge}, headers={})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+
+
 # ---------------------------------------------------------------------------
 # concurrency
 
@@ -416,6 +431,14 @@ def test_queue_full(limits_server, limits_model):
         return original(*args, **kwargs)
 
     model.embed_batch = blocked  # the worker calls the instance attribute
+    submitted, submit = threading.Semaphore(0), worker.submit
+
+    def counted(job):
+        future = submit(job)
+        submitted.release()
+        return future
+
+    worker.submit = counted  # the service calls the instance attribute
     results = {}
 
     def send(name, text):
@@ -427,17 +450,15 @@ def test_queue_full(limits_server, limits_model):
         assert entered.wait(10)  # the worker is inside the first request
         second = threading.Thread(target=send, args=("second", "two"))
         second.start()
-        deadline = time.monotonic() + 10
-        while worker.queue_depth < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        assert submitted.acquire(timeout=30) and submitted.acquire(timeout=30)  # both queued
+        assert worker.queue_depth == 1
         r = post(url, {"input": "three"}, headers={})
         assert r.status_code == 429
         assert r.headers["retry-after"] == "1" and "queue is full" in r.json()["detail"]
         assert r.json()["error"]["type"] == "rate_limit_error"
     finally:
         release.set()
-        del model.embed_batch
+        del model.embed_batch, worker.submit
     first.join(30)
     second.join(30)
     direct = mlx_jina.load(limits_model, task="retrieval")
@@ -506,3 +527,17 @@ def test_the_model_fingerprint_is_served(server, tiny_qwen_base, tmp_path):
     r = httpx.post(server + "/v1/embeddings", json={"input": ["a"]}, headers=AUTH)
     assert r.status_code == 200 and r.headers["x-model-fingerprint"] == same
     assert mlx_jina.load(copy, task="retrieval").identity != same  # merged, not multitask
+
+
+def test_docs_list_every_limit_with_its_default():
+    """docs/server.md's table of limits names each serve flag with the default that
+    `mlx-jina serve --help` shows (both read mlx_jina/server/limits.py)."""
+    from dataclasses import fields
+
+    from mlx_jina.server.limits import SHOWN
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "server.md").read_text()
+    for f in fields(Limits):
+        flag = "--" + f.name.replace("_", "-")
+        shown = SHOWN[f.metadata["unit"]](f.default)
+        assert f"| `{flag}` | {shown} |" in doc, (flag, shown)

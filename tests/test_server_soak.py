@@ -60,11 +60,24 @@ def rss_mib(pid: int) -> float:
     return int(out.stdout.split()[0]) / 1024
 
 
-def raw(port: int, data: bytes, *, linger: float = 0.0, timeout: float = 5.0) -> bytes:
+def released(base: str, auth: dict[str, str]) -> bool:
+    text = httpx.get(base + "/metrics", headers=auth).text
+    line = next(ln for ln in text.splitlines() if ln.startswith("mlx_jina_memory_released "))
+    return float(line.split()[-1]) == 1
+
+
+def wait_for_release(base: str, auth: dict[str, str]) -> None:
+    """Wait until the worker, idle since its last job, has given memory back (the gauge
+    is reset when work arrives; polled, not a timer)."""
+    deadline = time.monotonic() + 60
+    while not released(base, auth):
+        assert time.monotonic() < deadline, "the worker never went idle"
+        time.sleep(0.1)
+
+
+def raw(port: int, data: bytes, *, timeout: float = 30.0) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
-        if linger:
-            time.sleep(linger)
         try:
             return s.recv(4096)
         except (socket.timeout, OSError):
@@ -149,7 +162,7 @@ class Client(threading.Thread):
 
     def slow(self, http: httpx.Client) -> None:
         if self.rng.random() < 0.5:  # headers that never finish
-            reply = raw(self.port, b"POST /v1/embeddings HTTP/1.1\r\nHost: loc", linger=0.0)
+            reply = raw(self.port, b"POST /v1/embeddings HTTP/1.1\r\nHost: loc")
         else:  # a body shorter than its Content-Length
             reply = raw(
                 self.port,
@@ -192,7 +205,7 @@ def test_soak(tiny_qwen_base):
         for task in TASKS:
             r = httpx.post(base + "/v1/embeddings", json={"input": TEXTS, "task": task}, headers=auth)
             assert r.status_code == 200
-        time.sleep(2.0)
+        wait_for_release(base, auth)
         rss_start = rss_mib(proc.pid)
 
         end = time.monotonic() + SOAK_SECONDS
@@ -212,7 +225,8 @@ def test_soak(tiny_qwen_base):
         assert health.status_code == 200 and health.json()["status"] == "ok"
         metrics = httpx.get(base + "/metrics", headers=auth).text
         assert 'status="500"' not in metrics
-        time.sleep(2.5)  # idle: the worker empties MLX's cache and trims the heap
+        # idle: the worker empties MLX's cache and trims the heap
+        wait_for_release(base, auth)
         rss_end = rss_mib(proc.pid)
         print(f"\nsoak: {dict(tally)}; RSS {rss_start:.0f} MiB after warm-up, "
               f"{rss_end:.0f} MiB idle after the soak")

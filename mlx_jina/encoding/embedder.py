@@ -1,7 +1,6 @@
 """Embedder: the user's API. Prompts and tasks, tokenization, then the engine (engine.py)."""
 
 import inspect
-import threading
 import warnings
 from itertools import islice
 from typing import Iterable, Iterator
@@ -17,6 +16,7 @@ from .progress import progress_bar
 from .st_compat import STHabits, check_keywords, check_output_value, device_context
 from .task_choice import TaskChoice
 from .texts import check_texts
+from .tokenizing import TextTokenizer
 
 
 
@@ -99,8 +99,7 @@ class Embedder(TaskChoice, STHabits):
         self.multitask = multitask
         self._prompts, self.default_prompt_name = dict(prompts), default_prompt_name
         self._max_length = max_length
-        # The tokenizer's truncation setting is shared state; set and use it under a lock.
-        self._tokenizer_lock = threading.Lock()
+        self._text_tokenizer = TextTokenizer(tokenizer)  # its own copies: `tokenizer` is not changed
         # Batches, tokens, padding and time of the latest encode call (any thread's).
         self.last_stats: EncodeStats | None = None
         self.truncate_dim = truncate_dim  # checked: 32 to dim, or None
@@ -146,12 +145,9 @@ class Embedder(TaskChoice, STHabits):
             raise InputTypeError(
                 f"split_special_tokens={split_special_tokens!r}; use True or False."
             )
-        with self._tokenizer_lock:
-            self.tokenizer.no_padding()
-            self.tokenizer.enable_truncation(max_length)
-            self.tokenizer.encode_special_tokens = split_special_tokens
-            encodings = self.tokenizer.encode_batch(texts)
-        cut = [i for i, e in enumerate(encodings) if e.overflowing]
+        # Tokenized by prefix and without a lock: a huge text costs what its cut keeps, and
+        # does not hold up other threads' texts (tokenizing.py).
+        ids, cut = self._text_tokenizer.encode(texts, max_length, split_special_tokens)
         if cut and not truncate:
             raise ValueError(
                 f"{len(cut)} of {len(texts)} inputs are longer than max_length={max_length} "
@@ -163,7 +159,6 @@ class Embedder(TaskChoice, STHabits):
                 f"tokens and were truncated (first: input {cut[0]}).",
                 stacklevel=3,
             )
-        ids = [e.ids for e in encodings]
         if empty := [i for i, row in enumerate(ids) if not row]:
             raise ValueError(
                 f"Input {empty[0]} has no tokens (empty text and no prompt). Pass non-empty text."

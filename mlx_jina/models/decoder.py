@@ -9,6 +9,7 @@ k get a per-head RMSNorm before RoPE (Qwen3 does, EuroBERT does not).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import mlx.core as mx
@@ -45,18 +46,40 @@ class Attention(nn.Module):
         be None or a boolean key mask (B, 1, 1, L)."""
         B, L, _ = x.shape
         xq = x if positions is None else x[mx.arange(B), positions][:, None]
-        q = self.q_proj(xq).reshape(B, xq.shape[1], self.n_heads, -1)
-        k = self.k_proj(x).reshape(B, L, self.n_kv_heads, -1)
-        v = self.v_proj(x).reshape(B, L, self.n_kv_heads, -1)
-        if "q_norm" in self:  # Qwen3 normalizes q and k per head, before RoPE
-            q, k = self.q_norm(q), self.k_norm(k)
-        q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))  # (B, H, L, D)
         # One query per row sits at its row's own position: RoPE takes it as the offset.
-        q = self.rope(q, 0 if positions is None else positions)
-        k = self.rope(k, 0)
+        q = self.queries(xq, 0 if positions is None else positions)
+        k, v = self.keys_values(x)
         # Grouped K/V go in as they are; the kernel shares them across query heads.
         o = scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
         return self.o_proj(o.transpose(0, 2, 1, 3).reshape(B, xq.shape[1], -1))
+
+    def queries(self, xq: mx.array, offset: int | mx.array) -> mx.array:
+        """(B, H, n, D) queries of the normed states xq (B, n, D) at positions from `offset`."""
+        B, n, _ = xq.shape
+        q = self.q_proj(xq).reshape(B, n, self.n_heads, -1)
+        if "q_norm" in self:  # Qwen3 normalizes q and k per head, before RoPE
+            q = self.q_norm(q)
+        return self.rope(q.transpose(0, 2, 1, 3), offset)
+
+    def keys_values(self, x: mx.array) -> tuple[mx.array, mx.array]:
+        """(B, Hkv, L, D) keys and values of the normed states x (B, L, D)."""
+        B, L, _ = x.shape
+        k = self.k_proj(x).reshape(B, L, self.n_kv_heads, -1)
+        v = self.v_proj(x).reshape(B, L, self.n_kv_heads, -1)
+        if "k_norm" in self:
+            k = self.k_norm(k)
+        return self.rope(k.transpose(0, 2, 1, 3), 0), v.transpose(0, 2, 1, 3)
+
+    def rows(self, xq: mx.array, kv: tuple[mx.array, mx.array], start: int, causal: bool):
+        """Attention output (1, n, D) of one unpadded row's queries start..start+n, given
+        the whole row's keys and values (a long input's layer, in pieces)."""
+        n = xq.shape[1]
+        k, v = kv
+        if causal:  # these queries see keys up to their own position
+            k, v = k[:, :, : start + n], v[:, :, : start + n]
+        mask = "causal" if causal and n > 1 else None  # aligned to the last key, as MLX does
+        o = scaled_dot_product_attention(self.queries(xq, start), k, v, scale=self.scale, mask=mask)
+        return self.o_proj(o.transpose(0, 2, 1, 3).reshape(1, n, -1))
 
     def rope(self, t: mx.array, offset: int | mx.array) -> mx.array:
         return mx.fast.rope(
@@ -94,6 +117,16 @@ class TransformerBlock(nn.Module):
         h = x + self.self_attn(xn, mask, positions)
         return h + self.mlp(self.post_attention_layernorm(h))
 
+    def pieces(self, x: mx.array, rows: int, causal: bool) -> Iterator[mx.array]:
+        """This layer over one unpadded row x (1, L, D), `rows` queries at a time: the
+        output's pieces in order, each computable on its own once the keys are."""
+        xn = self.input_layernorm(x)
+        kv = self.self_attn.keys_values(xn)
+        for start in range(0, x.shape[1], rows):
+            xs = x[:, start : start + rows]
+            h = xs + self.self_attn.rows(xn[:, start : start + rows], kv, start, causal)
+            yield h + self.mlp(self.post_attention_layernorm(h))
+
 
 class Model(nn.Module):
     def __init__(self, args: ModelArgs, backbone: Backbone):
@@ -117,13 +150,31 @@ class Model(nn.Module):
         without the last layer's work on tokens the pooling drops. Its keys and values still
         come from every token; its query, attention output, MLP and the final norm only
         from each row's pooled token."""
+        *_, pooled = self.embed_steps(inputs, lengths)
+        return pooled
+
+    def embed_steps(
+        self, inputs: mx.array, lengths: np.ndarray, rows: int | None = None
+    ) -> Iterator[mx.array]:
+        """`embed` in steps: the hidden states after each layer but the last, then the
+        pooled vectors. With `rows` (one unpadded row only), each of those layers comes in
+        pieces of `rows` queries. The server evaluates a long input's pass step by step and
+        runs other requests in between."""
         positions = POOL_POSITIONS[self.backbone.pooling](lengths)
         h = self.embed_tokens(inputs)
         mask = self.attention_mask(inputs.shape[1], lengths)
         for layer in self.layers[:-1]:
-            h = layer(h, mask)
+            if rows is None or rows >= inputs.shape[1]:
+                h = layer(h, mask)
+                yield h
+                continue
+            pieces = []
+            for piece in layer.pieces(h, rows, self.backbone.causal):
+                pieces.append(piece)
+                yield piece
+            h = mx.concatenate(pieces, axis=1)
         h = self.layers[-1](h, self.key_mask(inputs.shape[1], lengths), mx.array(positions))
-        return self.norm(h[:, 0])
+        yield self.norm(h[:, 0])
 
     @staticmethod
     def key_mask(L: int, lengths: np.ndarray) -> mx.array | None:

@@ -1,16 +1,32 @@
 """An OpenAI- and Jina-compatible embedding server (`mlx-jina serve`).
 
-protocol.py: limits, errors, the request schema and response encoding; worker.py: the
-thread that runs the model; service.py: a request to a worker job and back; prompts.py:
-which prompt a request asks for (task, input_type, `<name>:query`); app.py:
-routes, auth and error handlers; metrics.py: Prometheus metrics; serve.py: the uvicorn
-entry point. Needs the `server` extra (starlette, uvicorn, prometheus_client).
+limits.py: every limit's default and help; protocol.py: errors, the request schema and
+response encoding; worker.py: the thread that runs the model; service.py: a request to a
+worker job and back; prompts.py: which prompt a request asks for (task, input_type,
+`<name>:query`); app.py: routes, auth and error handlers; guards.py and connections.py:
+what a request and a connection must pass; metrics.py: Prometheus metrics; serve.py: the
+uvicorn entry point. Needs the `server` extra (starlette, uvicorn, prometheus_client),
+except limits.py, which the CLI reads for its flags.
 """
 
-from .app import create_app
-from .protocol import ApiError, Limits
-from .serve import serve
-from .service import EmbeddingService
-from .worker import Job, Worker
+from importlib import import_module
 
-__all__ = ["ApiError", "EmbeddingService", "Job", "Limits", "Worker", "create_app", "serve"]
+# name -> module; imported on first use, so `mlx_jina.server.limits` needs no extra.
+EXPORTS = {
+    "ApiError": "protocol",
+    "EmbeddingService": "service",
+    "Job": "worker",
+    "Limits": "limits",
+    "Worker": "worker",
+    "create_app": "app",
+    "serve": "serve",
+}
+__all__ = sorted(EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # also over the submodule `serve`, which importing it binds here
+    return value

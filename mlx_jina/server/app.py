@@ -22,7 +22,8 @@ from starlette.routing import Route
 from .connections import guarded_protocol
 from .guards import LOOPBACK_HOSTS, RequestGuard
 from .metrics import RequestMetrics
-from .protocol import ApiError, ClientGone, Limits
+from .limits import Limits
+from .protocol import ApiError, ClientGone
 from .service import EmbeddingService, wait_for_disconnect
 from .worker import Worker
 
@@ -91,7 +92,12 @@ async def read_json(request: Request, limits: Limits) -> Any:
             "header 'Content-Type: application/json'.",
             code="unsupported_media_type",
         )
-    raw = await read_body(request, limits.max_body_bytes, limits.read_timeout)
+    try:
+        raw = await read_body(request, limits.max_body_bytes, limits.read_timeout)
+    except ApiError as e:
+        if e.status == 408:
+            request.app.state.service.worker.metrics.refused("body_timeout")
+        raise
     try:
         return json.loads(raw)
     except ValueError as e:  # UnicodeDecodeError included
@@ -283,7 +289,7 @@ def uvicorn_config(app: Starlette, *, host: str, port: int, limits: Limits, log_
         log_level=log_level,
         lifespan="on",
         # h11 always: its parser is strict, and our connection limits extend it.
-        http=guarded_protocol(limits.read_timeout, limits.max_connections),
+        http=guarded_protocol(limits, app.state.service.worker.metrics.refused),
         timeout_keep_alive=5,
         server_header=False,
     )

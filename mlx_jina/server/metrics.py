@@ -36,6 +36,19 @@ class Metrics:
             name: Counter(f"mlx_jina_{name}", text, registry=registry)
             for name, text in TOTALS.items()
         }
+        self.refusals = Counter(
+            "mlx_jina_refusals",
+            "Connections and requests refused or closed before a whole request arrived, by "
+            "cause: header_timeout, body_timeout, evicted (closed to make room at a cap), "
+            "max_connections, max_connections_per_client.",
+            ["cause"],
+            registry=registry,
+        )
+        self.memory_released = Gauge(
+            "mlx_jina_memory_released",
+            "1 once the idle worker has given freed memory back since its last work, else 0.",
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "mlx_jina_queue_depth", "Requests waiting for the worker.", registry=registry
         )
@@ -67,6 +80,9 @@ class Metrics:
         self.requests.labels(path, status).inc()
         if seconds is not None:
             self.latency.observe(seconds)
+
+    def refused(self, cause: str) -> None:
+        self.refusals.labels(cause).inc()
 
     def embedded(self, inputs: int, tokens: int) -> None:
         self.totals["inputs"].inc(inputs)

@@ -1,4 +1,4 @@
-"""The HTTP protocol of the server: limits, errors, the request schema, response encoding.
+"""The HTTP protocol of the server: errors, the request schema, response encoding.
 
 OpenAI's /v1/embeddings request plus Jina's fields (and Voyage's and Cohere's
 `input_type`); errors in OpenAI's JSON shape.
@@ -29,20 +29,6 @@ INPUT_TYPES = {
     "search_query": "query",
     "search_document": "document",
 }
-
-
-@dataclass
-class Limits:
-    """Per-request limits and the worker's batching budget."""
-
-    max_inputs: int = 2048  # OpenAI's limit on inputs per request
-    max_body_bytes: int = 16 * 2**20
-    max_queue: int = 256  # requests waiting for the worker; more get 429
-    max_batch_tokens: int = 16384  # tokens gathered per worker batch and per forward pass
-    request_timeout: float | None = 300.0  # seconds a request may take; then its work is dropped
-    cache_limit: int = 256 * 2**20  # bytes of freed buffers MLX may keep for reuse
-    read_timeout: float = 30.0  # seconds to receive a request's headers, and again its body
-    max_connections: int = 128  # open sockets; more get 503 (macOS allows 256 files by default)
 
 
 def error_body(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .app import check_api_key, create_app, uvicorn_config
 from .guards import default_allowed_hosts, is_loopback
-from .protocol import Limits
+from .limits import Limits
 from .worker import Worker
 
 

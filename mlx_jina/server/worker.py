@@ -11,17 +11,19 @@ token budget. A one-word query thus goes ahead of the next batch of a long reque
 a long request still gets a batch for every budget's worth of newcomers: nobody waits for
 ever. So a short request waits for about one
 batch, not for a long request, and concurrent small requests share forward passes.
-Cancelled and expired jobs are dropped before their next batch.
+One input longer than the token budget is a pass of its own, run in steps: each layer in
+pieces of queries, sized so that a piece costs about one budget's batch (`long_steps`).
+Each piece is a step in the same fair queue, charged as one budget's batch, so short
+requests wait for one piece of it, not for all of it. Cancelled and expired jobs are
+dropped before their next batch or step.
 """
 
 from __future__ import annotations
 
-import ctypes
 import itertools
-import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
@@ -30,8 +32,10 @@ import numpy as np
 
 from ..encoding.batching import BATCH_PADDING, fits
 from ..encoding.embedder import Embedder
+from ..models.lora import using_task
+from .memory import release_memory
 from .metrics import Metrics
-from .protocol import Limits
+from .limits import Limits
 
 # Seconds without work before the worker gives memory back to the system.
 IDLE_SECONDS = 1.0
@@ -90,13 +94,21 @@ class _Work:
         self.start = 0  # fair-queuing start tag: the virtual clock at arrival + served
         self.out = np.empty((len(job.rows), dim), np.float32)  # pooled, batch by batch
         self.solo = False  # failed in a shared batch: retried alone
+        self.steps: Iterator[mx.array] | None = None  # a long row's pass, step by step
+        self.step = 0  # steps of it run
+
+    def long(self, budget: int) -> bool:
+        """Whether the next row is over the budget: a pass of its own, run in steps."""
+        return self.length(self.done) > budget
 
     def length(self, k: int) -> int:
         return len(self.job.rows[self.order[k]])
 
     def next_cost(self, budget: int) -> int:
         """The cost of this job's next batch if it ran alone (about): padded tokens plus
-        a pass's fixed cost."""
+        a pass's fixed cost; a long row's step costs about a budget's batch."""
+        if self.long(budget):
+            return budget + (0 if self.step else BATCH_COST)
         return min(self.length(self.done) * (len(self.order) - self.done), budget) + BATCH_COST
 
 
@@ -125,6 +137,8 @@ class Worker:
         self._seq = itertools.count()  # arrival order
         self._clock = 0  # fair queuing's virtual time: the finish tag of the last batch opener
         self._ready = threading.Event()
+        # Set once idle memory is given back, cleared when work arrives (tests wait on it).
+        self.memory_released = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="mlx-jina-worker", daemon=True)
         self.model: Embedder | None = None
@@ -197,9 +211,14 @@ class Worker:
                 idle = not self._cond.wait_for(self._news, IDLE_SECONDS)
             if idle:
                 release_memory()
+                self.memory_released.set()
+                self.metrics.memory_released.set(1)
         with self._cond:
             self._cond.wait_for(lambda: work or self._news())
             new, self._incoming = self._incoming, []
+            if new:
+                self.memory_released.clear()
+                self.metrics.memory_released.set(0)
             self._held += len(new)
         for job in new:
             if w := self._admit(job):
@@ -256,6 +275,9 @@ class Worker:
         batch, width = self._plan(work)
         with self._cond:
             self._in_batch = len(batch)
+        if batch[0][0].long(self.limits.max_batch_tokens):
+            self._long_step(batch[0][0], work)
+            return
         rows = [w.job.rows[i] for w, n in batch for i in w.order[w.done : w.done + n]]
         try:
             vectors = np.array(self.model.embed_batch(rows, batch[0][0].task))
@@ -279,6 +301,36 @@ class Worker:
                 work.remove(w)
                 self._finish(w)
         self._clock = max(self._clock, batch[0][0].start)  # the opener's finish tag
+
+    def _long_step(self, w: _Work, work: list[_Work]) -> None:
+        """Run one step of `w`'s long row (starting its pass if need be); after the last,
+        hand out its vector."""
+        budget, layers = self.limits.max_batch_tokens, len(self.model.model.layers)
+        length = w.length(w.done)
+        rows, steps = long_steps(length, budget, layers)
+        cost = w.next_cost(budget)  # charged as it runs
+        try:
+            if w.steps is None:
+                ids, lengths = self.model.engine.padded([w.job.rows[w.order[w.done]]])
+                w.steps = self.model.model.embed_steps(ids, lengths, rows)
+            with using_task(w.task):  # LoRA layers read it while the graph is built
+                out = next(w.steps)
+            mx.eval(out)
+        except Exception as e:
+            w.steps = None
+            self._settle(w.job, error=e)
+            work.remove(w)
+            return
+        w.step, w.start, w.served = w.step + 1, w.start + cost, w.served + -(-length // steps)
+        self._clock = max(self._clock, w.start)
+        if w.step < steps:  # more to go
+            return
+        self.metrics.batch(1, length)
+        w.out[w.order[w.done]] = np.array(out.astype(mx.float32))[0]
+        w.done, w.steps, w.step = w.done + 1, None, 0
+        if w.done == len(w.order):
+            work.remove(w)
+            self._finish(w)
 
     def _plan(self, work: list[_Work]) -> tuple[list[tuple[_Work, int]], int]:
         """The next batch: (job, rows taken) pairs and the padded width.
@@ -330,20 +382,9 @@ class Worker:
             pass
 
 
-def release_memory() -> None:
-    """Give freed memory back to the system: MLX's buffer cache, then glibc's free heap."""
-    mx.clear_cache()
-    if _malloc_trim is not None:
-        _malloc_trim(0)
-
-
-def _find_malloc_trim():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None).malloc_trim  # glibc; musl has none
-    except (OSError, AttributeError):
-        return None
-
-
-_malloc_trim = _find_malloc_trim()
+def long_steps(length: int, budget: int, layers: int) -> tuple[int, int]:
+    """(queries per piece, steps) for one row of `length` tokens over a `budget`: a piece
+    of q queries attends to up to `length` keys, so q = budget² / length costs about what
+    a budget's batch of budget-long rows does; the last layer is one step (one query)."""
+    rows = max(1, min(length, budget * budget // length))
+    return rows, (layers - 1) * -(-length // rows) + 1

@@ -1,0 +1,112 @@
+"""Over-long texts: cut by prefix to the token limit, as tokenizers' own truncation cuts
+them, without tokenizing what the cut drops and without a lock other texts wait on.
+
+Run: python -m pytest tests/test_long_inputs.py -q
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+import mlx_jina
+from mlx_jina.encoding.tokenizing import CHARS_PER_TOKEN, TextTokenizer
+
+HUGE = ("The quick brown fox jumps over the lazy dog, again and again. " * 250_000)[:15_000_000]
+PIECES = ["hello", "world", "   ", "\n\n", "机器学习", "ünïcode", "12345", "<|endoftext|>",
+          "----", "a", " ", "x" * 300, "é"]  # fmt: skip
+
+
+@pytest.fixture(params=["tiny_tokenizer", "tiny_tokenizer_eos", "tiny_tokenizer_bos_eos",
+                        "qwen_tokenizer"])  # fmt: skip
+def tokenizer_file(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_cut_equals_the_tokenizers_own_truncation(tokenizer_file):
+    """For random texts (spaces, CJK, special-token text, 300-letter words) and limits,
+    the ids and the cut flag equal `enable_truncation`'s, special tokens included."""
+    reference = Tokenizer.from_file(str(tokenizer_file))
+    ours = TextTokenizer(reference)
+    rng = random.Random(0)
+    for _ in range(150):
+        text = "".join(rng.choice(PIECES) for _ in range(rng.randint(1, 400)))
+        max_length = rng.choice([ours.specials + 1, 5, 17, 64, 100, 1000])
+        split = rng.random() < 0.5
+        reference.encode_special_tokens = split
+        reference.enable_truncation(max_length)
+        want = reference.encode(text)
+        ids, cut = ours.encode([text], max_length, split)
+        assert (ids[0], bool(cut)) == (want.ids, bool(want.overflowing)), (max_length, text[:60])
+
+
+class Recording:
+    """A tokenizer that records the length of each text it is given, and holds texts
+    longer than `hold_over` characters until `release` is set."""
+
+    def __init__(self, tokenizer: Tokenizer, hold_over: int | None = None):
+        self.tokenizer, self.hold_over = tokenizer, hold_over
+        self.lengths: list[int] = []
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def encode_batch(self, texts, **kwargs):
+        self.lengths += [len(t) for t in texts]
+        if self.hold_over is not None and max(map(len, texts)) > self.hold_over:
+            self.entered.set()
+            assert self.release.wait(60)
+        return self.tokenizer.encode_batch(texts, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+
+def recording(model: mlx_jina.Embedder, hold_over: int | None = None) -> Recording:
+    texts = model._text_tokenizer
+    spy = Recording(texts.copy(False), hold_over)
+    texts._copies[False] = spy
+    return spy
+
+
+@pytest.fixture
+def model(tiny_qwen_base):
+    return mlx_jina.load(tiny_qwen_base, task="retrieval")
+
+
+def test_a_huge_text_is_tokenized_by_a_bounded_prefix(model):
+    """A 15 MB text with truncation took 2.5 GB and over a minute: all of it was tokenized
+    and all but max_length tokens thrown away. Now the tokenizer sees a prefix of at most
+    CHARS_PER_TOKEN characters per kept token; the cut is warned about with counts, and the
+    vector is that of the text's first few thousand characters."""
+    spy = recording(model)
+    with pytest.warns(UserWarning, match=r"1 of 2 inputs were longer than max_length=512"):
+        got = model.encode(["short", HUGE], max_length=512)
+    assert max(spy.lengths) <= (512 + 16) * CHARS_PER_TOKEN
+    with pytest.warns(UserWarning):
+        want = model.encode(HUGE[:20_000], max_length=512)
+    np.testing.assert_allclose(got[1], want, atol=1e-6)
+    with pytest.raises(ValueError, match=r"1 of 1 inputs are longer than max_length=512"):
+        model.encode(HUGE, max_length=512, truncate=False)
+
+
+def test_tokenizing_takes_no_lock_other_texts_wait_on(model):
+    """A huge text was tokenized under the Embedder's tokenizer lock, so every other
+    request's texts waited (76 s in the server). With the huge text held inside the
+    tokenizer, a short text is tokenized from another thread."""
+    spy = recording(model, hold_over=1000)
+    held = threading.Thread(target=model.tokenize, args=([HUGE], 512))
+    held.start()
+    assert spy.entered.wait(60)
+    short: dict = {}
+    other = threading.Thread(target=lambda: short.update(ids=model.tokenize(["hello"])))
+    other.start()
+    other.join(60)
+    done_while_held = not other.is_alive()
+    spy.release.set()
+    held.join(60)
+    other.join(60)
+    assert done_while_held
+    assert short["ids"] == [model.tokenizer.encode("hello").ids]

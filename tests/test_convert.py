@@ -66,9 +66,11 @@ def test_float_output_layout_and_config(tiny_qwen_base, tmp_path):
     assert names == {
         "config.json",
         "tokenizer.json",
+        "tokenizer_config.json",  # made: the source has none, Swift's loader needs one
         "config_sentence_transformers.json",
         "model.safetensors",
         "README.md",
+        "1_Pooling",  # MLX Swift's pooling config (test_convert_swift.py)
     }
     config = json.loads((dst / "config.json").read_text())
     assert "quantization" not in config and "auto_map" not in config
@@ -336,6 +338,7 @@ def test_parser_names_follow_mlx_lm():
         revision=None,
         upload_repo=None,
         force=False,
+        format="mlx",
     )
 
 

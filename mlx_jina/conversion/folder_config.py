@@ -117,20 +117,25 @@ def write_common_files(dst: Path, folder: Path, embedder: Embedder) -> None:
 
 def tokenizer_config(embedder: Embedder, config: dict) -> dict:
     """A tokenizer_config.json that loads tokenizer.json as it is (no rebuilt pre- or
-    post-processing), right-padded with the model's pad token."""
+    post-processing), right-padded. The pad token is config.json's (else its EOS, else
+    the first special token): with right padding and a mask its value never matters,
+    but transformers refuses to pad without one."""
     names = {"tokenizer_class": "PreTrainedTokenizerFast", "padding_side": "right"}
     names["model_max_length"] = embedder.max_length
-    pad = config.get("pad_token_id", config.get("eos_token_id"))
+    tokenizer = embedder.tokenizer
     for key, token_id in (
         ("bos_token", config.get("bos_token_id")),
         ("eos_token", config.get("eos_token_id")),
-        ("pad_token", pad),
+        ("pad_token", config.get("pad_token_id", config.get("eos_token_id"))),
     ):
         if isinstance(token_id, list):
             token_id = token_id[0] if token_id else None
-        token = embedder.tokenizer.id_to_token(token_id) if isinstance(token_id, int) else None
+        token = tokenizer.id_to_token(token_id) if isinstance(token_id, int) else None
         if token is not None:
             names[key] = token
+    specials = sorted((i, t.content) for i, t in tokenizer.get_added_tokens_decoder().items() if t.special)
+    if "pad_token" not in names and specials:
+        names["pad_token"] = specials[0][1]
     return names
 
 

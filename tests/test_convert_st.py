@@ -1,0 +1,63 @@
+"""`convert --format sentence-transformers`: a standard sentence-transformers folder that
+the real library loads with no remote code and that encodes like mlx_jina."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import mlx_jina
+from _quantize_fixtures import cosines
+from mlx_jina.conversion import main
+
+sentence_transformers = pytest.importorskip("sentence_transformers")
+
+TEXTS = [
+    "Which planet is known as the Red Planet?",
+    "Mars is often called the Red Planet.",
+    "Le renard brun rapide saute par-dessus le chien paresseux.",
+    "机器学习 模型 文本 向量",
+    "Paris is the capital and largest city of France. " * 6,
+]
+
+
+@pytest.mark.parametrize(
+    "fixture,task",
+    [("tiny_qwen_base", "retrieval"), ("tiny_eurobert_base", "text-matching")],
+)
+def test_sentence_transformers_folder(request, tmp_path, fixture, task):
+    """SentenceTransformer(folder) loads it (no Python files, no remote code), with the
+    task's prompts and cosine similarity, and its float32 vectors match mlx_jina's."""
+    base = request.getfixturevalue(fixture)
+    dst = tmp_path / "st"
+    main(["--hf-path", str(base), "--mlx-path", str(dst), "--task", task,
+          "--format", "sentence-transformers", "--dtype", "float32"])
+    assert not list(dst.rglob("*.py"))
+    modules = json.loads((dst / "modules.json").read_text())
+    assert [m["path"] for m in modules] == ["", "1_Pooling", "2_Normalize"]
+
+    model = sentence_transformers.SentenceTransformer(str(dst), trust_remote_code=False, device="cpu")
+    assert model.similarity_fn_name == "cosine"
+    mlx_model = mlx_jina.load(base, task=task, dtype="float32")
+    assert model.prompts == mlx_model.prompts
+    for name, encode in (("query", mlx_model.encode_query), ("document", mlx_model.encode_document)):
+        got = model.encode(TEXTS, prompt_name=name, batch_size=2, convert_to_numpy=True)
+        want = encode(TEXTS)
+        assert cosines(got, want).min() >= 0.9999, name
+    # The same folder loads in mlx_jina too.
+    assert cosines(mlx_jina.load(dst).encode_query(TEXTS), mlx_model.encode_query(TEXTS)).min() >= 0.99999
+    card = (dst / "README.md").read_text()
+    assert "library_name: sentence-transformers" in card and "SentenceTransformer(" in card
+
+
+def test_sentence_transformers_refuses_quantizing(tiny_qwen_base, tmp_path):
+    """Quantized weights can't go into a transformers folder: refused before any work."""
+    with pytest.raises(ValueError, match="float weights"):
+        mlx_jina.convert(
+            str(tiny_qwen_base), str(tmp_path / "q"), task="retrieval",
+            quantize=True, format="sentence-transformers",
+        )
+    assert not (tmp_path / "q").exists()
+    with pytest.raises(ValueError, match="format='onnx'"):
+        mlx_jina.convert(str(tiny_qwen_base), str(tmp_path / "q"), task="retrieval", format="onnx")

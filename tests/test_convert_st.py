@@ -61,3 +61,18 @@ def test_sentence_transformers_refuses_quantizing(tiny_qwen_base, tmp_path):
     assert not (tmp_path / "q").exists()
     with pytest.raises(ValueError, match="format='onnx'"):
         mlx_jina.convert(str(tiny_qwen_base), str(tmp_path / "q"), task="retrieval", format="onnx")
+
+
+def test_force_replaces_a_sentence_transformers_output(tiny_eurobert_base, tmp_path):
+    """--force knows its own sentence-transformers folders (1_Pooling, 2_Normalize,
+    modules.json), and still refuses a folder with anything else in it."""
+    args = dict(task="all", format="sentence-transformers")
+    dst = mlx_jina.convert(str(tiny_eurobert_base), str(tmp_path / "all"), **args)
+    assert sorted(p.name for p in dst.iterdir()) == sorted(
+        ["retrieval", "text-matching", "clustering", "classification"]
+    )
+    mlx_jina.convert(str(tiny_eurobert_base), str(dst), force=True, **args)
+    (dst / "retrieval" / "2_Normalize" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="found retrieval/2_Normalize"):
+        mlx_jina.convert(str(tiny_eurobert_base), str(dst), force=True, **args)
+    assert (dst / "retrieval" / "2_Normalize" / "notes.txt").read_text() == "mine"

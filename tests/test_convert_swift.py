@@ -296,3 +296,16 @@ def test_swift_smoke(tiny_qwen_base, tmp_path):
         model.encode_document(["Mars is often called the Red Planet."]),
     ])
     assert cosines(vectors, want).min() >= 0.999
+
+
+def test_apps_read_the_tasks_own_prompts(tiny_qwen_base, tmp_path):
+    """config_sentence_transformers.json holds the prompts of the folder's task (an app
+    reads them there): "Document: " before queries too for a symmetric task."""
+    source = json.loads((tiny_qwen_base / "config_sentence_transformers.json").read_text())
+    assert source["prompts"]["query"] == "Query: "  # so the check below can fail
+    for task, query in (("text-matching", "Document: "), ("retrieval", "Query: ")):
+        dst = mlx_jina.convert(str(tiny_qwen_base), str(tmp_path / task), task=task)
+        st = json.loads((dst / "config_sentence_transformers.json").read_text())
+        assert st["prompts"] == {"query": query, "document": "Document: "}
+        assert st["default_prompt_name"] == "document" and st["similarity_fn_name"] == "cosine"
+        assert mlx_jina.load(dst).prompts == st["prompts"]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import mlx.nn as nn
 
 from ..checkpoint.safetensors import read_json
+from ..tasks import DEFAULT_PROMPT_NAME
 from .destination import SENTENCE_TRANSFORMERS_FILE, TOKENIZER_CONFIG, TOKENIZER_FILES
 
 if TYPE_CHECKING:
@@ -104,15 +105,30 @@ def pooling_config(dim: int) -> dict:
 
 def write_common_files(dst: Path, folder: Path, embedder: Embedder) -> None:
     """The tokenizer files (a tokenizer_config.json made if the source has none: Swift's
-    and transformers' tokenizer loaders need one) and the last-token pooling config."""
-    for copied in (*TOKENIZER_FILES, SENTENCE_TRANSFORMERS_FILE):
+    and transformers' tokenizer loaders need one), the prompts and the last-token
+    pooling config."""
+    for copied in TOKENIZER_FILES:
         if (folder / copied).exists():
             shutil.copyfile(folder / copied, dst / copied)
+    write_json(dst / SENTENCE_TRANSFORMERS_FILE, prompt_config(folder, embedder))
     if not (folder / TOKENIZER_CONFIG).exists():
         config = read_json(folder / "config.json")
         write_json(dst / TOKENIZER_CONFIG, tokenizer_config(embedder, config))
     (dst / POOLING_DIR).mkdir(exist_ok=True)
     write_json(dst / POOLING_DIR / "config.json", pooling_config(embedder.dim))
+
+
+def prompt_config(folder: Path, embedder: Embedder) -> dict:
+    """The source's config_sentence_transformers.json with this task's own prompts (the
+    symmetric tasks put "Document: " before queries too), which apps read from it."""
+    path = folder / SENTENCE_TRANSFORMERS_FILE
+    config = read_json(path) if path.exists() else {}
+    config.update(
+        prompts=embedder.prompts,
+        default_prompt_name=DEFAULT_PROMPT_NAME,
+        similarity_fn_name="cosine",
+    )
+    return config
 
 
 def tokenizer_config(embedder: Embedder, config: dict) -> dict:

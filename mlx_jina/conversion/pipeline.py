@@ -27,13 +27,12 @@ from ..checkpoint.weights import FLOAT_FILE, quantized_file, read_headers
 from ..models import detect_backbone
 from ..models.base import sanitize
 from ..encoding.embedder import Embedder
-from ..tasks import DEFAULT_PROMPT_NAME, matryoshka_dims
+from ..tasks import matryoshka_dims
 from . import quality
 from .card import model_card
 from .st_folder import write_st_folder
 from .destination import (
     QUALITY_FILE,
-    SENTENCE_TRANSFORMERS_FILE,
     check_destination,
     check_replaceable,
     destination_lock,
@@ -256,9 +255,6 @@ def write_folder(
     config["mlx_jina"] = info
     write_json(dst / "config.json", config)
     write_common_files(dst, folder, embedder)
-    if not (folder / SENTENCE_TRANSFORMERS_FILE).exists():
-        prompts = {"prompts": embedder.prompts, "default_prompt_name": DEFAULT_PROMPT_NAME}
-        write_json(dst / SENTENCE_TRANSFORMERS_FILE, prompts)
     if report:
         write_json(dst / QUALITY_FILE, report)
     card = model_card(info, report, name, backbone=model.backbone.model_type)

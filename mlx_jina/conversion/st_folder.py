@@ -16,9 +16,7 @@ from mlx.utils import tree_flatten
 
 from ..checkpoint.safetensors import read_json
 from ..checkpoint.weights import FLOAT_FILE
-from ..tasks import DEFAULT_PROMPT_NAME
 from .card import model_card
-from .destination import SENTENCE_TRANSFORMERS_FILE
 from .folder_config import POOLING_DIR, QUANTIZED, portable_config, write_common_files, write_json
 
 if TYPE_CHECKING:
@@ -60,16 +58,6 @@ def write_st_folder(dst: Path, folder: Path, embedder: Embedder, info: dict, nam
     )
     (dst / NORMALIZE_DIR).mkdir(exist_ok=True)
     write_json(dst / NORMALIZE_DIR / "config.json", {})  # an empty folder would not upload
-    # The task's own prompts: the symmetric tasks use "Document: " on both sides.
-    source_st = folder / SENTENCE_TRANSFORMERS_FILE
-    st = read_json(source_st) if source_st.exists() else {}
-    st.update(
-        prompts=embedder.prompts,
-        default_prompt_name=DEFAULT_PROMPT_NAME,
-        similarity_fn_name="cosine",
-    )
-    st.setdefault("model_type", "SentenceTransformer")
-    write_json(dst / SENTENCE_TRANSFORMERS_FILE, st)
     backbone = model.backbone.model_type
     card = model_card(info, None, name, backbone=backbone, fmt="sentence-transformers")
     (dst / "README.md").write_text(card)

@@ -76,3 +76,20 @@ def test_force_replaces_a_sentence_transformers_output(tiny_eurobert_base, tmp_p
     with pytest.raises(ValueError, match="found retrieval/2_Normalize"):
         mlx_jina.convert(str(tiny_eurobert_base), str(dst), force=True, **args)
     assert (dst / "retrieval" / "2_Normalize" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_sentence_transformers_16_bit(tiny_qwen_base, tmp_path, dtype):
+    """16-bit folders store 16-bit weights, say so in config.json, and encode like
+    mlx_jina's float32 model to within their rounding."""
+    dst = mlx_jina.convert(
+        str(tiny_qwen_base), str(tmp_path / dtype), task="retrieval",
+        format="sentence-transformers", dtype=dtype,
+    )
+    config = json.loads((dst / "config.json").read_text())
+    assert config["dtype"] == dtype
+    model = sentence_transformers.SentenceTransformer(str(dst), device="cpu")
+    assert str(next(model.parameters()).dtype) == f"torch.{dtype}"
+    got = model.encode(TEXTS, prompt_name="query", convert_to_numpy=True)
+    want = mlx_jina.load(tiny_qwen_base, task="retrieval", dtype="float32").encode_query(TEXTS)
+    assert cosines(got.astype("float32"), want).min() >= 0.99

@@ -59,6 +59,11 @@ def test_sentence_transformers_refuses_quantizing(tiny_qwen_base, tmp_path):
             quantize=True, format="sentence-transformers",
         )
     assert not (tmp_path / "q").exists()
+    # An already quantized source too, once its weights are read.
+    quantized = mlx_jina.convert(str(tiny_qwen_base), str(tmp_path / "q4"), task="retrieval", quantize=True)
+    with pytest.raises(ValueError, match="quantized weights, which transformers can't read"):
+        mlx_jina.convert(str(quantized), str(tmp_path / "q"), format="sentence-transformers")
+    assert not (tmp_path / "q").exists()
     with pytest.raises(ValueError, match="format='onnx'"):
         mlx_jina.convert(str(tiny_qwen_base), str(tmp_path / "q"), task="retrieval", format="onnx")
 

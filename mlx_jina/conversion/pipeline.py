@@ -54,8 +54,8 @@ def convert(
     revision: str | None = None,
     upload_repo: str | None = None,
     force: bool = False,
-    format: str = "mlx",
     *,
+    format: str = "mlx",
     api: Any = None,
 ) -> Path:
     """Convert a checkpoint to an MLX folder for one task (or every task).

@@ -71,9 +71,11 @@ def test_float_output_layout_and_config(tiny_qwen_base, tmp_path):
     assert names == {
         "config.json",
         "tokenizer.json",
+        "tokenizer_config.json",  # made: the source has none, Swift's loader needs one
         "config_sentence_transformers.json",
         "model.safetensors",
         "README.md",
+        "1_Pooling",  # MLX Swift's pooling config (test_convert_swift.py)
     }
     config = json.loads((dst / "config.json").read_text())
     assert "quantization" not in config and "auto_map" not in config
@@ -343,6 +345,7 @@ def test_parser_names_follow_mlx_lm():
         revision=None,
         upload_repo=None,
         force=False,
+        format="mlx",
     )
 
 
@@ -418,3 +421,64 @@ def test_the_output_records_no_local_path(tiny_qwen_base, tmp_path, monkeypatch)
     card = (dst / "README.md").read_text()
     assert "[me/base](https://huggingface.co/me/base)" in card and "base_model: me/base" in card
     assert str(home) not in card + (dst / "config.json").read_text()
+
+
+class CardReadingHubApi(FakeHubApi):
+    """Also keeps each uploaded model card's text, as the Hub would receive it."""
+
+    def __init__(self):
+        super().__init__()
+        self.cards = {}
+
+    def upload_folder(self, folder_path, repo_id, **kwargs):
+        super().upload_folder(folder_path, repo_id, **kwargs)
+        self.cards[repo_id] = (Path(folder_path) / "README.md").read_text()
+
+
+def file_states(folder: Path) -> dict:
+    """Every file under `folder`: size, mtime and content."""
+    return {
+        p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_uploaded_card_and_untouched_source(tiny_qwen_base, tmp_path):
+    """The published card carries the YAML front matter (library, base model, tags,
+    license), the measured fidelity table and the Swift snippet; the ST card names its
+    library. No format writes into the source: its files, sizes and mtimes stay."""
+    from huggingface_hub import ModelCard
+
+    # A Hub cache snapshot is recorded as that repo at that commit: the base model.
+    src = tmp_path / "hub" / "models--jinaai--jina-embeddings-v5-text-small" / "snapshots" / "abc123"
+    shutil.copytree(tiny_qwen_base, src)
+    before = file_states(tmp_path / "hub")
+    api = CardReadingHubApi()
+    dst = mlx_jina.convert(
+        str(src), str(tmp_path / "q"), task="retrieval", quantize=True,
+        upload_repo="me/small-retrieval-4bit", api=api,
+    )
+    card = ModelCard(api.cards["me/small-retrieval-4bit"])
+    assert card.data.library_name == "mlx"
+    assert card.data.base_model == "jinaai/jina-embeddings-v5-text-small"
+    assert card.data.license == "cc-by-nc-4.0"
+    assert {"mlx", "mlx-jina", "jina-embeddings-v5", "qwen3", "mlx-swift"} <= set(card.data.tags)
+    report = json.loads((dst / QUALITY_FILE).read_text())
+    assert quality.markdown_table([report]) in card.text
+    assert "revision abc123" in card.text
+    swift = card.text.split("```swift\n", 1)[1].split("```", 1)[0]
+    assert "import MLXEmbedders" in swift and "loadContainer(" in swift
+    assert '"Query: Which planet' in swift and '"Document: Mars' in swift
+
+    api = CardReadingHubApi()
+    mlx_jina.convert(
+        str(src), str(tmp_path / "st"), task="text-matching", format="sentence-transformers",
+        upload_repo="me/small-tm-st", api=api,
+    )
+    card = ModelCard(api.cards["me/small-tm-st"])
+    assert card.data.library_name == "sentence-transformers"
+    assert card.data.base_model == "jinaai/jina-embeddings-v5-text-small"
+    assert "sentence-transformers" in card.data.tags and "```swift" not in card.text
+    mlx_jina.convert(str(src), str(tmp_path / "sw"), task="clustering", format="swift")
+    assert file_states(tmp_path / "hub") == before

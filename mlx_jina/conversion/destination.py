@@ -12,11 +12,14 @@ from ..checkpoint import hub
 from ..checkpoint.safetensors import read_json
 from ..tasks import TASKS
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+TOKENIZER_CONFIG = "tokenizer_config.json"
+TOKENIZER_FILES = ("tokenizer.json", TOKENIZER_CONFIG, "special_tokens_map.json")
 QUALITY_FILE = "quantization_quality.json"
 SENTENCE_TRANSFORMERS_FILE = "config_sentence_transformers.json"
 OUTPUT_FILES = {"config.json", SENTENCE_TRANSFORMERS_FILE, "README.md", QUALITY_FILE}
-OUTPUT_FILES |= set(TOKENIZER_FILES)
+OUTPUT_FILES |= set(TOKENIZER_FILES) | {"modules.json", "sentence_bert_config.json"}
+# Subfolders of a sentence-transformers folder, and the files they hold.
+OUTPUT_DIRS = {"1_Pooling": {"config.json"}, "2_Normalize": {"config.json"}}
 IGNORED = {".DS_Store"}  # macOS Finder metadata, not the user's files
 
 try:
@@ -197,6 +200,11 @@ def is_output(folder: Path) -> bool:
 
 def is_output_file(path: Path) -> bool:
     name = path.name
+    if name in OUTPUT_DIRS and path.is_dir() and not path.is_symlink():
+        return all(
+            p.name in OUTPUT_DIRS[name] and p.is_file() and not p.is_symlink()
+            for p in path.iterdir()
+        )
     ours = name in OUTPUT_FILES or (
         name.startswith("model") and name.endswith(".safetensors")
     )

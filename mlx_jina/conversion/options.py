@@ -42,6 +42,13 @@ def configure_parser(
         "--upload-repo", help="Upload the result to this Hub repo (ORG/NAME)."
     )
     p.add_argument(
+        "--format",
+        choices=("mlx", "swift", "sentence-transformers"),
+        default="mlx",
+        help="mlx (default; small's folders also load in MLX Swift), swift (the same, "
+        "refused for nano) or sentence-transformers (float weights).",
+    )
+    p.add_argument(
         "--force",
         action="store_true",
         help="Replace an existing --mlx-path that holds an earlier mlx-jina output.",

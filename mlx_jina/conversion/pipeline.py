@@ -3,11 +3,13 @@ quantized. Same as `mlx-jina convert` and the top-level `convert.py`.
 
 The output follows Jina's per-task -mlx layout: config.json, tokenizer.json,
 config_sentence_transformers.json and `model.safetensors` or `model-{4,8}bit.safetensors`,
-plus a model card. A base repo's adapter is merged in float32, then quantized.
+plus a model card. A base repo's adapter is merged in float32, then quantized. The
+folder is also one MLX Swift's MLXEmbedders loads as it is (a small, Qwen3 model):
+one weight file, config.json with the backbone's model_type and flat keys, and
+1_Pooling/config.json (folder_config.py). `format="sentence-transformers"` writes a
+sentence-transformers folder instead (st_folder.py).
 """
 
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +21,26 @@ from .. import atomic
 from ..checkpoint import hub
 from ..checkpoint.folder import inspect_folder
 from ..loading import load
-from ..checkpoint.quantization import check_settings, quantization_block, quantize_model
+from ..checkpoint.quantization import check_settings, quantize_model
 from ..checkpoint.safetensors import read_json
-from ..checkpoint.weights import FLOAT_FILE, quantized_file
+from ..checkpoint.weights import FLOAT_FILE, quantized_file, read_headers
+from ..models import detect_backbone
+from ..models.base import sanitize
 from ..encoding.embedder import Embedder
-from ..tasks import DEFAULT_PROMPT_NAME, matryoshka_dims
+from ..tasks import matryoshka_dims
 from . import quality
 from .card import model_card
+from .st_folder import write_st_folder
 from .destination import (
     QUALITY_FILE,
-    SENTENCE_TRANSFORMERS_FILE,
-    TOKENIZER_FILES,
     check_destination,
     check_replaceable,
     destination_lock,
     refuse_overlap,
 )
+from .folder_config import portable_config, quantization_config, write_common_files, write_json
+
+FORMATS = ("mlx", "swift", "sentence-transformers")
 
 
 def convert(
@@ -49,6 +55,7 @@ def convert(
     upload_repo: str | None = None,
     force: bool = False,
     *,
+    format: str = "mlx",
     api: Any = None,
 ) -> Path:
     """Convert a checkpoint to an MLX folder for one task (or every task).
@@ -69,11 +76,15 @@ def convert(
         upload_repo: Upload to this Hub repo (with "all", one repo per task: NAME-<task>).
         force: Replace an existing output folder that holds an earlier mlx-jina output
             (one task, or task subfolders); other folders are refused.
+        format: "mlx" (the default, which MLX Swift's MLXEmbedders also loads for small),
+            "swift" (the same folder, refused for a model MLXEmbedders can't run: nano), or
+            "sentence-transformers" (float weights, loads with no remote code).
         api: A `huggingface_hub.HfApi`-like object for the upload (default: a new HfApi).
 
     Returns:
         The folder written (for task="all", the folder holding the task subfolders).
     """
+    check_format(format, quantize)
     if quantize:
         check_settings(q_bits, q_group_size)
     root = check_destination(hf_path, mlx_path)
@@ -82,6 +93,13 @@ def convert(
         folder = hub.resolve(hf_path, revision=revision, task=task, all_tasks=task == "all")
         refuse_overlap(folder, root)  # where the download really lives
         tasks = tasks_to_convert(folder, hf_path, task)
+        backbone = backbone_type(folder)
+        if format == "swift" and backbone != "qwen3":
+            raise ValueError(
+                f"--format swift: {hf_path} is a {backbone} model, and MLX Swift's "
+                "MLXEmbedders has no such model type (it runs small's qwen3). Convert "
+                "without --format swift for mlx_jina, or use the small model."
+            )
         subs = {t: t if task == "all" else "" for t in tasks}  # --task all: a folder each
         repos = {t: upload_repo and (f"{upload_repo}-{t}" if task == "all" else upload_repo) for t in tasks}
         source, commit = recorded_source(hf_path, folder, revision)
@@ -91,13 +109,38 @@ def convert(
         with atomic.replacing(root.resolve()) as new:
             for t, sub in subs.items():
                 name = repos[t] or (root / sub).name
-                written[t] = convert_task(folder, new / sub, t, dtype, quant, source, commit, name)
+                written[t] = convert_task(
+                    folder, new / sub, t, dtype, quant, source, commit, name, format=format
+                )
         for t, sub in subs.items():
             print(f"[INFO] Wrote {root / sub / written[t]}")
+        if format != "sentence-transformers" and backbone != "qwen3":
+            print(
+                f"[INFO] Note: MLX Swift's MLXEmbedders can't load this {backbone} folder "
+                "(it has no such model type); mlx_jina can."
+            )
         for t, sub in subs.items():
             if repos[t]:  # only once every task is written and swapped in
                 upload(root / sub, repos[t], api)
     return root
+
+
+def check_format(format: str, quantize: bool) -> None:
+    """Refuse an unknown format, and quantizing into one that holds float weights only."""
+    if format not in FORMATS:
+        raise ValueError(f"format={format!r}; choose one of {', '.join(FORMATS)}.")
+    if format == "sentence-transformers" and quantize:
+        raise ValueError(
+            "--format sentence-transformers writes float weights (transformers can't read "
+            "MLX's quantized ones). Drop -q, and pick --dtype float16, bfloat16 or float32."
+        )
+
+
+def backbone_type(folder: Path) -> str:
+    """The source's backbone ("qwen3" or "eurobert"), from its config and weight headers."""
+    found = inspect_folder(folder)
+    keys = sanitize(read_headers(folder, found.weight_files))
+    return detect_backbone(found.config, set(keys)).model_type
 
 
 def recorded_source(hf_path: str, folder: Path, revision: str | None) -> tuple[str, str | None]:
@@ -122,12 +165,17 @@ def convert_task(
     source: str,
     revision: str | None,
     card_name: str,
+    *,
+    format: str = "mlx",
 ) -> str:
-    """One task's -mlx folder at `dst`; returns the weight file's name."""
+    """One task's folder at `dst`; returns the weight file's name."""
     embedder = load(folder, task=task, dtype=dtype)
     report = quantize_measured(embedder, *quant) if quant else None
     info = describe(embedder, source, revision, quant[0] if quant else None)
-    write_folder(dst, folder, embedder, info, quant, report, card_name)
+    if format == "sentence-transformers":
+        write_st_folder(dst, folder, embedder, info, card_name)
+        return info["weights"]
+    write_folder(dst, folder, embedder, info, report, card_name)
     return info["weights"]
 
 
@@ -189,40 +237,28 @@ def write_folder(
     folder: Path,
     embedder: Embedder,
     info: dict,
-    quant: tuple[int, int] | None,
     report: dict | None,
     name: str,
 ) -> None:
-    """One task's -mlx folder: weights, config, tokenizer and prompt files, model card."""
+    """One task's -mlx folder: weights, config, tokenizer and prompt files, pooling
+    config, model card."""
     dst.mkdir(exist_ok=True)
     model = embedder.model
     # Jina's -mlx files prefix every key with "model."; the loader strips it.
     weights = {f"model.{k}": v for k, v in tree_flatten(model.parameters())}
     mx.save_safetensors(str(dst / info["weights"]), weights, metadata={"format": "mlx"})
-    config = read_json(folder / "config.json")
-    # _name_or_path: where transformers last loaded it from, often a local absolute path.
-    for key in ("_name_or_path", "auto_map", "task_names", "quantization", "quantization_config"):
-        config.pop(key, None)
-    for key in ("dtype", "torch_dtype"):  # the base config says float32 for 16-bit files
-        if key in config:
-            config[key] = dtype_name(model)
-    if quant:
-        config["quantization"] = config["quantization_config"] = quantization_block(*quant)
+    # Dropped from the source's config: _name_or_path (where transformers last loaded
+    # it from, often a local absolute path), auto_map (remote code) and the old blocks.
+    config = portable_config(read_json(folder / "config.json"), model, dtype_name(model))
+    if block := quantization_config(model):
+        config["quantization"] = config["quantization_config"] = block
     config["mlx_jina"] = info
     write_json(dst / "config.json", config)
-    for copied in (*TOKENIZER_FILES, SENTENCE_TRANSFORMERS_FILE):
-        if (folder / copied).exists():
-            shutil.copyfile(folder / copied, dst / copied)
-    if not (folder / SENTENCE_TRANSFORMERS_FILE).exists():
-        prompts = {"prompts": embedder.prompts, "default_prompt_name": DEFAULT_PROMPT_NAME}
-        write_json(dst / SENTENCE_TRANSFORMERS_FILE, prompts)
+    write_common_files(dst, folder, embedder)
     if report:
         write_json(dst / QUALITY_FILE, report)
-    (dst / "README.md").write_text(model_card(info, report, name))
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    card = model_card(info, report, name, backbone=model.backbone.model_type)
+    (dst / "README.md").write_text(card)
 
 
 def upload(folder: Path, repo: str, api: Any = None) -> None:

@@ -58,7 +58,7 @@ def quantize_file_like_jina(src, dst, bits: int, group_size: int) -> dict:
     return {k: np.array(v) for k, v in out.items()}
 
 
-@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 5, 6, 8])
 def test_numpy_dequantize_matches_mlx(bits):
     """The test-side reference decodes MLX's packing exactly (guards the reference itself)."""
     w = mx.random.normal((8, 128), key=mx.random.key(bits))

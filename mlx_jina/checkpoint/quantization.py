@@ -42,7 +42,6 @@ assert tuple(MODES) == QUANT_MODES
 GROUP_SIZES = MODES["affine"].group_sizes
 # What stored files may hold: any bits and group size of any mode.
 STORED_BITS = tuple(sorted({b for m in MODES.values() for b in m.bits}))
-STORED_GROUP_SIZES = tuple(sorted({g for m in MODES.values() for g in m.group_sizes}))
 
 
 @dataclass(frozen=True)
@@ -321,11 +320,12 @@ def packing_problem(
             f"{path}: weight {packed.dtype} {packed.shape} and scales {scales.shape} "
             f"don't fit a quantized layer of shape {shape}"
         )
-    if n_in // groups not in STORED_GROUP_SIZES:
-        return (
-            f"{path}: group size {n_in // groups}; MLX runs group sizes "
-            f"{', '.join(map(str, STORED_GROUP_SIZES))}"
-        )
+    modes = [m for m in MODES.values() if m.biases == (biases is not None)]
+    sizes = sorted({g for m in modes for g in m.group_sizes})
+    if n_in // groups not in sizes:
+        listed = ", ".join(map(str, sizes[:-1])) + f" and {sizes[-1]}"
+        kind = "with scales and biases (affine)" if biases is not None else "without biases"
+        return f"{path}: group size {n_in // groups}; MLX runs group sizes {listed} {kind}"
     return None
 
 

@@ -242,3 +242,30 @@ def test_recipes_are_documented():
     text = (__import__("pathlib").Path(__file__).parents[1] / "docs" / "quantization.md").read_text()
     for name in RECIPES:
         assert f"`{name}`" in text
+
+
+def test_biasless_group_size_must_be_a_floating_point_modes(converted, tmp_path):
+    """Scales without biases in groups of 64 fit no mode (mxfp4/mxfp8 take 32, nvfp4 16):
+    the error names the layer and the group sizes that exist."""
+    import shutil
+
+    folder = tmp_path / "bad"
+    shutil.copytree(converted["mxfp4", 4, 32], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("quantization", None), config.pop("quantization_config", None)  # other tests edit it
+    (folder / "config.json").write_text(json.dumps(config))
+    weights = folder / "model-4bit.safetensors"
+    tensors = dict(mx.load(str(weights)))
+    key = "model.layers.0.mlp.up_proj.scales"
+    tensors[key] = tensors[key][:, ::2]  # 96 x 1: one scale per 64 inputs
+    mx.save_safetensors(str(weights), tensors)
+    with pytest.raises(ValueError, match=r"up_proj: group size 64; MLX runs group sizes 16 and 32 without biases"):
+        quiet_load(folder)
+
+
+def test_identity_tells_modes_apart(tiny_qwen_base):
+    """affine 4-bit in groups of 32 and mxfp4 (4-bit, groups of 32) are different models."""
+    affine = quiet_load(tiny_qwen_base, task="retrieval", bits=4, group_size=32)
+    mxfp4 = quiet_load(tiny_qwen_base, task="retrieval", mode="mxfp4")
+    again = quiet_load(tiny_qwen_base, task="retrieval", mode="mxfp4", bits=4, group_size=32)
+    assert affine.identity != mxfp4.identity == again.identity

@@ -29,7 +29,7 @@ def swept(tiny_qwen_base, tmp_path_factory):
     return stdout.getvalue(), json.loads(out.read_text()), out
 
 
-def test_every_choice_is_a_row(swept):
+def test_every_choice_is_a_row(swept, tiny_qwen_base):
     """float, each mode at each of its bits, and the recipes; group 128 would not divide
     the tiny hidden size 64, and the sweep uses 64 for affine anyway."""
     text, report, _ = swept
@@ -41,6 +41,7 @@ def test_every_choice_is_a_row(swept):
     for label in labels:  # the table lists every row
         assert f"| {label} |" in text
     assert report["task"] == "retrieval" and report["dtype"] == "float32"
+    assert report["source"] == tiny_qwen_base.name  # the folder's name, never its local path
     assert report["texts"] == {"queries": len(quality.QUERIES), "documents": len(quality.DOCUMENTS) + 2}
 
 

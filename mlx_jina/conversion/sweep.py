@@ -58,6 +58,7 @@ def run_sweep(
 ) -> dict:
     """Measure every choice in `sweep_choices` on `hf_path`'s `task`; print the table,
     write the JSON to `json_path` if given, and return the report."""
+    from .pipeline import recorded_source  # pipeline imports this module when it sweeps
     folder = hub.resolve(hf_path, revision=revision, task=task)
     if json_path is not None:
         target = Path(json_path).expanduser().resolve()
@@ -94,8 +95,10 @@ def run_sweep(
         rows.append(row)
         print(f"[INFO] {row['weights']}: mean cosine {row['mean_cosine']:.4f}")
         del embedder
+    source, source_revision = recorded_source(hf_path, folder, revision)
     report = {
-        "source": str(hf_path),
+        "source": source,  # a Hub id or the folder's name, never a local path
+        "revision": source_revision,
         "task": reference.task,
         "dtype": str(reference.model.norm.weight.dtype).removeprefix("mlx.core."),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),

@@ -269,3 +269,17 @@ def test_identity_tells_modes_apart(tiny_qwen_base):
     mxfp4 = quiet_load(tiny_qwen_base, task="retrieval", mode="mxfp4")
     again = quiet_load(tiny_qwen_base, task="retrieval", mode="mxfp4", bits=4, group_size=32)
     assert affine.identity != mxfp4.identity == again.identity
+
+
+def test_info_names_the_mode(tiny_qwen_base, tmp_path):
+    """`mlx-jina info` says which mode a folder holds, and when layers differ."""
+    from mlx_jina.checkpoint.facts import model_facts
+
+    folder = tmp_path / "nv"
+    mlx_jina.convert(str(tiny_qwen_base), str(folder), task="retrieval", q_mode="nvfp4")
+    assert model_facts(str(folder))["quantization"] == "nvfp4 4-bit, group size 16"
+    mixed = tmp_path / "mixed"
+    mlx_jina.convert(str(tiny_qwen_base), str(mixed), task="retrieval", q_recipe="mixed-3-6")
+    assert model_facts(str(mixed))["quantization"] == (
+        "affine 3-bit, group size 64 (mixed: some layers differ)"
+    )

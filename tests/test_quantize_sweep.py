@@ -88,6 +88,8 @@ def test_sweep_writes_no_model_folder_and_refuses_mixed_flags(swept, tiny_qwen_b
     assert sorted(p.name for p in json_file.parent.iterdir()) == ["sweep.json"]
     with pytest.raises(ValueError, match="--sweep measures every quantization choice"):
         mlx_jina.convert(str(tiny_qwen_base), str(tmp_path / "x"), task="retrieval", sweep=True, q_bits=4)
+    with pytest.raises(ValueError, match="--sweep measures one task"):
+        mlx_jina.convert(str(tiny_qwen_base), task="all", sweep=True)
     with pytest.raises(ValueError, match="--sweep-json only goes with --sweep"):
         mlx_jina.convert(str(tiny_qwen_base), str(tmp_path / "x"), task="retrieval", sweep_json="a.json")
     with pytest.raises(ValueError, match="lies inside the source"):

@@ -100,6 +100,8 @@ def convert(
                 "--sweep measures every quantization choice and writes no model folder; "
                 "drop -q/--q-* and --upload-repo, or drop --sweep."
             )
+        if task == "all":
+            raise ValueError("--sweep measures one task; pass --task retrieval (or another one).")
         from .sweep import run_sweep
 
         return run_sweep(hf_path, task, dtype=dtype, revision=revision, json_path=sweep_json)

@@ -9,7 +9,6 @@ import re
 import warnings
 
 import mlx.core as mx
-import mlx.nn as nn
 
 from ..models import Backbone, detect_backbone
 from ..models.base import ModelArgs, sanitize

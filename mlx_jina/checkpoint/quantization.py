@@ -107,12 +107,11 @@ def resolve_quantization(
                 f"recipe={recipe!r}; choose one of {', '.join(RECIPES)} "
                 "(or None for a single bit width)."
             )
-        if mode not in (None, "affine") or bits is not None:
+        clash = f"mode={mode!r}" if mode not in (None, "affine") else bits and f"bits={bits!r}"
+        if clash or bits is not None:
             raise ValueError(
-                f"recipe={recipe!r} sets its own bits and the affine mode; drop "
-                f"{'mode=' + repr(mode) if mode not in (None, 'affine') else 'bits=' + repr(bits)}."
+                f"recipe={recipe!r} sets its own bits and the affine mode; drop {clash or 'bits'}."
             )
-        mode = "affine"
     mode = "affine" if mode is None else mode
     if not isinstance(mode, str) or mode not in MODES:
         raise ValueError(f"mode={mode!r}; choose one of {', '.join(MODES)}.")
@@ -121,19 +120,20 @@ def resolve_quantization(
         bits = RECIPES[recipe].low
     bits = spec.default_bits if bits is None else bits
     if type(bits) is not int or bits not in spec.bits:
-        raise ValueError(
-            f"bits={bits!r} with mode={mode!r}; {mode} takes bits "
-            f"{', '.join(map(str, spec.bits))}" + ("" if mode == "affine" else
-            f" (affine takes {', '.join(map(str, MODES['affine'].bits))})") + "."
-        )
+        others = "" if mode == "affine" else f" (affine takes {listed(MODES['affine'].bits)})"
+        raise ValueError(f"bits={bits!r} with mode={mode!r}; {mode} takes bits {listed(spec.bits)}{others}.")
     group_size = spec.default_group_size if group_size is None else group_size
     if type(group_size) is not int or group_size not in spec.group_sizes:
         raise ValueError(
             f"group_size={group_size!r} with mode={mode!r}; MLX's {mode} quantization takes "
-            f"{', '.join(map(str, spec.group_sizes))}"
+            f"{listed(spec.group_sizes)}"
             + (" (64 is the default and what Jina used)." if mode == "affine" else ".")
         )
     return Quantization(mode, bits, group_size, recipe)
+
+
+def listed(values: tuple[int, ...]) -> str:
+    return ", ".join(map(str, values))
 
 
 def check_settings(quant: Quantization, hidden_size: int) -> None:

@@ -21,7 +21,9 @@ def load(
     *,
     task: str | None = None,
     bits: int | None = None,
-    group_size: int = 64,
+    group_size: int | None = None,
+    mode: str | None = None,
+    recipe: str | None = None,
     dtype: str | None = None,
     revision: str | None = None,
     multitask: bool = False,
@@ -35,11 +37,18 @@ def load(
         task: One of `mlx_jina.TASKS` (its adapter is merged at load time), or a Jina API
             task name, which also sets the default prompt. Needed when the source has
             several adapters. With `multitask=True`, the default for `encode(task=...)`.
-        bits: 4 or 8 for quantized weights: `model-{bits}bit.safetensors` when the folder
-            has it, else the float weights are quantized at load (after merging the
-            adapter). None uses what the folder holds, quantized or not.
-        group_size: Affine quantization group size when quantizing at load (32, 64, 128).
-            Stored quantized files carry their own, read from the tensor shapes.
+        bits: Quantized weights: `model-{bits}bit.safetensors` when the folder has it, else
+            the float weights are quantized at load (after merging the adapter). Affine
+            takes 1, 2, 3, 4, 5, 6 or 8 bits. None (with no mode or recipe) uses what the
+            folder holds, quantized or not.
+        group_size: The group size when quantizing at load: affine 32, 64 (default) or
+            128; mxfp4 and mxfp8 32; nvfp4 16. Stored quantized files carry their own,
+            read from the tensor shapes.
+        mode: MLX's quantization mode: "affine" (default when quantizing), "mxfp4",
+            "mxfp8" or "nvfp4" (their bits and group size follow from the mode).
+        recipe: Mixed precision, "mixed-4-6" or "mixed-3-6": the token embedding and the
+            first and last layers' v_proj and down_proj at 6 bits, the rest at 4 (or 3).
+            Combinations MLX can't run are refused before any file is read.
         dtype: `float16`, `bfloat16` or `float32`; None keeps the stored dtype.
         revision: A Hub branch, tag or commit to pin (Hub repos only).
         multitask: Keep all task adapters unmerged; pick one per call (`encode(task=)`).
@@ -53,8 +62,9 @@ def load(
             All of it is checked before any tensor data is read or any layer built.
         FileNotFoundError: No such folder, config.json, tokenizer.json or weight file.
     """
-    check_load_settings(task, bits, group_size, dtype, truncate_dim)
+    quant = check_load_settings(task, bits, group_size, dtype, truncate_dim, mode, recipe)
     task, prompt_name = parse_task(task) if task is not None else (None, None)
+    bits = quant and quant.bits  # which model-{bits}bit.safetensors to prefer
     folder = hub.resolve(path_or_repo, revision=revision, task=task, bits=bits, all_tasks=multitask)
     found = inspect_folder(folder, name=str(path_or_repo), bits=bits)
     check_truncate_dim(truncate_dim, found.config.get("hidden_size"))
@@ -62,7 +72,7 @@ def load(
     tokenizer = read_tokenizer(folder)
     prompts, default_prompt_name = read_prompts(folder)
     task, tasks = choose_tasks(found, task, multitask)
-    model = read_model(found, tasks, multitask, bits, group_size, dtype)
+    model = read_model(found, tasks, multitask, quant, dtype)
     settings = load_settings(model, tasks, multitask)
     # The default task and the prompts decide what encode() computes too (the task of a
     # merged folder may come from its name or its converter's block).

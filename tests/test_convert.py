@@ -292,8 +292,8 @@ def test_upload_uses_the_hub_api(tiny_qwen_base, tmp_path):
 def test_errors(tiny_qwen_base, tiny_qwen_merged, tmp_path, capsys):
     """Bad settings fail early with messages that name the value and the fix."""
     src, out = str(tiny_qwen_base), str(tmp_path / "x")
-    with pytest.raises(ValueError, match=r"bits=2; choose 4 or 8"):
-        mlx_jina.convert(src, out, task="retrieval", quantize=True, q_bits=2)
+    with pytest.raises(ValueError, match=r"bits=7 with mode='affine'; affine takes bits"):
+        mlx_jina.convert(src, out, task="retrieval", quantize=True, q_bits=7)
     with pytest.raises(ValueError, match=r"group_size=100"):
         mlx_jina.convert(src, out, task="retrieval", quantize=True, q_group_size=100)
     with pytest.raises(
@@ -340,12 +340,16 @@ def test_parser_names_follow_mlx_lm():
         task=None,
         quantize=True,
         q_bits=8,
-        q_group_size=64,
+        q_group_size=None,  # the mode's default
+        q_mode=None,
+        q_recipe=None,
         dtype=None,
         revision=None,
         upload_repo=None,
         force=False,
         format="mlx",
+        sweep=False,
+        sweep_json=None,
     )
 
 

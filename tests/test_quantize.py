@@ -58,7 +58,7 @@ def quantize_file_like_jina(src, dst, bits: int, group_size: int) -> dict:
     return {k: np.array(v) for k, v in out.items()}
 
 
-@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 5, 6, 8])
 def test_numpy_dequantize_matches_mlx(bits):
     """The test-side reference decodes MLX's packing exactly (guards the reference itself)."""
     w = mx.random.normal((8, 128), key=mx.random.key(bits))
@@ -145,9 +145,9 @@ def test_eight_bit_at_load_is_close_to_float(tiny_eurobert_base):
 
 
 def test_bad_bits_and_group_sizes(tiny_qwen_base):
-    """bits must be 4 or 8; the group size must be MLX's and divide the hidden size."""
-    with pytest.raises(ValueError, match=r"bits=3; choose 4 or 8"):
-        mlx_jina.load(tiny_qwen_base, task="retrieval", bits=3)
+    """bits and group size must be ones MLX's mode takes and divide the hidden size."""
+    with pytest.raises(ValueError, match=r"bits=7 with mode='affine'; affine takes bits 1, 2, 3, 4, 5, 6, 8"):
+        mlx_jina.load(tiny_qwen_base, task="retrieval", bits=7)
     with pytest.raises(ValueError, match=r"group_size=48.*32, 64, 128"):
         mlx_jina.load(tiny_qwen_base, task="retrieval", bits=4, group_size=48)
     with pytest.raises(
@@ -183,7 +183,7 @@ def test_quantization_block_must_match_the_tensors(four_bit_folder):
     config["quantization"] = {"group_size": 64, "bits": 8, "mode": "affine"}
     (four_bit_folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(
-        ValueError, match=r"says bits=8, group_size=64, the tensors have bits=4"
+        ValueError, match=r"says bits=8, group_size=64, mode='affine'; the tensors have bits=4"
     ):
         mlx_jina.load(four_bit_folder)
 
@@ -194,5 +194,5 @@ def test_requested_bits_must_match_a_quantized_file(four_bit_folder):
         four_bit_folder / "model.safetensors"
     )
     assert mlx_jina.load(four_bit_folder).model.layers[0].mlp.up_proj.bits == 4
-    with pytest.raises(ValueError, match=r"holds 4-bit weights, not 8-bit"):
+    with pytest.raises(ValueError, match=r"holds affine 4-bit weights, not affine 8-bit"):
         mlx_jina.load(four_bit_folder, bits=8)

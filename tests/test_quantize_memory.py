@@ -12,7 +12,7 @@ import pytest
 from mlx.utils import tree_flatten
 
 import mlx_jina
-from mlx_jina.checkpoint.quantization import quantize_model
+from mlx_jina.checkpoint.quantization import Quantization, quantize_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["layer by layer", "the same numbers as before"]
@@ -21,7 +21,7 @@ TEXTS = ["layer by layer", "the same numbers as before"]
 def quantized_the_old_way(folder, bits, **kw):
     """Load float, then `nn.quantize` the whole model lazily: what load(bits=) did."""
     embedder = mlx_jina.load(folder, bits=None, **kw)
-    quantize_model(embedder.model, bits, 64)
+    quantize_model(embedder.model, Quantization("affine", bits, 64))
     return embedder
 
 

@@ -9,6 +9,10 @@ identity.py hashes a model's content; loader.py builds the model for `load()`
 
 # The float dtypes weights may be cast to, by name (the CLI lists them without MLX).
 WEIGHT_DTYPES = ("float16", "bfloat16", "float32")
+# MLX's quantization modes and mlx_jina's mixed-precision recipes, by name (quantization.py
+# holds what each means).
+QUANT_MODES = ("affine", "mxfp4", "mxfp8", "nvfp4")
+QUANT_RECIPES = ("mixed-3-6", "mixed-4-6")
 
 
 def list_problems(problems: list[str], shown: int = 5) -> str:

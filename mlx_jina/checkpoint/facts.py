@@ -53,7 +53,9 @@ def model_facts(source: str, revision: str | None = None) -> dict:
 def describe_quantization(config: dict, tensors: dict[str, TensorInfo]) -> str:
     block = config.get("quantization") or config.get("quantization_config")
     if block:
-        return f"{block.get('bits')}-bit, group size {block.get('group_size')}"
+        mode = block.get("mode", "affine")
+        mixed = " (mixed: some layers differ)" if any(isinstance(v, dict) for v in block.values()) else ""
+        return f"{mode} {block.get('bits')}-bit, group size {block.get('group_size')}{mixed}"
     if any(k.endswith(".scales") for k in tensors):
         return "quantized (no quantization block in config.json)"
     return "none"

@@ -9,7 +9,6 @@ import re
 import warnings
 
 import mlx.core as mx
-import mlx.nn as nn
 
 from ..models import Backbone, detect_backbone
 from ..models.base import ModelArgs, sanitize
@@ -20,10 +19,12 @@ from . import WEIGHT_DTYPES, list_problems
 from .adapters import add_adapters, check_adapter, merge, read_adapter
 from .folder import ModelFolder
 from .quantization import (
-    check_settings,
+    Quantization,
     infer_quantization,
     quantize_like,
     quantize_model,
+    quantized_layers,
+    resolve_quantization,
     warn_slow_activations,
 )
 from .safetensors import FLOATS, TensorInfo
@@ -35,9 +36,11 @@ LAYER = re.compile(r"layers\.(\d+)\.")
 
 def load_settings(model: Model, tasks: list[str], multitask: bool) -> dict:
     """What a load adds to the files' content: the adapters used and how, the dtype it
-    runs in, and its quantized layers (bits, group size), stored or quantized at load."""
-    kinds = (nn.QuantizedLinear, nn.QuantizedEmbedding)
-    quantized = {(m.bits, m.group_size) for _, m in model.named_modules() if isinstance(m, kinds)}
+    runs in, and its quantized layers (bits, group size, and the mode unless affine),
+    stored or quantized at load."""
+    quantized = {
+        (b, g) if m == "affine" else (b, g, m) for b, g, m in quantized_layers(model).values()
+    }
     return {
         "tasks": list(tasks),
         "multitask": multitask,
@@ -47,15 +50,27 @@ def load_settings(model: Model, tasks: list[str], multitask: bool) -> dict:
 
 
 def check_load_settings(
-    task: str | None, bits: int | None, group_size: int, dtype, truncate_dim: int | None = None
-) -> None:
+    task: str | None,
+    bits: int | None,
+    group_size: int | None,
+    dtype,
+    truncate_dim: int | None = None,
+    mode: str | None = None,
+    recipe: str | None = None,
+) -> Quantization | None:
+    """Refuse bad arguments; return the quantization they ask for (None: as stored)."""
     if dtype is not None and (not isinstance(dtype, str) or dtype not in DTYPES):
         raise ValueError(f"dtype={dtype!r}; choose one of {', '.join(DTYPES)} or None.")
-    if bits is not None:
-        check_settings(bits, group_size)
+    if bits is None and mode is None and recipe is None and group_size is not None:
+        raise ValueError(
+            f"group_size={group_size!r} without bits, mode or recipe quantizes nothing; "
+            "pass bits= (or mode=) too, or drop group_size."
+        )
+    quant = resolve_quantization(bits, group_size, mode, recipe)
     if task is not None and (not isinstance(task, str) or task not in TASK_NAMES):
         raise ValueError(f"Unknown task {task!r}. Available tasks: {', '.join(TASK_NAMES)}.")
     check_truncate_dim(truncate_dim, None)  # before any file is read
+    return quant
 
 
 def check_truncate_dim(truncate_dim: int | None, dim: int | None) -> None:
@@ -77,15 +92,14 @@ def read_model(
     found: ModelFolder,
     tasks: list[str],
     multitask: bool,
-    bits: int | None,
-    group_size: int,
+    quant: Quantization | None,
     dtype: str | None,
 ) -> Model:
     """Check the headers, read the tensors, merge or attach the adapters, quantize."""
-    if bits is not None and not found.weight_files:
+    if quant is not None and not found.weight_files:
         have = sorted(p.name for p in found.path.glob("model-*bit.safetensors"))
         raise FileNotFoundError(
-            f"No {quantized_file(bits)} and no float weights to quantize in {found.path} "
+            f"No {quantized_file(quant.bits)} and no float weights to quantize in {found.path} "
             f"(it has {', '.join(have) or 'no model*.safetensors'}). Load with bits=None."
         )
     where = ", ".join(str(found.path / f) for f in found.weight_files)
@@ -107,12 +121,12 @@ def read_model(
         weights = merge(cast_floats(weights, dtype), adapters[0])
     # From float weights with `bits`, each block is read, merged, quantized and evaluated
     # in turn (quantize_at_load), so the float model is never in memory as a whole.
-    layerwise = bits is not None and not stored
+    layerwise = quant is not None and not stored
     model = build_model(backbone, args, stored, weights, dtype, evaluate=not layerwise)
     del weights  # the model holds the only references now
-    if bits is not None:
-        quantize_at_load(model, bits, group_size, bool(stored), where)
-    warn_slow_activations(model, bits is not None or bool(stored))
+    if quant is not None:
+        quantize_at_load(model, quant, bool(stored), where)
+    warn_slow_activations(model, quant is not None or bool(stored))
     if adapters and not merged:
         # Unmerged LoRA: the base stays as loaded (possibly quantized), adapters float.
         add_adapters(model, adapters)
@@ -198,21 +212,24 @@ def build_model(
     return model
 
 
-def quantize_at_load(model: Model, bits: int, group_size: int, stored: bool, where: str) -> None:
-    """`bits` for a float model; a stored quantized one must already have them."""
+def quantize_at_load(model: Model, quant: Quantization, stored: bool, where: str) -> None:
+    """Quantize a float model as `quant` says; a stored quantized one must already be."""
     if stored:
-        kinds = (nn.QuantizedLinear, nn.QuantizedEmbedding)
-        found = {m.bits for _, m in model.named_modules() if isinstance(m, kinds)}
-        if found != {bits}:
+        have = quantized_layers(model)
+        want = {p: tuple(quant.layer(p, len(model.layers)).values()) for p in have}
+        # Compare bits and mode: the group size of stored files is theirs to choose.
+        if {(b, m) for b, _, m in have.values()} != {(b, m) for _, b, m in want.values()}:
+            found = sorted({f"{m} {b}-bit" for b, _, m in have.values()})
+            wanted = sorted({f"{m} {b}-bit" for _, b, m in want.values()})
             raise ValueError(
-                f"{where} holds {'/'.join(map(str, sorted(found)))}-bit weights, not {bits}-bit. "
+                f"{where} holds {' and '.join(found)} weights, not {' and '.join(wanted)}. "
                 "Load with bits=None, or from float weights to quantize at load."
             )
         return
     # A merged adapter is quantized with the base; unmerged ones stay float.
-    if skipped := quantize_model(model, bits, group_size, layerwise=True):
+    if skipped := quantize_model(model, quant, layerwise=True):
         warnings.warn(
             f"{len(skipped)} layers stay float: their input size is not a multiple of "
-            f"group_size={group_size} (e.g. {skipped[0]}).",
+            f"group_size={quant.group_size} (e.g. {skipped[0]}).",
             stacklevel=4,  # the caller of load()
         )

@@ -40,7 +40,7 @@ def pick_weight_files(names: set[str] | list[str], bits: int | None = None) -> l
     if shards:
         return shards
     if bits is None:
-        for b in (8, 4):
+        for b in range(8, 0, -1):  # any bit width a quantization mode writes, most first
             if quantized_file(b) in names:
                 return [quantized_file(b)]
     if any(n.endswith(".gguf") for n in names):

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mlx.nn as nn
 
+from ..checkpoint.quantization import quantization_block
 from ..checkpoint.safetensors import read_json
 from ..tasks import DEFAULT_PROMPT_NAME
 from .destination import SENTENCE_TRANSFORMERS_FILE, TOKENIZER_CONFIG, TOKENIZER_FILES
@@ -65,27 +65,12 @@ def portable_config(source: dict, model: nn.Module, dtype: str) -> dict:
 
 
 def quantization_config(model: nn.Module) -> dict | None:
-    """mlx-lm's "quantization" block for the model's quantized layers, or None: the most
-    common settings as the default, and `model.<layer>` overrides for the others (the
-    layer paths MLX Swift and mlx_jina look up). Float layers need no entry: both loaders
-    quantize only the layers whose `.scales` the file holds."""
-    layers = {
-        path: (m.group_size, m.bits, getattr(m, "mode", "affine"))
-        for path, m in model.named_modules()
-        if isinstance(m, QUANTIZED)
-    }
-    if not layers:
+    """mlx-lm's "quantization" block for the model's quantized layers, or None for a float
+    model. Float layers need no entry: both loaders quantize only the layers whose
+    `.scales` the file holds."""
+    if not any(isinstance(m, QUANTIZED) for _, m in model.named_modules()):
         return None
-
-    def block(settings: tuple) -> dict:
-        return dict(zip(("group_size", "bits", "mode"), settings, strict=True))
-
-    default = Counter(layers.values()).most_common(1)[0][0]
-    config = block(default)
-    for path, settings in sorted(layers.items()):
-        if settings != default:
-            config[f"model.{path}"] = block(settings)
-    return config
+    return quantization_block(model)
 
 
 def pooling_config(dim: int) -> dict:

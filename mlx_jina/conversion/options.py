@@ -3,7 +3,7 @@ MLX; the conversion itself is pipeline.py."""
 
 import argparse
 
-from ..checkpoint import WEIGHT_DTYPES
+from ..checkpoint import QUANT_MODES, QUANT_RECIPES, WEIGHT_DTYPES
 from ..tasks import TASKS
 
 
@@ -26,14 +26,31 @@ def configure_parser(
         help="Adapter to merge; 'all' writes one subfolder per task. Needed for a base repo.",
     )
     p.add_argument(
-        "-q", "--quantize", action="store_true", help="Quantize the weights."
+        "-q", "--quantize", action="store_true",
+        help="Quantize the weights (affine 4-bit, group 64 unless a --q-* flag says otherwise).",
     )
     p.add_argument(
-        "--q-bits", type=int, choices=(4, 8), default=4, help="Bits (default 4)."
+        "--q-mode", choices=QUANT_MODES,
+        help="MLX quantization mode (default affine; implies -q).",
     )
     p.add_argument(
-        "--q-group-size", type=int, default=64, help="Group size (default 64)."
+        "--q-bits", type=int,
+        help="Bits: affine 1, 2, 3, 4 (default), 5, 6, 8; mxfp4/nvfp4 4; mxfp8 8 (implies -q).",
     )
+    p.add_argument(
+        "--q-group-size", type=int,
+        help="Group size: affine 32, 64 (default), 128; mxfp4/mxfp8 32; nvfp4 16 (implies -q).",
+    )
+    p.add_argument(
+        "--q-recipe", choices=QUANT_RECIPES,
+        help="Mixed precision: the embedding and first/last v_proj, down_proj at 6 bits, "
+        "the rest at 4 (mixed-4-6) or 3 (mixed-3-6); implies -q.",
+    )
+    p.add_argument(
+        "--sweep", action="store_true",
+        help="Write no model: measure every quantization choice against float and print a table.",
+    )
+    p.add_argument("--sweep-json", help="With --sweep, also write the results to this JSON file.")
     p.add_argument(
         "--dtype", choices=WEIGHT_DTYPES, help="Float dtype (default: as stored)."
     )

@@ -21,7 +21,12 @@ from .. import atomic
 from ..checkpoint import hub
 from ..checkpoint.folder import inspect_folder
 from ..loading import load
-from ..checkpoint.quantization import check_settings, quantize_model
+from ..checkpoint.quantization import (
+    Quantization,
+    check_settings,
+    quantize_model,
+    resolve_quantization,
+)
 from ..checkpoint.safetensors import read_json
 from ..checkpoint.weights import FLOAT_FILE, quantized_file, read_headers
 from ..models import detect_backbone
@@ -48,16 +53,20 @@ def convert(
     mlx_path: str = "mlx_model",
     task: str | None = None,
     quantize: bool = False,
-    q_bits: int = 4,
-    q_group_size: int = 64,
+    q_bits: int | None = None,
+    q_group_size: int | None = None,
     dtype: str | None = None,
     revision: str | None = None,
     upload_repo: str | None = None,
     force: bool = False,
+    q_mode: str | None = None,
+    q_recipe: str | None = None,
+    sweep: bool = False,
+    sweep_json: str | None = None,
     *,
     format: str = "mlx",
     api: Any = None,
-) -> Path:
+) -> Path | dict:
     """Convert a checkpoint to an MLX folder for one task (or every task).
 
     Args:
@@ -67,9 +76,12 @@ def convert(
             the source. It is written beside, then swapped in as a whole.
         task: The adapter to merge, or "all" for one subfolder per task under `mlx_path`.
         quantize: Write `model-{q_bits}bit.safetensors` instead of `model.safetensors`,
-            and measure quantized against float embeddings on a built-in set.
-        q_bits, q_group_size: 4 or 8 bits; MLX affine groups of 32, 64 or 128 (layers whose
-            input size the group size does not divide stay float).
+            and measure quantized against float embeddings on a built-in set. Implied
+            by any `q_*` setting.
+        q_bits, q_group_size, q_mode, q_recipe: as `load(bits=, group_size=, mode=,
+            recipe=)`: affine 1, 2, 3, 4 (default), 5, 6 or 8 bits in groups of 32, 64
+            (default) or 128; mxfp4, mxfp8 or nvfp4; or a mixed-precision recipe (layers
+            whose input size the group size does not divide stay float).
         dtype: `float16`, `bfloat16` or `float32` for the float weights (and the scales);
             None keeps the stored dtype.
         revision: A Hub branch, tag or commit of `hf_path`.
@@ -79,14 +91,32 @@ def convert(
         format: "mlx" (the default, which MLX Swift's MLXEmbedders also loads for small),
             "swift" (the same folder, refused for a model MLXEmbedders can't run: nano), or
             "sentence-transformers" (float weights, loads with no remote code).
+        sweep: Write no folder: measure every quantization choice against the float
+            model (conversion/sweep.py), print the table and return the report.
+        sweep_json: With `sweep`, also write the report to this JSON file.
         api: A `huggingface_hub.HfApi`-like object for the upload (default: a new HfApi).
 
     Returns:
-        The folder written (for task="all", the folder holding the task subfolders).
+        The folder written (for task="all", the folder holding the task subfolders), or
+        with `sweep`, the sweep's report.
     """
-    check_format(format, quantize)
-    if quantize:
-        check_settings(q_bits, q_group_size)
+    quant = resolve_quantization(q_bits, q_group_size, q_mode, q_recipe)
+    if quantize and quant is None:
+        quant = resolve_quantization(mode="affine")
+    check_format(format, quant is not None)
+    if sweep:
+        if quant is not None or upload_repo:
+            raise ValueError(
+                "--sweep measures every quantization choice and writes no model folder; "
+                "drop -q/--q-* and --upload-repo, or drop --sweep."
+            )
+        if task == "all":
+            raise ValueError("--sweep measures one task; pass --task retrieval (or another one).")
+        from .sweep import run_sweep
+
+        return run_sweep(hf_path, task, dtype=dtype, revision=revision, json_path=sweep_json)
+    if sweep_json is not None:
+        raise ValueError("--sweep-json only goes with --sweep.")
     root = check_destination(hf_path, mlx_path)
     with destination_lock(root):
         check_replaceable(root, force)
@@ -103,7 +133,6 @@ def convert(
         subs = {t: t if task == "all" else "" for t in tasks}  # --task all: a folder each
         repos = {t: upload_repo and (f"{upload_repo}-{t}" if task == "all" else upload_repo) for t in tasks}
         source, commit = recorded_source(hf_path, folder, revision)
-        quant = (q_bits, q_group_size) if quantize else None
         written = {}
         # All tasks go into one new folder, swapped in only when every one succeeded.
         with atomic.replacing(root.resolve()) as new:
@@ -161,7 +190,7 @@ def convert_task(
     dst: Path,
     task: str | None,
     dtype: str | None,
-    quant: tuple[int, int] | None,
+    quant: Quantization | None,
     source: str,
     revision: str | None,
     card_name: str,
@@ -170,8 +199,8 @@ def convert_task(
 ) -> str:
     """One task's folder at `dst`; returns the weight file's name."""
     embedder = load(folder, task=task, dtype=dtype)
-    report = quantize_measured(embedder, *quant) if quant else None
-    info = describe(embedder, source, revision, quant[0] if quant else None)
+    report = quantize_measured(embedder, quant) if quant else None
+    info = describe(embedder, source, revision, quant.bits if quant else None)
     if format == "sentence-transformers":
         write_st_folder(dst, folder, embedder, info, card_name)
         return info["weights"]
@@ -191,21 +220,21 @@ def tasks_to_convert(folder: Path, hf_path: str, task: str | None) -> list[str |
     return tasks
 
 
-def quantize_measured(embedder: Embedder, bits: int, group_size: int) -> dict:
+def quantize_measured(embedder: Embedder, quant: Quantization) -> dict:
     """Quantize the model in place; return the quality report against its float self."""
     model = embedder.model
     if any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules()):
         raise ValueError(f"{embedder.source} is already quantized; convert from float weights.")
-    check_settings(bits, group_size, model.args.hidden_size)
+    check_settings(quant, model.args.hidden_size)
     float_name = dtype_name(model)
     print(f"[INFO] Embedding the quality set with {float_name} weights")
     reference = quality.embed_set(embedder)
-    print(f"[INFO] Quantizing to {bits} bits, group size {group_size}")
-    for path in quantize_model(model, bits, group_size):
-        print(f"[INFO] {path} stays {float_name}: input size not a multiple of {group_size}")
+    print(f"[INFO] Quantizing to {quant.label}")
+    for path in quantize_model(model, quant):
+        print(f"[INFO] {path} stays {float_name}: input size not a multiple of {quant.group_size}")
     report = quality.compare(reference, quality.embed_set(embedder))
     report.update(
-        weights=f"{bits}-bit, group {group_size}",
+        weights=quant.label,
         reference=f"{float_name} weights of the same task",
     )
     print("[INFO] Quantized vs float:\n" + quality.markdown_table([report]))

@@ -9,13 +9,13 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
 from ._version import __version__
+from .arg_values import byte_count, comma_list, positive_int, positive_seconds, seconds_or_zero
 from .checkpoint import WEIGHT_DTYPES
+from .closed_pipe import quiet_on_closed_pipe
 from .corpus.cli import add_corpus_options, run_corpus
 from .corpus.errors import ShardPoolError, exit_on
 from .index.cli import add_index_commands
@@ -33,43 +33,6 @@ class Parser(argparse.ArgumentParser):
 
 def one_line(message: str) -> str:
     return "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
-
-
-def number(text: str, kind: type, low: float, what: str):
-    """`text` as `kind`, at least `low` and finite, or an argparse error naming it."""
-    try:
-        value = kind(text)
-    except ValueError:
-        value = None
-    if value is None or value != value or value in (float("inf"),) or value < low:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    return number(text, int, 1, "a positive integer")
-
-
-def byte_count(text: str) -> int:
-    return number(text, int, 0, "a number of bytes (0 or more)")
-
-
-def positive_seconds(text: str) -> float:
-    value = number(text, float, 0, "a positive number of seconds")
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
-
-
-def seconds_or_zero(text: str) -> float:
-    return number(text, float, 0, "a number of seconds")
-
-
-def comma_list(text: str) -> tuple[str, ...]:
-    items = tuple(item.strip() for item in text.split(",") if item.strip())
-    if not items:
-        raise argparse.ArgumentTypeError(f"{text!r} names nothing; give a comma-separated list")
-    return items
 
 
 MODEL_OPTIONS = [
@@ -210,22 +173,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     with quiet_on_closed_pipe():
         run_command(sys.argv[1:] if argv is None else list(argv))
-
-
-@contextmanager
-def quiet_on_closed_pipe() -> Iterator[None]:
-    """When the reader of stdout goes away (`mlx-jina info ... | head`), stop quietly with
-    exit code 1, as cat does, instead of printing "Broken pipe" as an error."""
-    try:
-        yield
-        sys.stdout.flush()  # here, not at exit, where the error could only be printed
-    except BrokenPipeError:
-        # Point stdout at /dev/null so that Python's own flush at exit can't complain.
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):  # stdout is no real file (e.g. replaced in-process)
-            pass
-        sys.exit(1)
 
 
 def run_command(argv: list[str]) -> None:

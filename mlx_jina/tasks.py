@@ -9,6 +9,7 @@ import re
 SYMMETRIC_TASKS = ("text-matching", "classification", "clustering")
 # The LoRA adapters of jina-embeddings-v5-text, in Jina's order (`task=` in Python).
 TASKS = ("retrieval",) + SYMMETRIC_TASKS
+RETRIEVAL, TEXT_MATCHING, CLASSIFICATION, CLUSTERING = TASKS
 
 # Prompt name -> text, when the model folder has no config_sentence_transformers.json.
 DEFAULT_PROMPTS = {"query": "Query: ", "document": "Document: "}

@@ -12,13 +12,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "mlx_jina"
 # Bottom to top, as in docs/architecture.md. A name is a subpackage or a top-level module.
 LAYERS = [
-    ["_version", "tasks", "atomic", "cpu_blas", "thread_streams"],
+    ["_version", "tasks", "atomic", "cpu_blas", "thread_streams", "arg_values", "closed_pipe"],
     ["models"],
     ["checkpoint"],
     ["retrieval"],
     ["encoding"],
     ["loading"],
-    ["corpus", "conversion", "integrations", "server"],
+    ["corpus", "conversion", "integrations", "server", "index"],
     ["cli", "__main__", "__init__"],
 ]
 # Upward imports allowed, (importer, imported) as dotted module names: at most one, each

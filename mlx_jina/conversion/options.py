@@ -75,7 +75,7 @@ def configure_parser(
 
 def main(argv: list[str] | None = None) -> None:
     """Parse `argv` (default: sys.argv) and convert; user errors exit with one line."""
-    from ..cli import quiet_on_closed_pipe
+    from ..closed_pipe import quiet_on_closed_pipe
 
     parser = configure_parser()
     args = parser.parse_args(argv)

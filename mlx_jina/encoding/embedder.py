@@ -12,46 +12,12 @@ from tokenizers import Tokenizer
 from ..models.decoder import Model
 from .batching import EncodeStats, plan_batches
 from .engine import Engine, InputTypeError
+from .inputs import as_texts
 from .progress import progress_bar
 from .st_compat import STHabits, check_keywords, check_output_value, device_context
 from .task_choice import TaskChoice
 from .texts import check_texts
 from .tokenizing import TextTokenizer
-
-
-
-def as_texts(sentences, first: int = 0) -> tuple[bool, list[str]]:
-    """(whether one string was given, the texts), refusing anything but strings; errors
-    count the texts from `first`. Takes what sentence-transformers users pass: a string,
-    a list or tuple, a 1-D numpy array of strings, or any other ordered iterable (a
-    generator, a pandas Series), read once."""
-    single = isinstance(sentences, str)
-    if single:
-        texts = [sentences]
-    elif isinstance(sentences, np.ndarray):
-        if sentences.ndim != 1:
-            raise InputTypeError(
-                f"sentences is a {sentences.ndim}-D numpy array of shape {sentences.shape}; "
-                "pass a 1-D array of strings, or a string."
-            )
-        texts = sentences.tolist()  # numpy strings as Python str
-    elif isinstance(sentences, (list, tuple)):
-        texts = sentences
-    elif isinstance(sentences, (bytes, bytearray, dict, set, frozenset)) or not isinstance(
-        sentences, Iterable
-    ):
-        why = " (unordered: the vectors could not be matched to the texts)" if isinstance(
-            sentences, (set, frozenset)) else ""  # fmt: skip
-        raise InputTypeError(
-            f"sentences must be a string or a list of strings, got {type(sentences).__name__}"
-            f"{why}."
-        )
-    else:
-        texts = list(sentences)
-    if bad := [i for i, t in enumerate(texts) if not isinstance(t, str)]:
-        kind = type(texts[bad[0]]).__name__
-        raise InputTypeError(f"sentences[{bad[0] + first}] is {kind}, not a string.")
-    return single, list(texts)
 
 
 def as_output(emb: mx.array, single: bool, tensor: bool) -> np.ndarray | mx.array:

@@ -10,24 +10,14 @@ import argparse
 import json
 import sys
 
-
-def _positive(text: str) -> int:
-    from ..cli import positive_int
-
-    return positive_int(text)
-
-
-def _seconds(text: str) -> float:
-    from ..cli import positive_seconds
-
-    return positive_seconds(text)
+from ..arg_values import positive_int, positive_seconds
 
 
 DB = (("--db",), dict(required=True, metavar="FILE", help="the index file (SQLite)"))
 LOAD = [
     (("--revision",), dict(help="Hub branch, tag or commit to pin")),
     (("--bits",), dict(type=int, choices=(4, 8), help="quantize the weights")),
-    (("--busy-timeout",), dict(type=_seconds, default=30.0, metavar="S",
+    (("--busy-timeout",), dict(type=positive_seconds, default=30.0, metavar="S",
                                help="seconds to wait for another process's write (default: 30)")),
 ]  # fmt: skip
 INDEX = [
@@ -35,7 +25,7 @@ INDEX = [
     DB,
     (("-m", "--model"), dict(help="model folder or repo id; a new index needs one, an existing "
                              "one uses its own (default)")),
-    (("--dims", "--truncate-dim"), dict(dest="dims", type=_positive, metavar="N",
+    (("--dims", "--truncate-dim"), dict(dest="dims", type=positive_int, metavar="N",
                                          help="Matryoshka size of a new index (default: full)")),
     (("--float16",), dict(action="store_true", help="a new index also stores float16 vectors")),
     (("--include",), dict(action="append", default=[], metavar="GLOB",
@@ -44,9 +34,9 @@ INDEX = [
     (("--exclude",), dict(action="append", default=[], metavar="GLOB",
                           help="skip matching files or folders (repeatable); .gitignore is "
                           "always respected")),
-    (("--max-file-bytes",), dict(type=_positive, default=1 << 20, metavar="N",
+    (("--max-file-bytes",), dict(type=positive_int, default=1 << 20, metavar="N",
                                  help="skip larger files, with a count (default: 1 MiB)")),
-    (("--chunk-tokens",), dict(type=_positive, default=512, metavar="N",
+    (("--chunk-tokens",), dict(type=positive_int, default=512, metavar="N",
                                help="tokens per passage (default: 512)")),
     (("--overlap",), dict(type=int, default=64, metavar="N",
                           help="tokens neighbouring passages share (default: 64)")),
@@ -55,7 +45,7 @@ INDEX = [
 SEARCH = [
     (("query",), dict(help="what to look for")),
     DB,
-    (("-k", "--top-k"), dict(dest="k", type=_positive, default=5, metavar="N",
+    (("-k", "--top-k"), dict(dest="k", type=positive_int, default=5, metavar="N",
                              help="results (default: 5)")),
     (("--filter",), dict(metavar="JSON", help='metadata every result holds, e.g. \'{"kind": '
                          '"note"}\'')),

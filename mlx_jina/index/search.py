@@ -9,10 +9,8 @@ item, the best `k * rescore_multiplier` rescored with the int8 vectors (`semanti
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import sys
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -24,8 +22,8 @@ from ..encoding.texts import check_texts
 from ..retrieval.precision import quantize_embeddings
 from ..retrieval.search import semantic_search
 from ..retrieval.store import Fingerprint, check_fingerprint, fingerprint
-from .chunks import chunk_text
-from .folder import read_text, walk_folder
+from ..tasks import RETRIEVAL
+from .indexing import FolderIndexing, content_hash
 from .store import Item, Store
 from . import tasks
 
@@ -36,19 +34,19 @@ FILE_SETTINGS = ("chunk_tokens", "overlap")
 def load_model(source: str | Path, multitask: bool = True, **load_options):
     """The model with all four adapters (multitask), or its one task if it holds only one
     (or `multitask=False`)."""
-    from .. import load
+    from ..loading import load
 
     if not multitask:
-        return load(source, task="retrieval", **load_options)
+        return load(source, task=RETRIEVAL, **load_options)
     try:
-        return load(source, task="retrieval", multitask=True, **load_options)
+        return load(source, task=RETRIEVAL, multitask=True, **load_options)
     except ValueError as e:
         if "holds one task only" not in str(e):
             raise
-    return load(source, task="retrieval", **load_options)
+    return load(source, task=RETRIEVAL, **load_options)
 
 
-class Index:
+class Index(FolderIndexing):
     """A persistent local index in one SQLite file.
 
     Args:
@@ -140,7 +138,7 @@ class Index:
             ) from None
 
     def _fingerprint(self) -> Fingerprint:
-        return fingerprint(self.model, task="retrieval", prompt_name="document",
+        return fingerprint(self.model, task=RETRIEVAL, prompt_name="document",
                            truncate_dim=self.dims)  # fmt: skip
 
     def close(self) -> None:
@@ -205,7 +203,7 @@ class Index:
         return [len(e.ids) for e in self._tokenizer.encode_batch(texts, add_special_tokens=False)]
 
     def _embed(self, texts: list[str]) -> dict[str, np.ndarray]:
-        v = self.model.encode(texts, task="retrieval", prompt_name="document",
+        v = self.model.encode(texts, task=RETRIEVAL, prompt_name="document",
                               truncate_dim=self.dims)  # fmt: skip
         out = {"ubinary": quantize_embeddings(v, "ubinary"), "int8": quantize_embeddings(v, "int8")}
         if self.float16:
@@ -216,7 +214,7 @@ class Index:
         if not items:
             return
         vectors = self._embed([it.text for it in items])
-        hashes = [_sha256(it.text.encode()) for it in items]
+        hashes = [content_hash(it.text.encode()) for it in items]
         with self.store.transaction() as db:
             self.store.write_items(db, items, hashes, vectors)
 
@@ -257,7 +255,7 @@ class Index:
         allowed = self._filtered(filter) if filter else None
         if allowed is not None and not allowed:
             return []
-        q = self.model.encode(query, task="retrieval", prompt_name="query", truncate_dim=self.dims)
+        q = self.model.encode(query, task=RETRIEVAL, prompt_name="query", truncate_dim=self.dims)
         return rank(self.store, q, k, allowed, precision, rescore_multiplier)
 
     def _filtered(self, filter: dict) -> set[str]:
@@ -291,108 +289,6 @@ class Index:
         for item, c in zip(items, tasks.clusters(self.model, [it.text for it in items], k)):
             groups.setdefault(c, []).append(item.id)
         return groups
-
-    # --- folders -------------------------------------------------------------------------
-
-    def index_folder(
-        self,
-        root: str | Path,
-        *,
-        include: tuple[str, ...] = (),
-        exclude: tuple[str, ...] = (),
-        max_file_bytes: int = 1 << 20,
-        chunk_tokens: int = 512,
-        overlap: int = 64,
-        batch_texts: int = 1024,
-        show_progress_bar: bool | None = None,
-    ) -> dict:
-        """Bring the index up to date with a folder: embed new and changed files (by
-        content hash), drop the chunks of deleted ones. Files are written a batch (about
-        `batch_texts` chunks) per transaction, so a killed run keeps every batch it
-        finished, each file whole. Returns counts."""
-        root = Path(root).resolve()
-        chunk_tokens = min(chunk_tokens, self.model.max_length - 32)
-        if not 0 <= overlap < chunk_tokens:
-            raise ValueError(f"overlap={overlap} must be at least 0 and below {chunk_tokens}.")
-        walk = walk_folder(root, include, exclude, max_file_bytes)
-        settings = json.dumps({"chunk_tokens": chunk_tokens, "overlap": overlap}).encode()
-        old = self.store.files(str(root))
-        summary = {"embedded": 0, "unchanged": 0, "removed": 0, "skipped": 0, "chunks": 0,
-                   "embedded_chunks": 0, "removed_chunks": 0}  # fmt: skip
-        for rel in sorted(set(old) - set(walk.files)):
-            summary["removed_chunks"] += self._drop_file(root, rel)
-            summary["removed"] += 1
-        pending: list[tuple[str, str, str, list]] = []
-        bar = _bar(len(walk.files), show_progress_bar)
-        for rel, path in walk.files.items():
-            text, why = read_text(path)
-            if why is not None:
-                walk.skip(why, rel)
-                if rel in old:  # it was text before: its old chunks no longer hold
-                    summary["removed_chunks"] += self._drop_file(root, rel)
-                bar and bar.update(1)
-                continue
-            digest = _sha256(settings + text.encode())
-            if old.get(rel) == digest:
-                summary["unchanged"] += 1
-                summary["chunks"] += self._chunk_count(root, rel)
-                bar and bar.update(1)
-                continue
-            chunks = chunk_text(text, self._spans, chunk_tokens, overlap)
-            pending.append((rel, text, digest, chunks))
-            if sum(len(p[3]) for p in pending) >= batch_texts:
-                self._write_files(root, pending, summary, bar)
-                pending = []
-        self._write_files(root, pending, summary, bar)
-        if bar is not None:
-            bar.close()
-        summary["skipped"] = sum(len(v) for v in walk.skipped.values())
-        summary["skipped_files"] = walk.skipped
-        return summary
-
-    def _spans(self, lines: list[str]) -> list[list[tuple[int, int]]]:
-        return [e.offsets for e in self._tokenizer.encode_batch(lines, add_special_tokens=False)]
-
-    def _write_files(self, root: Path, pending: list, summary: dict, bar) -> None:
-        """Embed the chunks of several files in one call, then write them in one
-        transaction: each file's old chunks out, the new ones and its hash in. A kill
-        loses at most this batch's work, never part of a file."""
-        if not pending:
-            return
-        texts = [text[c.start : c.end] for _, text, _, chunks in pending for c in chunks]
-        vectors = self._embed(texts) if texts else {}
-        row = 0
-        with self.store.transaction() as db:
-            for rel, text, digest, chunks in pending:
-                source = str(root / rel)
-                items = [Item(f"{source}#{n}", text[c.start : c.end],
-                              {"path": rel, "root": str(root)}, source, c.first_line, c.last_line)
-                         for n, c in enumerate(chunks)]  # fmt: skip
-                part = {name: v[row : row + len(chunks)] for name, v in vectors.items()}
-                row += len(chunks)
-                db.execute("DELETE FROM items WHERE source = ?", (source,))
-                if items:
-                    hashes = [_sha256(i.text.encode()) for i in items]
-                    self.store.write_items(db, items, hashes, part)
-                db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, julianday('now'))",
-                           (str(root), rel, digest, len(chunks)))  # fmt: skip
-        for _, _, _, chunks in pending:
-            summary["embedded"] += 1
-            summary["chunks"] += len(chunks)
-            summary["embedded_chunks"] += len(chunks)
-            if bar is not None:
-                bar.update(1)
-
-    def _drop_file(self, root: Path, rel: str) -> int:
-        with self.store.transaction() as db:
-            n = db.execute("DELETE FROM items WHERE source = ?", (str(root / rel),)).rowcount
-            db.execute("DELETE FROM files WHERE root = ? AND path = ?", (str(root), rel))
-        return n
-
-    def _chunk_count(self, root: Path, rel: str) -> int:
-        row = self.store.db.execute("SELECT chunks FROM files WHERE root = ? AND path = ?",
-                                    (str(root), rel)).fetchone()  # fmt: skip
-        return row[0] if row else 0
 
 
 def rank(store: Store, query: np.ndarray, k: int, allowed: set[str] | None = None,
@@ -432,19 +328,6 @@ def check_metadata(metadata, name: str = "metadata") -> None:
 def _rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return x if len(rows) == len(x) else x[rows]
 
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _bar(total: int, show: bool | None):
-    if show is None:
-        show = sys.stderr.isatty() and total > 1
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="Indexing", unit="file", file=sys.stderr)
 
 
 def display_path(source: str) -> str:

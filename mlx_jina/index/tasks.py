@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..encoding.texts import check_texts
+from ..tasks import CLASSIFICATION, CLUSTERING, TEXT_MATCHING
 
 
 def encode_for(model, texts: list[str], task: str, truncate_dim: int | None = None) -> np.ndarray:
@@ -39,7 +40,7 @@ def classify(model, texts: list[str], labels: list[str]) -> list[dict]:
     check_texts(labels, "labels")
     if len(set(labels)) != len(labels):
         raise ValueError(f"labels={labels!r} repeats a label; pass each once.")
-    vectors = encode_for(model, [*texts, *labels], "classification")
+    vectors = encode_for(model, [*texts, *labels], CLASSIFICATION)
     scores = vectors[: len(texts)] @ vectors[len(texts) :].T  # (texts, labels)
     return [
         {"label": labels[int(np.argmax(row))],
@@ -56,7 +57,7 @@ def near_duplicates(
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold={threshold!r}; use a cosine in (0, 1].")
     check_texts(texts, "texts")
-    vectors = encode_for(model, list(texts), "text-matching")
+    vectors = encode_for(model, list(texts), TEXT_MATCHING)
     pairs = []
     for start in range(0, len(texts), 1024):  # a block of rows at a time: bounded memory
         block = vectors[start : start + 1024] @ vectors.T
@@ -71,7 +72,7 @@ def clusters(model, texts: list[str], k: int, *, iterations: int = 50, seed: int
     check_texts(texts, "texts")
     if not isinstance(k, int) or not 1 <= k <= len(texts):
         raise ValueError(f"k={k!r}; use an integer from 1 to the number of texts ({len(texts)}).")
-    x = encode_for(model, list(texts), "clustering").astype(np.float64)
+    x = encode_for(model, list(texts), CLUSTERING).astype(np.float64)
     rng = np.random.default_rng(seed)
     centres = [x[rng.integers(len(x))]]
     for _ in range(1, k):

@@ -260,10 +260,40 @@ def test_stand_ins_have_the_layout_their_hub_id_names(hub, name, layout):
     assert facts["backbone"] == ("qwen3" if name.startswith("small") else "eurobert")
 
 
+# A block that would reach another machine must be marked not-run: the tests send traffic
+# only to this machine (an IPv4 address outside 127/8, or ssh and --hosts/--hostfile).
+OFF_MACHINE = re.compile(
+    r"\b(?!127\.)\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b|\bssh\b|--hosts?\b|--hostfile\b"
+)
+
+
+def check_stays_local(block: Block) -> None:
+    if found := OFF_MACHINE.search(block.code):
+        raise AssertionError(
+            f"{block.where} would reach another machine ({found[0]!r}); mark it "
+            "<!-- not-run: reason --> on the line before it"
+        )
+
+
+def test_blocks_that_reach_other_machines_are_refused():
+    def block(code: str) -> Block:
+        return Block(ROOT / "README.md", 1, "bash", code, None)
+
+    for code in ("mlx.launch --hosts 10.0.0.2,10.0.0.3 -- true\n", "ssh mac1.local true\n"):
+        with pytest.raises(AssertionError, match="another machine"):
+            check_stays_local(block(code))
+    check_stays_local(block("curl http://127.0.0.1:8080/health\n"))
+    # every block the docs tests run stays on this machine
+    for page in PAGES:
+        for b in runnable(page):
+            check_stays_local(b)
+
+
 def actions(page: Path, hub, port: int) -> list[dict]:
     """What the runner does for `page`: python code, bash scripts and servers, in order."""
     steps = []
     for block in runnable(page):
+        check_stays_local(block)
         code = block.code.replace(PORT_IN_DOCS, f"127.0.0.1:{port}")
         if block.lang == "python":
             steps.append({"kind": "python", "where": block.where, "code": HUB_ID.sub(hub, code)})

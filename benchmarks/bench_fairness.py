@@ -21,7 +21,6 @@ Needs the server extra; the random checkpoint is built with numpy.
 """
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -39,6 +38,7 @@ import mlx_jina
 
 import internals
 from checkpoint import QWEN_TOKENIZER, TINY, build
+from internals import percentile, write_json
 
 Job, Limits, Worker = internals.server()
 
@@ -46,7 +46,6 @@ BATCH_TOKENS = 1024  # per forward pass: ~8 rows of a large request
 LARGE = (128, 128)  # rows, tokens a row: 16 batches
 QUERY = [311, 4, 2]  # token ids, as long as a one-word query
 QUERY_EVERY = 0.1  # seconds
-
 
 
 def log(*args) -> None:
@@ -63,11 +62,6 @@ def build_model(root: Path, context: int | None = None) -> Path:
                  r=4, lora_alpha=8, **config)  # fmt: skip
 
 
-def percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
-
-
 def run(folder: Path, seconds: float) -> dict:
     """Query latencies and large-request throughput."""
     worker = Worker(
@@ -78,23 +72,20 @@ def run(folder: Path, seconds: float) -> dict:
     rows, width = LARGE
     large = [[rng.randrange(20, 500) for _ in range(width)] for _ in range(rows)]
 
-    def query() -> Job:
-        return Job("retrieval", [QUERY], None, True, "float32")
+    def job(rows) -> Job:
+        return Job("retrieval", rows, None, True, "float32")
+
+    def median_ms(rows, times: int) -> float:
+        seconds = []
+        for _ in range(times):
+            start = time.perf_counter()
+            worker.submit(job(rows)).result()
+            seconds.append(time.perf_counter() - start)
+        return 1000 * statistics.median(seconds)
 
     # Warm up, then time a query and a full batch alone.
-    worker.submit(Job("retrieval", large[:16], None, True, "float32")).result()
-    alone = []
-    for _ in range(20):
-        start = time.perf_counter()
-        worker.submit(query()).result()
-        alone.append(time.perf_counter() - start)
-    batch = []
-    for _ in range(5):
-        start = time.perf_counter()
-        worker.submit(
-            Job("retrieval", large[: BATCH_TOKENS // width], None, True, "float32")
-        ).result()
-        batch.append(time.perf_counter() - start)
+    worker.submit(job(large[:16])).result()
+    alone_ms, batch_ms = median_ms([QUERY], 20), median_ms(large[: BATCH_TOKENS // width], 5)
 
     stop = threading.Event()
     done_large: list[float] = []
@@ -102,7 +93,7 @@ def run(folder: Path, seconds: float) -> dict:
     def large_client() -> None:
         while not stop.is_set():
             start = time.perf_counter()
-            worker.submit(Job("retrieval", large, None, True, "float32")).result()
+            worker.submit(job(large)).result()
             done_large.append(time.perf_counter() - start)
 
     clients = [threading.Thread(target=large_client) for _ in range(2)]
@@ -114,7 +105,7 @@ def run(folder: Path, seconds: float) -> dict:
     begin = time.perf_counter()
     while time.perf_counter() - begin < seconds:
         sent = time.perf_counter()
-        future = worker.submit(query())
+        future = worker.submit(job([QUERY]))
         future.add_done_callback(lambda f, sent=sent: latencies.append(time.perf_counter() - sent))
         futures.append(future)
         time.sleep(QUERY_EVERY)
@@ -126,8 +117,8 @@ def run(folder: Path, seconds: float) -> dict:
         c.join()
     worker.stop()
     return {
-        "alone_ms": 1000 * statistics.median(alone),
-        "batch_ms": 1000 * statistics.median(batch),
+        "alone_ms": alone_ms,
+        "batch_ms": batch_ms,
         "queries": len(latencies),
         "p50_ms": 1000 * percentile(latencies, 0.5),
         "p99_ms": 1000 * percentile(latencies, 0.99),
@@ -160,6 +151,10 @@ def slowloris(port: int, sockets: int, stop: threading.Event, tally: Counter) ->
     """`sockets` connections that each send one header byte a second, and reconnect."""
     head = b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\nX-Pad: " + b"a" * 100_000
     held: dict[int, tuple[socket.socket, int]] = {}
+
+    def drop(i: int) -> None:
+        held.pop(i)[0].close()
+
     while not stop.is_set():
         for i in range(sockets):
             if i not in held:
@@ -172,22 +167,19 @@ def slowloris(port: int, sockets: int, stop: threading.Event, tally: Counter) ->
                     continue
             s, sent = held[i]
             try:
-                if s.recv(4096) is not None:  # an answer (408, 503) or a close: reconnect
-                    s.close()
-                    del held[i]
-                    continue
+                s.recv(4096)  # an answer (408, 503) or a close: reconnect
+                drop(i)
+                continue
             except BlockingIOError:
                 pass
             except OSError:
-                s.close()
-                del held[i]
+                drop(i)
                 continue
             try:
                 s.send(head[sent : sent + 1])
                 held[i] = (s, sent + 1)
             except OSError:
-                s.close()
-                del held[i]
+                drop(i)
         stop.wait(1.0)
     for s, _ in held.values():
         s.close()
@@ -279,9 +271,9 @@ def run_http(folder: Path, seconds: float, huge_mb: float, loris: int) -> dict:
         return {
             "queries": len(answers),
             "refused": dict(Counter(status for status, _ in answers if status != 200)),
-            "p50_ms": 1000 * percentile(ok, 0.5) if ok else float("nan"),
-            "p99_ms": 1000 * percentile(ok, 0.99) if ok else float("nan"),
-            "max_ms": 1000 * max(ok) if ok else float("nan"),
+            "p50_ms": 1000 * percentile(ok, 0.5),
+            "p99_ms": 1000 * percentile(ok, 0.99),
+            "max_ms": 1000 * percentile(ok, 1.0),
             "huge": huge,
             "loris_connects": tally["connects"],
             "large_done": tally["large 200"],
@@ -359,19 +351,16 @@ def main(argv: list[str] | None = None) -> None:
             folder = build_model(Path(tmp), args.context)
             log(f"[INFO] over HTTP: {args.seconds:g} s of queries")
             result = run_http(folder, args.seconds, args.huge_text_mb, args.slowloris)
-        text = http_table(result, args)
-        print(text)
-        if args.json:
-            internals.write_report(args.json, json.dumps(result, indent=1) + "\n")
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        log("[INFO] building a tiny random model")
-        folder = build_model(Path(tmp))
-        log(f"[INFO] {args.seconds:g} s of queries")
-        results = {"fair queuing": run(folder, args.seconds)}
-    print(table(results))
+        print(http_table(result, args))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            log("[INFO] building a tiny random model")
+            folder = build_model(Path(tmp))
+            log(f"[INFO] {args.seconds:g} s of queries")
+            result = {"fair queuing": run(folder, args.seconds)}
+        print(table(result))
     if args.json:
-        internals.write_report(args.json, json.dumps(results, indent=1) + "\n")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

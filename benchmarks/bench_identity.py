@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from mlx_jina.atomic import replacing_file
+from checkpoint import backbone_shapes
+from internals import write_json
 from mlx_jina.checkpoint.identity import SAMPLE_WINDOWS, WINDOW, model_identity
 
 # Qwen3-0.6B as published (the small model's backbone).
@@ -40,29 +41,12 @@ CONFIG = {
 TOKENIZER = {"version": "1.0", "model": {"type": "BPE", "vocab": {}, "merges": []}}
 
 
-def layer_shapes(c: dict) -> dict[str, tuple[int, ...]]:
-    h, kv, q = c["hidden_size"], c["num_key_value_heads"], c["num_attention_heads"]
-    d, m = c["head_dim"], c["intermediate_size"]
-    shapes = {"embed_tokens.weight": (c["vocab_size"], h), "norm.weight": (h,)}
-    for i in range(c["num_hidden_layers"]):
-        p = f"layers.{i}."
-        shapes |= {
-            p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
-            p + "self_attn.q_proj.weight": (q * d, h), p + "self_attn.k_proj.weight": (kv * d, h),
-            p + "self_attn.v_proj.weight": (kv * d, h), p + "self_attn.o_proj.weight": (h, q * d),
-            p + "self_attn.q_norm.weight": (d,), p + "self_attn.k_norm.weight": (d,),
-            p + "mlp.gate_proj.weight": (m, h), p + "mlp.up_proj.weight": (m, h),
-            p + "mlp.down_proj.weight": (h, m),
-        }  # fmt: skip
-    return shapes
-
-
 def write_folder(folder: Path, shards: int, seed: int = 0) -> list[str]:
     """config.json, tokenizer.json and the weights in `shards` files; their names."""
     (folder / "config.json").write_text(json.dumps(CONFIG))
     (folder / "tokenizer.json").write_text(json.dumps(TOKENIZER))
     rng = np.random.default_rng(seed)
-    names = sorted(layer_shapes(CONFIG).items())
+    names = sorted(backbone_shapes(CONFIG, "qwen3").items())
     files = ["model.safetensors"] if shards == 1 else [
         f"model-{i + 1:05d}-of-{shards:05d}.safetensors" for i in range(shards)
     ]  # fmt: skip
@@ -119,7 +103,7 @@ def main() -> None:
         drop_from_cache(paths)
         hash_cold = timed(lambda: full_hash(paths))
         hash_warm = timed(lambda: full_hash(paths))
-        tensors = len(layer_shapes(CONFIG))
+        tensors = len(backbone_shapes(CONFIG, "qwen3"))
     figures = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()} {platform.processor() or platform.platform()}, "
@@ -143,8 +127,7 @@ def main() -> None:
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     if args.out:
-        with replacing_file(args.out) as f:
-            f.write((json.dumps(figures, indent=1) + "\n").encode())
+        write_json(args.out, figures)
 
 
 if __name__ == "__main__":

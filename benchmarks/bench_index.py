@@ -17,7 +17,7 @@
 
     python benchmarks/bench_index.py [--sizes 10000,100000] [--full] [--dims 1024]
 
-Prints a Markdown table per part and writes benchmarks/results/index.json.
+Prints a Markdown table per part; --out FILE also writes the figures as JSON.
 """
 
 import argparse
@@ -31,7 +31,7 @@ import numpy as np
 
 import mlx_jina
 from checkpoint import build
-from internals import write_report
+from internals import write_json
 from mlx_jina.index import Index, load_model
 from mlx_jina.index.search import rank
 from mlx_jina.index.store import Item, Store
@@ -197,8 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=100, help="files for the throughput run")
     parser.add_argument("--chunk-tokens", type=int, default=128)
     parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).parent / "results" / "index.json")
+    parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s] + ([1_000_000] if args.full else [])
     rows, tp = [], None
@@ -210,7 +209,8 @@ def main(argv: list[str] | None = None) -> None:
             tp = throughput(Path(tmp), args.files, args.chunk_tokens)
             print(json.dumps(tp), flush=True)
     print(report(rows, tp))
-    write_report(args.out, json.dumps({"search": rows, "throughput": tp}, indent=2) + "\n")
+    if args.out:
+        write_json(args.out, {"search": rows, "throughput": tp})
 
 
 if __name__ == "__main__":

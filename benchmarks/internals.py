@@ -8,8 +8,8 @@ benchmarks also use these `Embedder` attributes: `model`, `tokenize`, `last_stat
 from mlx_jina.models.attention import query_block_size, scaled_dot_product_attention
 from mlx_jina.encoding.batching import plan_batches
 
-__all__ = ["corpus_ranks", "plan_batches", "query_block_size", "scaled_dot_product_attention", "server",
-           "write_report"]  # fmt: skip
+__all__ = ["corpus_ranks", "percentile", "plan_batches", "query_block_size", "scaled_dot_product_attention", "server",
+           "write_json", "write_report"]  # fmt: skip
 
 
 def corpus_ranks():
@@ -33,3 +33,16 @@ def write_report(path, text: str) -> None:
 
     with replacing_file(path) as f:
         f.write(text.encode("utf-8"))
+
+
+def write_json(path, figures) -> None:
+    """The figures as indented JSON, written whole or not at all."""
+    import json
+
+    write_report(path, json.dumps(figures, indent=1, default=str) + "\n")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The value at quantile `q` of `values` (nearest rank); NaN for none."""
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))] if values else float("nan")

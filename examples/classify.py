@@ -14,6 +14,9 @@ import numpy as np
 
 import mlx_jina
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # example_cli.py beside it
+from example_cli import load_model, read_lines  # noqa: E402
+
 EXAMPLES = [
     ("positive", "I love it, works perfectly and arrived early."),
     ("positive", "Excellent quality, I would buy this again."),
@@ -32,29 +35,9 @@ parser.add_argument("--model", default="jinaai/jina-embeddings-v5-text-small",
 args = parser.parse_args()
 
 
-def load_model(model: str, task: str) -> mlx_jina.Embedder:
-    """`model` for `task`, or exit with one line: a merged per-task folder holds only its
-    own task, and the error names it; a base repo or a unified -mlx folder holds them all."""
-    try:
-        return mlx_jina.load(model, task=task)
-    except (ValueError, OSError) as e:
-        hint = "" if "task" not in str(e) else (
-            f" This script needs the {task} adapter: pass --model a base repo or a unified "
-            f"-mlx folder (they hold every adapter), or a {task} model.")
-        sys.exit(f"{Path(sys.argv[0]).name}: error: {' '.join(f'{e}{hint}'.split())}")
-
-
-def read_lines(path: Path) -> list[str]:
-    """The lines of a UTF-8 text file, or exit with one line."""
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        sys.exit(f"{Path(sys.argv[0]).name}: error: can't read {path}: {e}")
-
-
 examples = EXAMPLES
 if args.train:
-    lines = [line.split("\t", 1) for line in read_lines(args.train) if line.strip()]
+    lines = [line.split("\t", 1) for line in read_lines(args.train, strip=False) if line.strip()]
     if bad := [i + 1 for i, parts in enumerate(lines) if len(parts) != 2]:
         parser.error(f"{args.train} line {bad[0]} is not 'label<TAB>text'.")
     examples = [(label.strip(), text) for label, text in lines]

@@ -16,6 +16,9 @@ import numpy as np
 import mlx_jina
 from mlx_jina.retrieval.precision import bytes_per_vector
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # example_cli.py beside it
+from example_cli import load_model, read_lines  # noqa: E402
+
 CORPUS = [
     "Mars is often called the Red Planet because of iron oxide on its surface.",
     "Venus is the hottest planet in the solar system.",
@@ -36,26 +39,6 @@ parser.add_argument("--top-k", type=int, default=3, help="results compared per q
 parser.add_argument("--model", default="jinaai/jina-embeddings-v5-text-small",
                     help="folder or Hub repo holding the retrieval adapter")
 args = parser.parse_args()
-
-
-def load_model(model: str, task: str) -> mlx_jina.Embedder:
-    """`model` for `task`, or exit with one line: a merged per-task folder holds only its
-    own task, and the error names it; a base repo or a unified -mlx folder holds them all."""
-    try:
-        return mlx_jina.load(model, task=task)
-    except (ValueError, OSError) as e:
-        hint = "" if "task" not in str(e) else (
-            f" This script needs the {task} adapter: pass --model a base repo or a unified "
-            f"-mlx folder (they hold every adapter), or a {task} model.")
-        sys.exit(f"{Path(sys.argv[0]).name}: error: {' '.join(f'{e}{hint}'.split())}")
-
-
-def read_lines(path: Path) -> list[str]:
-    """The non-blank lines of a UTF-8 text file, stripped, or exit with one line."""
-    try:
-        return [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        sys.exit(f"{Path(sys.argv[0]).name}: error: can't read {path}: {e}")
 
 
 def lines(path: Path | None, default: list[str]) -> list[str]:

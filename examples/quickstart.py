@@ -10,24 +10,15 @@ from pathlib import Path
 
 import mlx_jina
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # example_cli.py beside it
+from example_cli import load_model  # noqa: E402
+
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", default="jinaai/jina-embeddings-v5-text-small",
                     help="folder or Hub repo, in any supported layout")
 parser.add_argument("--task", default="retrieval", choices=mlx_jina.TASKS,
                     help="adapter to use (default: retrieval)")
 args = parser.parse_args()
-
-
-def load_model(model: str, task: str) -> mlx_jina.Embedder:
-    """`model` for `task`, or exit with one line: a merged per-task folder holds only its
-    own task, and the error names it; a base repo or a unified -mlx folder holds them all."""
-    try:
-        return mlx_jina.load(model, task=task)
-    except (ValueError, OSError) as e:
-        hint = "" if "task" not in str(e) else (
-            f" This script needs the {task} adapter: pass --model a base repo or a unified "
-            f"-mlx folder (they hold every adapter), or a {task} model.")
-        sys.exit(f"{Path(sys.argv[0]).name}: error: {' '.join(f'{e}{hint}'.split())}")
 
 
 model = load_model(args.model, args.task)

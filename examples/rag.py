@@ -18,6 +18,9 @@ import numpy as np
 import mlx_jina
 from mlx_jina.atomic import replacing
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # example_cli.py beside it
+from example_cli import load_model  # noqa: E402
+
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("queries", nargs="*", help="questions to answer from the documents")
 parser.add_argument("--docs", type=Path, required=True, help="folder of .txt / .md files")
@@ -35,17 +38,6 @@ args = parser.parse_args()
 if not 0 <= args.overlap < args.chunk_tokens:
     parser.error(f"--overlap {args.overlap} must be at least 0 and below --chunk-tokens.")
 
-
-def load_model(model: str, task: str) -> mlx_jina.Embedder:
-    """`model` for `task`, or exit with one line: a merged per-task folder holds only its
-    own task, and the error names it; a base repo or a unified -mlx folder holds them all."""
-    try:
-        return mlx_jina.load(model, task=task)
-    except (ValueError, OSError) as e:
-        hint = "" if "task" not in str(e) else (
-            f" This script needs the {task} adapter: pass --model a base repo or a unified "
-            f"-mlx folder (they hold every adapter), or a {task} model.")
-        sys.exit(f"{Path(sys.argv[0]).name}: error: {' '.join(f'{e}{hint}'.split())}")
 
 index = args.index or args.docs / ".mlx_jina_index"
 # The index is replaced as a whole when written, so that its three files always agree:

@@ -73,10 +73,17 @@ def load(
     prompts, default_prompt_name = read_prompts(folder)
     task, tasks = choose_tasks(found, task, multitask)
     model = read_model(found, tasks, multitask, quant, dtype)
+    default_prompt = prompt_name or default_prompt_name
+    return build_embedder(found, model, tokenizer, task, tasks, multitask, prompts, default_prompt,
+                          revision, truncate_dim)  # fmt: skip
+
+
+def build_embedder(found, model, tokenizer, task, tasks, multitask, prompts, default_prompt,
+                   revision, truncate_dim) -> Embedder:  # fmt: skip
+    """The Embedder, with the identity of what it computes (checkpoint/identity.py)."""
     settings = load_settings(model, tasks, multitask)
     # The default task and the prompts decide what encode() computes too (the task of a
     # merged folder may come from its name or its converter's block).
-    default_prompt = prompt_name or default_prompt_name
     settings |= {"task": task, "prompts": prompts, "default_prompt_name": default_prompt}
     parts = identity_parts(
         found.path, found.weight_files, {t: found.adapters[t] for t in tasks}, settings

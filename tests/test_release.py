@@ -36,7 +36,7 @@ installed = pytest.mark.skipif(
 
 
 def version() -> str:
-    text = (ROOT / "mlx_jina" / "__init__.py").read_text()
+    text = (ROOT / "mlx_jina" / "_version.py").read_text()
     return next(line.split('"')[1] for line in text.splitlines() if line.startswith("__version__"))
 
 

@@ -14,12 +14,8 @@ def configure_parser(
     p = parser or argparse.ArgumentParser(
         prog="convert.py", description="Convert jina-embeddings-v5-text to MLX."
     )
-    p.add_argument(
-        "--hf-path", required=True, help="Local folder or Hub repo id (base or merged)."
-    )
-    p.add_argument(
-        "--mlx-path", default="mlx_model", help="Output folder (default: mlx_model)."
-    )
+    p.add_argument("--hf-path", required=True, help="Local folder or Hub repo id (base or merged).")
+    p.add_argument("--mlx-path", default="mlx_model", help="Output folder (default: mlx_model).")
     p.add_argument(
         "--task",
         choices=TASKS + ("all",),
@@ -51,13 +47,9 @@ def configure_parser(
         help="Write no model: measure every quantization choice against float and print a table.",
     )
     p.add_argument("--sweep-json", help="With --sweep, also write the results to this JSON file.")
-    p.add_argument(
-        "--dtype", choices=WEIGHT_DTYPES, help="Float dtype (default: as stored)."
-    )
+    p.add_argument("--dtype", choices=WEIGHT_DTYPES, help="Float dtype (default: as stored).")
     p.add_argument("--revision", help="Hub branch, tag or commit of --hf-path.")
-    p.add_argument(
-        "--upload-repo", help="Upload the result to this Hub repo (ORG/NAME)."
-    )
+    p.add_argument("--upload-repo", help="Upload the result to this Hub repo (ORG/NAME).")
     p.add_argument(
         "--format",
         choices=("mlx", "swift", "sentence-transformers"),
@@ -65,11 +57,8 @@ def configure_parser(
         help="mlx (default; small's folders also load in MLX Swift), swift (the same, "
         "refused for nano) or sentence-transformers (float weights).",
     )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="Replace an existing --mlx-path that holds an earlier mlx-jina output.",
-    )
+    p.add_argument("--force", action="store_true",
+                   help="Replace an existing --mlx-path that holds an earlier mlx-jina output.")
     return p
 
 

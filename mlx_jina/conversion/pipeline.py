@@ -75,83 +75,89 @@ def convert(
         mlx_path: The output folder: new or empty unless `force`, never overlapping
             the source. It is written beside, then swapped in as a whole.
         task: The adapter to merge, or "all" for one subfolder per task under `mlx_path`.
-        quantize: Write `model-{q_bits}bit.safetensors` instead of `model.safetensors`,
-            and measure quantized against float embeddings on a built-in set. Implied
-            by any `q_*` setting.
+        quantize: Write quantized weights, measured against float on a built-in set.
+            Implied by any `q_*` setting.
         q_bits, q_group_size, q_mode, q_recipe: as `load(bits=, group_size=, mode=,
             recipe=)`: affine 1, 2, 3, 4 (default), 5, 6 or 8 bits in groups of 32, 64
             (default) or 128; mxfp4, mxfp8 or nvfp4; or a mixed-precision recipe (layers
             whose input size the group size does not divide stay float).
-        dtype: `float16`, `bfloat16` or `float32` for the float weights (and the scales);
-            None keeps the stored dtype.
+        dtype: `float16`, `bfloat16` or `float32` (weights and scales); None: as stored.
         revision: A Hub branch, tag or commit of `hf_path`.
         upload_repo: Upload to this Hub repo (with "all", one repo per task: NAME-<task>).
-        force: Replace an existing output folder that holds an earlier mlx-jina output
-            (one task, or task subfolders); other folders are refused.
+        force: Replace an output folder that holds an earlier mlx-jina output only.
         format: "mlx" (the default, which MLX Swift's MLXEmbedders also loads for small),
             "swift" (the same folder, refused for a model MLXEmbedders can't run: nano), or
             "sentence-transformers" (float weights, loads with no remote code).
-        sweep: Write no folder: measure every quantization choice against the float
-            model (conversion/sweep.py), print the table and return the report.
-        sweep_json: With `sweep`, also write the report to this JSON file.
+        sweep, sweep_json: Write no folder: measure every quantization choice against the
+            float model, print the table, return the report (and write it as JSON).
         api: A `huggingface_hub.HfApi`-like object for the upload (default: a new HfApi).
 
-    Returns:
-        The folder written (for task="all", the folder holding the task subfolders), or
-        with `sweep`, the sweep's report.
+    Returns the folder written (for task="all", the one holding the task subfolders), or
+    with `sweep`, the sweep's report.
     """
     quant = resolve_quantization(q_bits, q_group_size, q_mode, q_recipe)
     if quantize and quant is None:
         quant = resolve_quantization(mode="affine")
     check_format(format, quant is not None)
-    if sweep:
-        if quant is not None or upload_repo:
-            raise ValueError(
-                "--sweep measures every quantization choice and writes no model folder; "
-                "drop -q/--q-* and --upload-repo, or drop --sweep."
-            )
-        if task == "all":
-            raise ValueError("--sweep measures one task; pass --task retrieval (or another one).")
-        from .sweep import run_sweep
-
-        return run_sweep(hf_path, task, dtype=dtype, revision=revision, json_path=sweep_json)
-    if sweep_json is not None:
-        raise ValueError("--sweep-json only goes with --sweep.")
+    if sweep or sweep_json is not None:
+        return sweep_only(hf_path, task, dtype, revision, sweep_json, sweep, quant, upload_repo)
     root = check_destination(hf_path, mlx_path)
     with destination_lock(root):
         check_replaceable(root, force)
         folder = hub.resolve(hf_path, revision=revision, task=task, all_tasks=task == "all")
         refuse_overlap(folder, root)  # where the download really lives
-        tasks = tasks_to_convert(folder, hf_path, task)
-        backbone = backbone_type(folder)
-        if format == "swift" and backbone != "qwen3":
-            raise ValueError(
-                f"--format swift: {hf_path} is a {backbone} model, and MLX Swift's "
-                "MLXEmbedders has no such model type (it runs small's qwen3). Convert "
-                "without --format swift for mlx_jina, or use the small model."
-            )
-        subs = {t: t if task == "all" else "" for t in tasks}  # --task all: a folder each
-        repos = {t: upload_repo and (f"{upload_repo}-{t}" if task == "all" else upload_repo) for t in tasks}
-        source, commit = recorded_source(hf_path, folder, revision)
-        written = {}
-        # All tasks go into one new folder, swapped in only when every one succeeded.
-        with atomic.replacing(root.resolve()) as new:
-            for t, sub in subs.items():
-                name = repos[t] or (root / sub).name
-                written[t] = convert_task(
-                    folder, new / sub, t, dtype, quant, source, commit, name, format=format
-                )
-        for t, sub in subs.items():
-            print(f"[INFO] Wrote {root / sub / written[t]}")
-        if format != "sentence-transformers" and backbone != "qwen3":
-            print(
-                f"[INFO] Note: MLX Swift's MLXEmbedders can't load this {backbone} folder "
-                "(it has no such model type); mlx_jina can."
-            )
-        for t, sub in subs.items():
-            if repos[t]:  # only once every task is written and swapped in
-                upload(root / sub, repos[t], api)
+        write_tasks(root, folder, hf_path, task, dtype, quant, revision, upload_repo, format, api)
     return root
+
+
+def sweep_only(hf_path, task, dtype, revision, sweep_json, sweep, quant, upload_repo) -> dict:
+    """`--sweep`: every quantization choice measured, no folder written."""
+    if not sweep:
+        raise ValueError("--sweep-json only goes with --sweep.")
+    if quant is not None or upload_repo:
+        raise ValueError(
+            "--sweep measures every quantization choice and writes no model folder; "
+            "drop -q/--q-* and --upload-repo, or drop --sweep."
+        )
+    if task == "all":
+        raise ValueError("--sweep measures one task; pass --task retrieval (or another one).")
+    from .sweep import run_sweep
+
+    return run_sweep(hf_path, task, dtype=dtype, revision=revision, json_path=sweep_json)
+
+
+def write_tasks(root: Path, folder: Path, hf_path: str, task, dtype, quant, revision,
+                upload_repo, format: str, api) -> None:  # fmt: skip
+    """Each task's folder under `root` (swapped in together), then the uploads."""
+    tasks = tasks_to_convert(folder, hf_path, task)
+    backbone = backbone_type(folder)
+    if format == "swift" and backbone != "qwen3":
+        raise ValueError(
+            f"--format swift: {hf_path} is a {backbone} model, and MLX Swift's "
+            "MLXEmbedders has no such model type (it runs small's qwen3). Convert "
+            "without --format swift for mlx_jina, or use the small model."
+        )
+    subs = {t: t if task == "all" else "" for t in tasks}  # --task all: a folder each
+    repos = {t: upload_repo and (f"{upload_repo}-{t}" if task == "all" else upload_repo) for t in tasks}
+    source, commit = recorded_source(hf_path, folder, revision)
+    written = {}
+    # All tasks go into one new folder, swapped in only when every one succeeded.
+    with atomic.replacing(root.resolve()) as new:
+        for t, sub in subs.items():
+            name = repos[t] or (root / sub).name
+            written[t] = convert_task(
+                folder, new / sub, t, dtype, quant, source, commit, name, format=format
+            )
+    for t, sub in subs.items():
+        print(f"[INFO] Wrote {root / sub / written[t]}")
+    if format != "sentence-transformers" and backbone != "qwen3":
+        print(
+            f"[INFO] Note: MLX Swift's MLXEmbedders can't load this {backbone} folder "
+            "(it has no such model type); mlx_jina can."
+        )
+    for t, sub in subs.items():
+        if repos[t]:  # only once every task is written and swapped in
+            upload(root / sub, repos[t], api)
 
 
 def check_format(format: str, quantize: bool) -> None:

@@ -82,13 +82,7 @@ def run_sweep(
         if quant is None:
             embedder, vectors, seconds = reference, float_vectors, float_seconds
         else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # layers that stay float; the CPU speed note
-                embedder = load(
-                    folder, task=task, dtype=dtype, bits=None if quant.recipe else quant.bits,
-                    group_size=quant.group_size, mode=None if quant.recipe else quant.mode,
-                    recipe=quant.recipe,
-                )
+            embedder = load_quantized(folder, task, dtype, quant)
             vectors, seconds = embed(embedder, queries, documents)
         row = measure(embedder.model, quant, float_vectors, vectors, len(queries))
         row.update(encode_seconds=seconds, speed_vs_float=float_seconds / seconds)
@@ -113,6 +107,16 @@ def run_sweep(
             f.write((json.dumps(report, indent=2) + "\n").encode())
         print(f"[INFO] Wrote {json_path}")
     return report
+
+
+def load_quantized(folder: Path, task: str | None, dtype: str | None, quant) -> Embedder:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # layers that stay float; the CPU speed note
+        return load(
+            folder, task=task, dtype=dtype, bits=None if quant.recipe else quant.bits,
+            group_size=quant.group_size, mode=None if quant.recipe else quant.mode,
+            recipe=quant.recipe,
+        )  # fmt: skip
 
 
 def embed(embedder: Embedder, queries: list[str], documents: list[str]) -> tuple[np.ndarray, float]:

@@ -146,6 +146,18 @@ def embed_corpus(
     model = _model(model_or_path, encode_kwargs, load_options)
     fp, settings = job_settings(model, encode_kwargs)
     folder.mkdir(parents=True, exist_ok=True)
+    store, done, tokens, by_rank = _embed_locked(
+        folder, corpus, model, fp, settings, shard_size, force, encode_kwargs,
+        show_progress_bar, stall_timeout,
+    )  # fmt: skip
+    return CorpusResult(folder, store.manifest.texts, store.manifest.shard_count, sum(done.values()),
+                        len(done), tokens, time.perf_counter() - started, by_rank)  # fmt: skip
+
+
+def _embed_locked(folder, corpus, model, fp, settings, shard_size, force, encode_kwargs,
+                  show_progress_bar, stall_timeout):  # fmt: skip
+    """The job under its folder's lock: prepare, verify, embed, join; a failed write
+    names the file and how to go on."""
     with job_lock(folder):
         store = ShardStore(folder, _prepare(folder, settings, corpus, shard_size, force), fp)
         try:
@@ -158,8 +170,7 @@ def embed_corpus(
             if e.filename is None or Path(e.filename).parent != folder:
                 raise
             raise _write_error(e, store.manifest, corpus) from e
-    return CorpusResult(folder, store.manifest.texts, store.manifest.shard_count, sum(done.values()),
-                        len(done), tokens, time.perf_counter() - started, by_rank)  # fmt: skip
+    return store, done, tokens, by_rank
 
 
 def shard_embedder(model, encode_kwargs: dict, progress: Callable[[int], None] | None = None) -> EmbedShard:

@@ -194,9 +194,8 @@ class Embedder(TaskChoice, STHabits):
             texts = [self.resolve_prompt(prompt_name, prompt, task) + t for t in texts]
             ids = self.tokenize(texts, max_length, truncate, split_special_tokens) if texts else []
             if tokens:
-                rows = self.token_embeddings(
-                    ids, batch_size, max_batch_tokens, precision, task, show_progress_bar
-                )
+                rows = self.token_embeddings(ids, batch_size, max_batch_tokens, precision, task,
+                                             show_progress_bar)  # fmt: skip
                 rows = rows if tensor else [np.array(row) for row in rows]
                 return rows[0] if single else rows
             emb = self.encode_ids(

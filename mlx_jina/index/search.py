@@ -277,7 +277,7 @@ class Index(FolderIndexing):
         return tasks.classify(self.model, texts, labels)
 
     def near_duplicates(self, threshold: float = 0.95, limit: int = 10_000) -> list[dict]:
-        """Pairs of stored items whose text-matching vectors are at least `threshold` alike."""
+        """Pairs of stored items whose text matching vectors are at least `threshold` alike."""
         items = self.store.list(limit)
         pairs = tasks.near_duplicates(self.model, [it.text for it in items], threshold)
         return [{"ids": [items[i].id, items[j].id], "score": round(s, 6)} for i, j, s in pairs]

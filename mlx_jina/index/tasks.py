@@ -1,5 +1,5 @@
 """The other three adapters of one multitask model: zero-shot labels (classification),
-near-duplicates (text-matching) and groups (clustering).
+near-duplicates (text matching) and groups (clustering).
 
 Each takes texts and the model; the index hands them its stored texts. A model loaded
 for one task only has no other adapter: the error names the fix (load the base or a
@@ -52,7 +52,7 @@ def classify(model, texts: list[str], labels: list[str]) -> list[dict]:
 def near_duplicates(
     model, texts: list[str], threshold: float = 0.95
 ) -> list[tuple[int, int, float]]:
-    """Pairs (i, j, cosine), i < j, whose text-matching vectors are at least `threshold`
+    """Pairs (i, j, cosine), i < j, whose text matching vectors are at least `threshold`
     alike, most alike first."""
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold={threshold!r}; use a cosine in (0, 1].")

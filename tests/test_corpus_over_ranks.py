@@ -188,8 +188,10 @@ def _exit_codes(output: str) -> dict[int, int]:
 def _one_line_and_exit_1(output: str) -> str:
     """Rank 0's one error line; rank 0 exited 1 (not -6, not -15) after printing it. (A
     rank > 0 that sees the ring break prints its own, "mlx-jina: rank N: ...".)"""
-    lines = [line for line in output.splitlines()
-             if line.startswith("mlx-jina: ") and not re.match(r"mlx-jina: rank \d+: ", line)]  # fmt: skip
+    # Interleaved output: mlx.launch's own "[WARN] Node with rank 1 exited ..." (no newline,
+    # colour codes) may stand before rank 0's line on the same line.
+    found = [line[line.index("mlx-jina: "):] for line in output.splitlines() if "mlx-jina: " in line]
+    lines = [line for line in found if not re.match(r"mlx-jina: rank \d+: ", line)]
     assert len(lines) == 1, output
     assert "terminate called" not in output and "Traceback" not in output, output
     assert _exit_codes(output).get(0) == 1, output

@@ -185,13 +185,16 @@ def _exit_codes(output: str) -> dict[int, int]:
     return {int(rank): int(code) for rank, code in found}
 
 
+def _error_lines(output: str) -> list[str]:
+    """Every "mlx-jina: ..." line of the ranks. Interleaved output: mlx.launch's own
+    "[WARN] Node with rank 1 exited ..." (colour codes, no newline) may stand before one."""
+    return [line[line.index("mlx-jina: ") :] for line in output.splitlines() if "mlx-jina: " in line]
+
+
 def _one_line_and_exit_1(output: str) -> str:
     """Rank 0's one error line; rank 0 exited 1 (not -6, not -15) after printing it. (A
     rank > 0 that sees the ring break prints its own, "mlx-jina: rank N: ...".)"""
-    # Interleaved output: mlx.launch's own "[WARN] Node with rank 1 exited ..." (no newline,
-    # colour codes) may stand before rank 0's line on the same line.
-    found = [line[line.index("mlx-jina: "):] for line in output.splitlines() if "mlx-jina: " in line]
-    lines = [line for line in found if not re.match(r"mlx-jina: rank \d+: ", line)]
+    lines = [line for line in _error_lines(output) if not re.match(r"mlx-jina: rank \d+: ", line)]
     assert len(lines) == 1, output
     assert "terminate called" not in output and "Traceback" not in output, output
     assert _exit_codes(output).get(0) == 1, output
@@ -488,7 +491,7 @@ def test_a_rank_holding_another_model_at_the_same_path_refuses(
     shutil.copytree(qwen_other_weights if other == "weights" else tiny_eurobert_base, there / "models" / "m")
     out = tmp_path / "job"
     _, output = _embed_job("models/m", corpus, out, 2, cwd=here, TEST_CWD_RANK1=str(there))
-    lines = [line for line in output.splitlines() if line.startswith("mlx-jina: ")]
+    lines = _error_lines(output)
     assert len(lines) == 2, output  # one per rank, the same line
     assert lines[0] == lines[1] and "rank 1 differs from rank 0 in " in lines[0], output
     assert "model content (identity c1:" in lines[0] and "finished shards" not in lines[0]

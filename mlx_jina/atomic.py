@@ -148,7 +148,7 @@ def replacing(dst: Path) -> Iterator[Path]:
         new = _sibling(dst, "tmp")
         os.mkdir(new)
     except OSError as e:
-        _remove_empty(made)
+        remove_empty(made)
         where = Path(e.filename).parent if e.filename else dst.parent
         raise ValueError(
             f"Cannot write to {where} ({e.strerror}). "
@@ -162,11 +162,12 @@ def replacing(dst: Path) -> Iterator[Path]:
             swap_in(new, dst)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
-        _remove_empty(made)
+        remove_empty(made)
         raise
 
 
-def _remove_empty(folders: list[Path]) -> None:
+def remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed write created, where they are still empty."""
     for folder in folders:  # deepest first
         try:
             folder.rmdir()

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..atomic import remove_empty
 from ..checkpoint import hub
 from ..checkpoint.safetensors import read_json
 from ..tasks import TASKS
@@ -57,13 +58,13 @@ def destination_lock(root: Path) -> Iterator[None]:
         lock.parent.mkdir(parents=True, exist_ok=True)
         fd = _locked(lock)
     except OSError as e:
-        _remove_empty(made)
+        remove_empty(made)
         raise ValueError(
             f"Cannot write to {lock.parent} ({e.strerror}). "
             "Choose an --mlx-path in a folder you can write to."
         ) from None
     if fd is None:
-        _remove_empty(made)
+        remove_empty(made)
         raise ValueError(
             f"Another convert is writing {root} (it holds {lock}); wait for it to finish, "
             "or choose another --mlx-path."
@@ -76,7 +77,7 @@ def destination_lock(root: Path) -> Iterator[None]:
         lock.unlink(missing_ok=True)  # while still held: no other run holds this file
         os.close(fd)
         if not ok:
-            _remove_empty(made)
+            remove_empty(made)
 
 
 def _locked(lock: Path) -> int | None:
@@ -98,14 +99,6 @@ def _locked(lock: Path) -> int | None:
         except FileNotFoundError:
             pass
         os.close(fd)
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    for folder in folders:  # deepest first
-        try:
-            folder.rmdir()
-        except OSError:
-            pass
 
 
 def destination(mlx_path: str) -> Path:

@@ -356,9 +356,7 @@ class Embedder(TaskChoice, STHabits):
     ) -> np.ndarray | mx.array:
         """`encode` with the "query" prompt ("Query: " for retrieval); as in
         sentence-transformers, a `prompt_name` or `prompt` you pass wins."""
-        if prompt_name is None and prompt is None:
-            prompt_name = "query"
-        return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)
+        return self._encode_with("query", sentences, prompt_name, prompt, kwargs)
 
     def encode_document(
         self,
@@ -370,6 +368,9 @@ class Embedder(TaskChoice, STHabits):
     ) -> np.ndarray | mx.array:
         """`encode` with the "document" prompt ("Document: "); as in
         sentence-transformers, a `prompt_name` or `prompt` you pass wins."""
+        return self._encode_with("document", sentences, prompt_name, prompt, kwargs)
+
+    def _encode_with(self, default: str, sentences, prompt_name, prompt, kwargs: dict):
         if prompt_name is None and prompt is None:
-            prompt_name = "document"
+            prompt_name = default
         return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)

@@ -19,6 +19,7 @@ from .closed_pipe import quiet_on_closed_pipe
 from .corpus.cli import add_corpus_options, run_corpus
 from .corpus.errors import ShardPoolError, exit_on
 from .index.cli import add_index_commands
+from .server.durations import keep_alive_seconds
 from .tasks import DEFAULT_PROMPT_NAME, MIN_DIM, TASK_NAMES, TASKS
 
 API_ONLY = [name for name in TASK_NAMES if name not in TASKS]  # the names that pick a prompt
@@ -33,6 +34,13 @@ class Parser(argparse.ArgumentParser):
 
 def one_line(message: str) -> str:
     return "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+
+
+def keep_alive_value(text: str) -> float:
+    try:
+        return keep_alive_seconds(text, "--keep-alive")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 MODEL_OPTIONS = [
@@ -70,6 +78,27 @@ EMBED_OPTIONS = [
                               "stdout; its extension picks the format: .npy (one array), .json "
                               "(an array of arrays) or .jsonl (one array per line)")),
 ]  # fmt: skip
+SERVE_MODEL_OPTIONS = [
+    (("-m", "--model"), dict(action="append", metavar="MODEL",
+                             help="model folder, Hugging Face repo id, or NAME=MODEL to serve it "
+                             "as NAME; repeat to serve several (the first is the default and "
+                             "loads at start, the others on their first request)")),
+    (("--models",), dict(dest="models_file", metavar="FILE",
+                         help='JSON file of models with their own settings: {"models": [{"name", '
+                         '"source", "task", "multitask", "bits", "dtype", "revision", '
+                         '"keep_alive"}]}')),
+    (("--keep-alive",), dict(type=keep_alive_value, default="5m", metavar="DURATION",
+                             help="how long an idle model stays loaded: 5m, 1h, 90s, 0 (unload "
+                             "after each request) or -1 (always) (default: 5m); a request's "
+                             "keep_alive wins")),
+    (("--max-loaded-models",), dict(type=positive_int, default=3, metavar="N",
+                                    help="models loaded at once; the least recently used idle "
+                                    "one is unloaded to make room (default: 3)")),
+    (("--no-cached-models",), dict(dest="offer_cached", action="store_false",
+                                   help="don't offer the Jina v5 models found in the Hugging "
+                                   "Face cache")),
+    (("--revision",), dict(help="Hub branch, tag or commit to pin")),
+]
 SERVE_OPTIONS = [
     (("--task",), dict(choices=TASK_NAMES, metavar="TASK",
                        help="adapter to load (a Jina API task name names "
@@ -155,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("embed", "embed texts; one JSON array per input on stdout", run_embed,
          (MODEL_OPTIONS, WEIGHT_OPTIONS, EMBED_OPTIONS)),
         ("serve", "OpenAI- and Jina-compatible embedding server", run_serve,
-         (MODEL_OPTIONS, WEIGHT_OPTIONS, SERVE_OPTIONS, limit_options())),
+         (SERVE_MODEL_OPTIONS, WEIGHT_OPTIONS, SERVE_OPTIONS, limit_options())),
         ("info", "what a model folder or repo holds", run_info,
          (MODEL_OPTIONS, [(("--json",), dict(action="store_true", help="print one JSON object"))])),
     ]  # fmt: skip
@@ -296,8 +325,10 @@ def run_serve(args: argparse.Namespace) -> None:
     limits = Limits(**{name: getattr(args, name) for name in LIMITS})
     limits.request_timeout = limits.request_timeout or None  # 0: no limit
     args.task = serve_adapter(args.task)
+    if not args.model and not args.models_file:
+        args.parser.error("give a model to serve: -m MODEL (repeat for several) or --models FILE")
     serve(
-        args.model,
+        args.model or [],
         task=args.task,
         multitask=args.multitask,
         bits=args.bits,
@@ -313,6 +344,10 @@ def run_serve(args: argparse.Namespace) -> None:
         split_special_tokens=args.split_special_tokens,
         accept_token_ids=args.accept_token_ids,
         log_level=args.log_level,
+        models_file=args.models_file,
+        keep_alive=args.keep_alive,
+        max_loaded_models=args.max_loaded_models,
+        offer_cached=args.offer_cached,
     )
 
 

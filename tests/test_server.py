@@ -498,6 +498,7 @@ def test_models_health_metrics(server):
     assert httpx.get(server + "/health").json() == {
         "status": "ok",
         "model": "tiny-jina",
+        "loaded": ["tiny-jina"],
         "queue_depth": 0,
     }
     post(server, {"input": ["a", "b"]})

@@ -336,7 +336,7 @@ def test_accept_token_ids_flag_reaches_the_app(tiny_qwen_base, monkeypatch, flag
     seen = []
 
     def run(server: uvicorn.Server) -> None:  # instead of serving: look, then stop
-        service = server.config.app.state.service
+        service = server.config.app.state.models.default.service
         seen.append(service.accept_token_ids)
         service.worker.stop()
 

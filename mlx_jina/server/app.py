@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
@@ -21,9 +20,12 @@ from starlette.routing import Route
 
 from .connections import guarded_protocol
 from .guards import LOOPBACK_HOSTS, RequestGuard
-from .metrics import RequestMetrics
+from .durations import FOREVER
 from .limits import Limits
-from .protocol import ApiError, ClientGone
+from .metrics import Metrics, RequestMetrics
+from .prompts import QUERY_SUFFIX, split_model_id
+from .protocol import ApiError, ClientGone, parse_request
+from .registry import ModelRegistry, ModelSpec
 from .service import EmbeddingService, wait_for_disconnect
 from .worker import Worker
 
@@ -96,7 +98,7 @@ async def read_json(request: Request, limits: Limits) -> Any:
         raw = await read_body(request, limits.max_body_bytes, limits.read_timeout)
     except ApiError as e:
         if e.status == 408:
-            request.app.state.service.worker.metrics.refused("body_timeout")
+            request.app.state.metrics.refused("body_timeout")
         raise
     try:
         return json.loads(raw)
@@ -145,44 +147,71 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
 # routes
 
 
+def request_deadline(request: Request) -> float | None:
+    """When the request's work must end (time.monotonic()), from --request-timeout."""
+    timeout = request.app.state.limits.request_timeout
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def fingerprint_header(service: EmbeddingService) -> dict[str, str] | None:
+    identity = service.model.identity
+    return {FINGERPRINT_HEADER: identity} if identity else None
+
+
 @authorized
 async def embeddings(request: Request) -> Response:
-    service: EmbeddingService = request.app.state.service
-    limits = service.worker.limits
-    deadline = None
-    if limits.request_timeout is not None:
-        deadline = time.monotonic() + limits.request_timeout
-    body = await read_json(request, limits)
-    result = await service.embed(
-        body, disconnected=lambda: wait_for_disconnect(request.receive), deadline=deadline
-    )
-    identity = service.model.identity
-    return JSONResponse(result, headers={FINGERPRINT_HEADER: identity} if identity else None)
+    registry: ModelRegistry = request.app.state.models
+    deadline = request_deadline(request)
+    body = await read_json(request, registry.limits)
+    req = parse_request(body, registry.limits.max_inputs)  # a bad body is a 400 first
+    base = split_model_id(req.model)[0] if req.model is not None else None
+    async with registry.use(base, deadline=deadline) as used:
+        result = await used.service.embed_request(
+            req, disconnected=lambda: wait_for_disconnect(request.receive), deadline=deadline
+        )
+        return JSONResponse(result, headers=fingerprint_header(used.service))
 
 
 @authorized
-async def models(request: Request) -> Response:
-    return JSONResponse({"object": "list", "data": request.app.state.service.model_info()})
+async def models_route(request: Request) -> Response:
+    registry: ModelRegistry = request.app.state.models
+    listed = []
+    for slot in registry.slots:
+        if slot.service is not None:
+            listed += [{**m, "loaded": True} for m in slot.service.model_info()]
+        else:  # what loading would tell is not known yet
+            for suffix, kind in (("", "document"), (QUERY_SUFFIX, "query")):
+                listed.append(
+                    {"id": slot.spec.name + suffix, "object": "model", "owned_by": "jinaai",
+                     "input_type": kind, "loaded": False}  # fmt: skip
+                )
+    return JSONResponse({"object": "list", "data": listed})
 
 
 async def health(request: Request) -> Response:
-    service: EmbeddingService = request.app.state.service
-    ok = service.worker.alive
+    registry: ModelRegistry = request.app.state.models
+    loaded = [s.service for s in registry.loaded()]
+    ok = all(service.worker.alive for service in loaded)
     return JSONResponse(
         {
             "status": "ok" if ok else "worker stopped",
-            "model": service.model_name,
-            "queue_depth": service.worker.queue_depth,
+            "model": registry.default.spec.name,
+            "loaded": [service.model_name for service in loaded],
+            "queue_depth": queue_depth(registry),
         },
         200 if ok else 503,
     )
 
 
+def queue_depth(registry: ModelRegistry) -> int:
+    return sum(slot.service.worker.queue_depth for slot in registry.loaded())
+
+
 @authorized
 async def prometheus(request: Request) -> Response:
-    worker: Worker = request.app.state.service.worker
+    registry: ModelRegistry = request.app.state.models
     return PlainTextResponse(
-        worker.metrics.render(worker.queue_depth), media_type="text/plain; version=0.0.4"
+        registry.metrics.render(queue_depth(registry)), media_type="text/plain; version=0.0.4"
     )
 
 
@@ -204,12 +233,13 @@ async def internal_error(request: Request, e: Exception) -> Response:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    app.state.models.start()
     yield
-    await run_in_threadpool(app.state.service.worker.stop)
+    await app.state.models.close()
 
 
 def middleware(
-    worker: Worker, allowed_hosts: tuple[str, ...], cors_origins: tuple[str, ...]
+    metrics: Metrics, allowed_hosts: tuple[str, ...], cors_origins: tuple[str, ...]
 ) -> list[Middleware]:
     """The guards (Host, Origin), CORS where asked for, and request metrics, outermost first."""
     stack = [
@@ -217,7 +247,7 @@ def middleware(
             RequestGuard,
             allowed_hosts=allowed_hosts,
             cors_origins=cors_origins,
-            on_refused=worker.metrics.request,
+            on_refused=metrics.request,
         )
     ]
     if cors_origins:
@@ -230,52 +260,77 @@ def middleware(
                 expose_headers=[FINGERPRINT_HEADER],
             )
         )
-    stack.append(Middleware(RequestMetrics, metrics=worker.metrics, timed_path="/v1/embeddings"))
+    stack.append(Middleware(RequestMetrics, metrics=metrics, timed_path="/v1/embeddings"))
     return stack
 
 
 def create_app(
-    worker: Worker,
+    models: Worker | ModelRegistry,
     *,
-    model_name: str,
+    model_name: str | None = None,
     api_key: str | None = None,
     allowed_hosts: Iterable[str] = LOOPBACK_HOSTS,
     cors_origins: Iterable[str] = (),
     split_special_tokens: bool = False,
     accept_token_ids: bool = False,
 ) -> Starlette:
-    """The ASGI app around a started `Worker`; stopping the app stops the worker.
+    """The ASGI app around a started `Worker` (one model, kept loaded) or a
+    `ModelRegistry` (models loaded on demand); stopping the app stops every worker.
 
     Args:
+        model_name: The served name of a Worker's model (a registry names its own).
         api_key: Require `Authorization: Bearer <api_key>` (None: no key; "" is refused).
         allowed_hosts: Host header names accepted ("*": any). The default, loopback names
             only, shuts out DNS rebinding for a server bound to 127.0.0.1.
         cors_origins: Web origins allowed to call the API from a browser ("*": any).
         split_special_tokens: Default for requests without "split_special_tokens": tokenize
-            special-token strings in the input ("<|endoftext|>") as plain text.
+            special-token strings in the input ("<|endoftext|>") as plain text. For a
+            Worker; a registry has its own.
         accept_token_ids: Embed token-id inputs as this model's ids. Off by default: OpenAI
-            clients (LangChain) send tiktoken ids, which would give wrong vectors.
+            clients (LangChain) send tiktoken ids, which would give wrong vectors. For a
+            Worker; a registry has its own.
     """
-    if worker.model is None:
-        raise ValueError("Start the worker (Worker.start()) before creating the app.")
     key = check_api_key(api_key)
+    registry = models if isinstance(models, ModelRegistry) else single_model(
+        models, model_name, split_special_tokens, accept_token_ids
+    )
     app = Starlette(
         routes=[
             Route("/v1/embeddings", embeddings, methods=["POST"]),
-            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/models", models_route, methods=["GET"]),
             Route("/health", health, methods=["GET"]),  # open, for load balancers
             Route("/metrics", prometheus, methods=["GET"]),
         ],
-        middleware=middleware(worker, tuple(allowed_hosts), tuple(cors_origins)),
+        middleware=middleware(registry.metrics, tuple(allowed_hosts), tuple(cors_origins)),
         # Exception's handler answers any other error: a request never kills the server.
         exception_handlers={ApiError: api_error, ClientGone: client_gone, Exception: internal_error},
         lifespan=lifespan,
     )
     app.state.api_key = key
-    app.state.service = EmbeddingService(
-        worker, model_name, split_special_tokens, accept_token_ids
-    )
+    app.state.models, app.state.metrics, app.state.limits = (
+        registry, registry.metrics, registry.limits,
+    )  # fmt: skip
     return app
+
+
+def single_model(
+    worker: Worker, model_name: str | None, split_special_tokens: bool, accept_token_ids: bool
+) -> ModelRegistry:
+    """A registry of one started worker's model, kept loaded for as long as the app runs."""
+    if worker.model is None:
+        raise ValueError("Start the worker (Worker.start()) before creating the app.")
+    if not model_name:
+        raise ValueError("create_app(worker) needs model_name= (the model's served name).")
+    spec = ModelSpec(model_name, worker._load_model, source=model_name, keep_alive=FOREVER)
+    registry = ModelRegistry(
+        [spec],
+        limits=worker.limits,
+        metrics=worker.metrics,
+        split_special_tokens=split_special_tokens,
+        accept_token_ids=accept_token_ids,
+    )
+    registry.adopt(worker)
+    return registry
 
 
 def uvicorn_config(app: Starlette, *, host: str, port: int, limits: Limits, log_level: str):
@@ -289,7 +344,7 @@ def uvicorn_config(app: Starlette, *, host: str, port: int, limits: Limits, log_
         log_level=log_level,
         lifespan="on",
         # h11 always: its parser is strict, and our connection limits extend it.
-        http=guarded_protocol(limits, app.state.service.worker.metrics.refused),
+        http=guarded_protocol(limits, app.state.metrics.refused),
         timeout_keep_alive=5,
         server_header=False,
     )

@@ -1,25 +1,27 @@
-"""`mlx-jina serve`: load a model on a worker thread and serve it with uvicorn."""
+"""`mlx-jina serve`: the models to offer, the first one loaded, served with uvicorn."""
 
 from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .app import check_api_key, create_app, uvicorn_config
+from .durations import FOREVER
 from .guards import default_allowed_hosts, is_loopback
 from .limits import Limits
-from .worker import Worker
+from .model_specs import cached_specs, served_name, specs_from
+from .registry import DEFAULT_MAX_LOADED, ModelRegistry
 
+__all__ = ["FOREVER", "serve", "served_name"]
 
-def served_name(source: str) -> str:
-    path = Path(source).expanduser()
-    return path.resolve().name if path.exists() else str(source)
+# Ollama's default: an idle model gives its memory back after five minutes.
+DEFAULT_KEEP_ALIVE = 300.0
 
 
 def serve(
-    source: str,
+    source: str | Sequence[str],
     *,
     task: str | None = None,
     multitask: bool = False,
@@ -36,11 +38,20 @@ def serve(
     split_special_tokens: bool = False,
     accept_token_ids: bool = False,
     log_level: str = "info",
+    models_file: str | Path | None = None,
+    keep_alive: float = DEFAULT_KEEP_ALIVE,
+    max_loaded_models: int = DEFAULT_MAX_LOADED,
+    offer_cached: bool = True,
 ) -> None:
-    """Load `source` on a worker thread and serve it with uvicorn until interrupted.
+    """Serve `source` (one model, or several: each a folder, a repo id or NAME=SOURCE) with
+    uvicorn until interrupted. The first model loads now; the others, and the Jina v5
+    models in the Hugging Face cache (`offer_cached`), load on their first request.
 
     `allowed_hosts=None` accepts loopback names when bound to loopback, any host otherwise.
     `accept_token_ids`: embed token-id inputs (this model's ids); refused by default.
+    `keep_alive`: seconds an idle model stays loaded (FOREVER: always); a request's
+    `keep_alive` wins. `max_loaded_models`: at most this many loaded at once (the least
+    recently used idle one is unloaded to make room).
     """
     import uvicorn
 
@@ -50,26 +61,34 @@ def serve(
             f"Serving on {host} without --api-key: anyone who can reach it can use it.",
             stacklevel=2,
         )
-    from ..loading import load
-
     limits = limits or Limits()
-    worker = Worker(
-        lambda: load(
-            source, task=task, multitask=multitask, bits=bits, dtype=dtype, revision=revision
-        ),
+    settings = dict(task=task, multitask=multitask, bits=bits, dtype=dtype, revision=revision)
+    entries = [source] if isinstance(source, (str, Path)) else list(source)
+    specs = specs_from(map(str, entries), settings, models_file, model_name)
+    if offer_cached:
+        specs += cached_specs(settings, {n for s in specs for n in s.names})
+    registry = ModelRegistry(
+        specs,
         limits=limits,
-    ).start()
+        keep_alive=keep_alive,
+        max_loaded=max_loaded_models,
+        split_special_tokens=split_special_tokens,
+        accept_token_ids=accept_token_ids,
+    )
+    registry.preload()  # a model that can't load is a start-up error
     app = create_app(
-        worker,
-        model_name=model_name or served_name(source),
+        registry,
         api_key=api_key,
         allowed_hosts=default_allowed_hosts(host) if allowed_hosts is None else allowed_hosts,
         cors_origins=cors_origins,
-        split_special_tokens=split_special_tokens,
-        accept_token_ids=accept_token_ids,
     )
     server = uvicorn.Server(
         uvicorn_config(app, host=host, port=port, limits=limits, log_level=log_level)
     )
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a server is stopped
-        server.run()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a server is stopped
+            server.run()
+    finally:
+        registry.stop_all()
+
+

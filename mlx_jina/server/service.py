@@ -179,6 +179,16 @@ class EmbeddingService:
         """Answer one request body. `disconnected` returns when the client goes away; its
         remaining work is then dropped. `deadline` (time.monotonic()) bounds the work."""
         req = parse_request(body, self.worker.limits.max_inputs)
+        return await self.embed_request(req, disconnected=disconnected, deadline=deadline)
+
+    async def embed_request(
+        self,
+        req: EmbeddingRequest,
+        *,
+        disconnected: Callable[[], Awaitable[None]] | None = None,
+        deadline: float | None = None,
+    ) -> dict:
+        """embed() of a parsed request."""
         if req.ids is not None and not self.accept_token_ids:
             raise token_ids_refused()
         query_model = self.check_model(req.model)

@@ -107,13 +107,7 @@ class Embedder(TaskChoice, STHabits):
         special token's text inside an input ("<|endoftext|>") is tokenized as plain text.
         """
         max_length = self._check_max_length(max_length)
-        if not isinstance(split_special_tokens, bool):
-            raise InputTypeError(
-                f"split_special_tokens={split_special_tokens!r}; use True or False."
-            )
-        # Tokenized by prefix and without a lock: a huge text costs what its cut keeps, and
-        # does not hold up other threads' texts (tokenizing.py).
-        ids, cut = self._text_tokenizer.encode(texts, max_length, split_special_tokens)
+        ids, cut = self.tokenize_and_cut(texts, max_length, split_special_tokens)
         if cut and not truncate:
             raise ValueError(
                 f"{len(cut)} of {len(texts)} inputs are longer than max_length={max_length} "
@@ -130,6 +124,20 @@ class Embedder(TaskChoice, STHabits):
                 f"Input {empty[0]} has no tokens (empty text and no prompt). Pass non-empty text."
             )
         return ids
+
+    def tokenize_and_cut(
+        self, texts: list[str], max_length: int | None = None, split_special_tokens: bool = False
+    ) -> tuple[list[list[int]], list[int]]:
+        """Token ids per text, cut to `max_length`, and the indices of the texts that were
+        cut; no warning (the caller reports the cuts its own way)."""
+        max_length = self._check_max_length(max_length)
+        if not isinstance(split_special_tokens, bool):
+            raise InputTypeError(
+                f"split_special_tokens={split_special_tokens!r}; use True or False."
+            )
+        # Tokenized by prefix and without a lock: a huge text costs what its cut keeps, and
+        # does not hold up other threads' texts (tokenizing.py).
+        return self._text_tokenizer.encode(texts, max_length, split_special_tokens)
 
     def _check_max_length(self, max_length: int | None) -> int:
         if max_length is None:

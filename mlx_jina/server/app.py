@@ -26,7 +26,7 @@ from .metrics import Metrics, RequestMetrics
 from .prompts import QUERY_SUFFIX, split_model_id
 from .protocol import ApiError, ClientGone, parse_request
 from .registry import ModelRegistry, ModelSpec
-from .service import EmbeddingService, wait_for_disconnect
+from .service import TRUNCATED_HEADER, EmbeddingService, wait_for_disconnect
 from .worker import Worker
 
 CLIENT_CLOSED = 499  # nginx's status for a request whose client went away
@@ -153,9 +153,9 @@ def request_deadline(request: Request) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
 
 
-def fingerprint_header(service: EmbeddingService) -> dict[str, str] | None:
+def fingerprint_header(service: EmbeddingService) -> dict[str, str]:
     identity = service.model.identity
-    return {FINGERPRINT_HEADER: identity} if identity else None
+    return {FINGERPRINT_HEADER: identity} if identity else {}
 
 
 @authorized
@@ -169,7 +169,8 @@ async def embeddings(request: Request) -> Response:
         result = await used.service.embed_request(
             req, disconnected=lambda: wait_for_disconnect(request.receive), deadline=deadline
         )
-        return JSONResponse(result, headers=fingerprint_header(used.service))
+        headers = {**fingerprint_header(used.service), **result.headers()}
+        return JSONResponse(result.body, headers=headers)
 
 
 @authorized
@@ -257,7 +258,7 @@ def middleware(
                 allow_origins=list(cors_origins),
                 allow_methods=["GET", "POST"],
                 allow_headers=["Authorization", "Content-Type"],
-                expose_headers=[FINGERPRINT_HEADER],
+                expose_headers=[FINGERPRINT_HEADER, TRUNCATED_HEADER],
             )
         )
     stack.append(Middleware(RequestMetrics, metrics=metrics, timed_path="/v1/embeddings"))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +24,23 @@ from .protocol import (
     parse_request,
 )
 from .worker import DeadlineExceeded, Job, QueueFull, Worker
+
+
+log = logging.getLogger("mlx_jina.server")
+# Responses whose inputs were cut to the context say how many in this header.
+TRUNCATED_HEADER = "X-Truncated-Inputs"
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """A response body in OpenAI's shape, the inputs cut to the context, and tokens."""
+
+    body: dict
+    truncated: int
+    tokens: int
+
+    def headers(self) -> dict[str, str]:
+        return {TRUNCATED_HEADER: str(self.truncated)} if self.truncated else {}
 
 
 def serves(model: Embedder, adapter: str) -> bool:
@@ -108,7 +127,8 @@ class EmbeddingService:
         except ValueError as e:
             raise ApiError(400, str(e), param="input_type") from None
 
-    def token_rows(self, req: EmbeddingRequest, prompt: str) -> list[list[int]]:
+    def token_rows(self, req: EmbeddingRequest, prompt: str) -> tuple[list[list[int]], int]:
+        """The request's token ids, and how many inputs were cut to the context."""
         model = self.model
         limit = model.max_length
         if req.ids is not None:
@@ -130,11 +150,14 @@ class EmbeddingService:
                         code="context_length_exceeded",
                     )
                 rows.append(row[:limit])  # ids are embedded as sent: no prompt, no specials
-            return rows
+            return rows, sum(len(row) > limit for row in req.ids)
+        split = req.split_special_tokens
+        split = self.split_special_tokens if split is None else split
+        texts = [prompt + t for t in req.texts]
         try:
-            split = req.split_special_tokens
-            split = self.split_special_tokens if split is None else split
-            return model.tokenize([prompt + t for t in req.texts], None, req.truncate, split)
+            if not req.truncate:
+                return model.tokenize(texts, None, False, split), 0
+            rows, cut = model.tokenize_and_cut(texts, None, split)
         except ValueError as e:
             raise ApiError(
                 400,
@@ -143,6 +166,14 @@ class EmbeddingService:
                 param="input",
                 code="context_length_exceeded",
             ) from None
+        if empty := [i for i, row in enumerate(rows) if not row]:
+            raise ApiError(400, f"input[{empty[0]}] has no tokens; send non-empty text.")
+        if cut:  # never silent: the log says it, and the response's header
+            log.warning(
+                "%d of %d inputs were longer than %d tokens and were cut (first: input %d).",
+                len(cut), len(texts), model.max_length, cut[0],
+            )  # fmt: skip
+        return rows, len(cut)
 
     def check_dimensions(self, req: EmbeddingRequest) -> None:
         dim = self.model.dim
@@ -179,7 +210,7 @@ class EmbeddingService:
         """Answer one request body. `disconnected` returns when the client goes away; its
         remaining work is then dropped. `deadline` (time.monotonic()) bounds the work."""
         req = parse_request(body, self.worker.limits.max_inputs)
-        return await self.embed_request(req, disconnected=disconnected, deadline=deadline)
+        return (await self.embed_request(req, disconnected=disconnected, deadline=deadline)).body
 
     async def embed_request(
         self,
@@ -187,8 +218,8 @@ class EmbeddingService:
         *,
         disconnected: Callable[[], Awaitable[None]] | None = None,
         deadline: float | None = None,
-    ) -> dict:
-        """embed() of a parsed request."""
+    ) -> Embedded:
+        """embed() of a parsed request, with the count of inputs cut to the context."""
         if req.ids is not None and not self.accept_token_ids:
             raise token_ids_refused()
         query_model = self.check_model(req.model)
@@ -197,7 +228,7 @@ class EmbeddingService:
         self.check_dimensions(req)
         if self.worker.full():  # refuse before paying for tokenization
             raise queue_full()
-        rows = await run_in_threadpool(self.token_rows, req, prompt)
+        rows, truncated = await run_in_threadpool(self.token_rows, req, prompt)
         job = Job(
             task, rows, req.truncate_dim, req.normalized, EMBEDDING_TYPES[req.output],
             deadline=deadline,
@@ -215,7 +246,7 @@ class EmbeddingService:
         tokens = job.tokens
         self.worker.metrics.embedded(len(rows), tokens)
         name = self.model_name + (QUERY_SUFFIX if query_model else "")
-        return embedding_response(vectors, req.output, name, tokens)
+        return Embedded(embedding_response(vectors, req.output, name, tokens), truncated, tokens)
 
 
 def token_ids_refused() -> ApiError:

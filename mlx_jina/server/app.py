@@ -295,13 +295,17 @@ def create_app(
     registry = models if isinstance(models, ModelRegistry) else single_model(
         models, model_name, split_special_tokens, accept_token_ids
     )
+    from .ollama import ollama_routes  # it builds on this module's auth and body reading
+
+    routes = [
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/models", models_route, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),  # open, for load balancers
+        Route("/metrics", prometheus, methods=["GET"]),
+    ]
+    routes += ollama_routes()
     app = Starlette(
-        routes=[
-            Route("/v1/embeddings", embeddings, methods=["POST"]),
-            Route("/v1/models", models_route, methods=["GET"]),
-            Route("/health", health, methods=["GET"]),  # open, for load balancers
-            Route("/metrics", prometheus, methods=["GET"]),
-        ],
+        routes=routes,
         middleware=middleware(registry.metrics, tuple(allowed_hosts), tuple(cors_origins)),
         # Exception's handler answers any other error: a request never kills the server.
         exception_handlers={ApiError: api_error, ClientGone: client_gone, Exception: internal_error},

@@ -26,7 +26,7 @@ from .metrics import Metrics, RequestMetrics
 from .prompts import QUERY_SUFFIX, split_model_id
 from .protocol import ApiError, ClientGone, parse_request
 from .registry import ModelRegistry, ModelSpec
-from .service import TRUNCATED_HEADER, EmbeddingService, wait_for_disconnect
+from .service import PROMPTED_HEADER, TRUNCATED_HEADER, EmbeddingService, wait_for_disconnect
 from .worker import Worker
 
 CLIENT_CLOSED = 499  # nginx's status for a request whose client went away
@@ -258,7 +258,7 @@ def middleware(
                 allow_origins=list(cors_origins),
                 allow_methods=["GET", "POST"],
                 allow_headers=["Authorization", "Content-Type"],
-                expose_headers=[FINGERPRINT_HEADER, TRUNCATED_HEADER],
+                expose_headers=[FINGERPRINT_HEADER, TRUNCATED_HEADER, PROMPTED_HEADER],
             )
         )
     stack.append(Middleware(RequestMetrics, metrics=metrics, timed_path="/v1/embeddings"))

@@ -89,6 +89,8 @@ EXTRA_MODULES = {
             "test_server_abuse.py",
             "test_server_clients.py",
             "test_server_soak.py",
+            "test_server_models.py",
+            "test_server_model_specs.py",
             "test_worker.py",
         ),
     ),

@@ -88,6 +88,7 @@ EXTRA_MODULES = {
             "test_server.py",
             "test_server_abuse.py",
             "test_server_clients.py",
+            "test_server_ollama.py",
             "test_server_soak.py",
             "test_server_models.py",
             "test_server_model_specs.py",

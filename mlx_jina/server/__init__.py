@@ -1,14 +1,15 @@
-"""An OpenAI- and Jina-compatible embedding server (`mlx-jina serve`).
+"""An OpenAI-, Jina- and Ollama-compatible embedding server (`mlx-jina serve`).
 
 limits.py: every limit's default and help; protocol.py: errors, the request schema and
 response encoding; worker.py: the thread that runs the model; service.py: a request to a
 worker job and back; registry.py: the models offered, loaded on demand and unloaded when
 idle; model_specs.py: which models (-m, --models, the Hugging Face cache); durations.py:
 keep-alive durations; prompts.py: which prompt a request asks for (task, input_type,
-`<name>:query`); app.py: routes, auth and error handlers; guards.py and connections.py:
-what a request and a connection must pass; metrics.py: Prometheus metrics; serve.py: the
-uvicorn entry point. Needs the `server` extra (starlette, uvicorn, prometheus_client),
-except limits.py, which the CLI reads for its flags.
+`<name>:query`); app.py: routes, auth and error handlers; ollama.py: Ollama's embedding
+API (ollama_protocol.py parses its bodies, ollama_models.py lists models); guards.py and
+connections.py: what a request and a connection must pass; metrics.py: Prometheus
+metrics; serve.py: the uvicorn entry point. Needs the `server` extra (starlette, uvicorn,
+prometheus_client), except limits.py, which the CLI reads for its flags.
 """
 
 from importlib import import_module

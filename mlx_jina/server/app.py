@@ -26,7 +26,7 @@ from .metrics import Metrics, RequestMetrics
 from .prompts import QUERY_SUFFIX, split_model_id
 from .protocol import ApiError, ClientGone, parse_request
 from .registry import ModelRegistry, ModelSpec
-from .service import TRUNCATED_HEADER, EmbeddingService, wait_for_disconnect
+from .service import PROMPTED_HEADER, TRUNCATED_HEADER, EmbeddingService, wait_for_disconnect
 from .worker import Worker
 
 CLIENT_CLOSED = 499  # nginx's status for a request whose client went away
@@ -258,7 +258,7 @@ def middleware(
                 allow_origins=list(cors_origins),
                 allow_methods=["GET", "POST"],
                 allow_headers=["Authorization", "Content-Type"],
-                expose_headers=[FINGERPRINT_HEADER, TRUNCATED_HEADER],
+                expose_headers=[FINGERPRINT_HEADER, TRUNCATED_HEADER, PROMPTED_HEADER],
             )
         )
     stack.append(Middleware(RequestMetrics, metrics=metrics, timed_path="/v1/embeddings"))
@@ -295,13 +295,17 @@ def create_app(
     registry = models if isinstance(models, ModelRegistry) else single_model(
         models, model_name, split_special_tokens, accept_token_ids
     )
+    from .ollama import ollama_routes  # it builds on this module's auth and body reading
+
+    routes = [
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/models", models_route, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),  # open, for load balancers
+        Route("/metrics", prometheus, methods=["GET"]),
+    ]
+    routes += ollama_routes()
     app = Starlette(
-        routes=[
-            Route("/v1/embeddings", embeddings, methods=["POST"]),
-            Route("/v1/models", models_route, methods=["GET"]),
-            Route("/health", health, methods=["GET"]),  # open, for load balancers
-            Route("/metrics", prometheus, methods=["GET"]),
-        ],
+        routes=routes,
         middleware=middleware(registry.metrics, tuple(allowed_hosts), tuple(cors_origins)),
         # Exception's handler answers any other error: a request never kills the server.
         exception_handlers={ApiError: api_error, ClientGone: client_gone, Exception: internal_error},

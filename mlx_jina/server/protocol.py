@@ -126,6 +126,10 @@ class EmbeddingRequest:
     split_special_tokens: bool | None = body_field(bool)  # None: the server's default
     # Jina's API and OpenAI's refuse over-long inputs unless told to cut them.
     truncate: bool = body_field(bool, False)
+    # Not a body field: Ollama's routes set it. Inputs that already start with one of the
+    # model's prompts ("Query: ", "Document: ") are embedded as sent, so an app that adds
+    # the prompt itself never gets it twice. OpenAI's route adds its prompt to every input.
+    skip_prompted: bool = False
 
     @property
     def adapter(self) -> str | None:

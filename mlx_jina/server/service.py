@@ -29,18 +29,23 @@ from .worker import DeadlineExceeded, Job, QueueFull, Worker
 log = logging.getLogger("mlx_jina.server")
 # Responses whose inputs were cut to the context say how many in this header.
 TRUNCATED_HEADER = "X-Truncated-Inputs"
+# ... and how many inputs came with a prompt already, embedded as sent (Ollama's routes).
+PROMPTED_HEADER = "X-Inputs-Already-Prompted"
 
 
 @dataclass(frozen=True)
 class Embedded:
-    """A response body in OpenAI's shape, the inputs cut to the context, and tokens."""
+    """A response body in OpenAI's shape, the inputs cut to the context, tokens, and the
+    inputs that came with one of the model's prompts (embedded as sent)."""
 
     body: dict
     truncated: int
     tokens: int
+    prompted: int = 0
 
     def headers(self) -> dict[str, str]:
-        return {TRUNCATED_HEADER: str(self.truncated)} if self.truncated else {}
+        counts = {TRUNCATED_HEADER: self.truncated, PROMPTED_HEADER: self.prompted}
+        return {name: str(n) for name, n in counts.items() if n}
 
 
 def serves(model: Embedder, adapter: str) -> bool:
@@ -153,7 +158,8 @@ class EmbeddingService:
             return rows, sum(len(row) > limit for row in req.ids)
         split = req.split_special_tokens
         split = self.split_special_tokens if split is None else split
-        texts = [prompt + t for t in req.texts]
+        sent = self.already_prompted(req)
+        texts = [t if as_sent else prompt + t for t, as_sent in zip(req.texts, sent)]
         try:
             if not req.truncate:
                 return model.tokenize(texts, None, False, split), 0
@@ -174,6 +180,16 @@ class EmbeddingService:
                 len(cut), len(texts), model.max_length, cut[0],
             )  # fmt: skip
         return rows, len(cut)
+
+    def already_prompted(self, req: EmbeddingRequest) -> list[bool]:
+        """Per text, whether it is embedded as sent because it starts with one of the
+        model's prompts; only where the request asks (`skip_prompted`, Ollama's routes)."""
+        if req.texts is None:
+            return []
+        prompts = tuple(p for p in self.model.prompts_for(None).values() if p)
+        if not req.skip_prompted or not prompts:
+            return [False] * len(req.texts)
+        return [t.startswith(prompts) for t in req.texts]
 
     def check_dimensions(self, req: EmbeddingRequest) -> None:
         dim = self.model.dim
@@ -246,7 +262,16 @@ class EmbeddingService:
         tokens = job.tokens
         self.worker.metrics.embedded(len(rows), tokens)
         name = self.model_name + (QUERY_SUFFIX if query_model else "")
-        return Embedded(embedding_response(vectors, req.output, name, tokens), truncated, tokens)
+        body = embedding_response(vectors, req.output, name, tokens)
+        return Embedded(body, truncated, tokens, self.count_prompted(req))
+
+    def count_prompted(self, req: EmbeddingRequest) -> int:
+        if n := sum(self.already_prompted(req)):  # never silent: the log and a header say it
+            log.info(
+                "%d of %d inputs already start with one of the model's prompts; embedded "
+                "as sent, without a second prompt.", n, len(req.texts),
+            )  # fmt: skip
+        return n
 
 
 def token_ids_refused() -> ApiError:

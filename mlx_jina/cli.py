@@ -19,8 +19,9 @@ from .closed_pipe import quiet_on_closed_pipe
 from .corpus.cli import add_corpus_options, run_corpus
 from .corpus.errors import ShardPoolError, exit_on
 from .index.cli import add_index_commands
-from .server.durations import keep_alive_seconds
-from .tasks import DEFAULT_PROMPT_NAME, MIN_DIM, TASK_NAMES, TASKS
+from .server.durations import DEFAULT_KEEP_ALIVE, keep_alive_seconds, shown
+from .server.limits import DEFAULT_MAX_LOADED
+from .tasks import MIN_DIM, TASK_NAMES, TASKS
 
 API_ONLY = [name for name in TASK_NAMES if name not in TASKS]  # the names that pick a prompt
 
@@ -87,13 +88,15 @@ SERVE_MODEL_OPTIONS = [
                          help='JSON file of models with their own settings: {"models": [{"name", '
                          '"source", "task", "multitask", "bits", "dtype", "revision", '
                          '"keep_alive"}]}')),
-    (("--keep-alive",), dict(type=keep_alive_value, default="5m", metavar="DURATION",
+    (("--keep-alive",), dict(type=keep_alive_value, default=DEFAULT_KEEP_ALIVE,
+                             metavar="DURATION",
                              help="how long an idle model stays loaded: 5m, 1h, 90s, 0 (unload "
-                             "after each request) or -1 (always) (default: 5m); a request's "
-                             "keep_alive wins")),
-    (("--max-loaded-models",), dict(type=positive_int, default=3, metavar="N",
-                                    help="models loaded at once; the least recently used idle "
-                                    "one is unloaded to make room (default: 3)")),
+                             "after each request) or -1 (always) (default: "
+                             f"{shown(DEFAULT_KEEP_ALIVE)}); a request's keep_alive wins")),
+    (("--max-loaded-models",), dict(type=positive_int, default=DEFAULT_MAX_LOADED, metavar="N",
+                                    help="models loaded or loading at once; the least recently "
+                                    "used idle one is unloaded to make room (default: "
+                                    f"{DEFAULT_MAX_LOADED})")),
     (("--no-cached-models",), dict(dest="offer_cached", action="store_false",
                                    help="don't offer the Jina v5 models found in the Hugging "
                                    "Face cache")),
@@ -108,8 +111,9 @@ SERVE_OPTIONS = [
     (("--port",), dict(type=int, default=8080, help="port to bind (default: 8080)")),
     (("--api-key",), dict(default=os.environ.get("MLX_JINA_API_KEY"),
                           help="require 'Authorization: Bearer KEY' (default: $MLX_JINA_API_KEY)")),
-    (("--served-model-name",), dict(metavar="NAME", help="model id in responses (default: the "
-                                    "folder or repo name)")),
+    (("--served-model-name",), dict(metavar="NAME", help="model id of the first -m model "
+                                    "(default: the folder or repo name; -m NAME=MODEL names "
+                                    "any)")),
     (("--allowed-hosts",), dict(type=comma_list, metavar="HOST,...",
                                 help="Host header names accepted, '*' for any (default: "
                                 "localhost, 127.0.0.1 and ::1 when bound to loopback, any "
@@ -297,20 +301,10 @@ def run_convert(argv: list[str]) -> None:
 
 
 def serve_adapter(task: str | None) -> str | None:
-    """--task for the server: the adapter. Requests pick their prompt themselves, so a
-    name that would make every request a query is refused rather than half honoured."""
-    if task is None:
-        return None
-    from .tasks import parse_task
+    """--task for the server: the adapter (a name that asks for queries is refused)."""
+    from .server.model_specs import serving_adapter
 
-    adapter, prompt_name = parse_task(task)
-    if prompt_name not in (None, DEFAULT_PROMPT_NAME):
-        raise ValueError(
-            f"--task {task} would embed every request as a {prompt_name}; serve --task "
-            f"{adapter}, and let clients ask for {prompt_name} vectors per request "
-            '("input_type", or the model id with ":query")'
-        )
-    return adapter
+    return serving_adapter(task)
 
 
 def run_serve(args: argparse.Namespace) -> None:

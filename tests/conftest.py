@@ -90,6 +90,8 @@ EXTRA_MODULES = {
             "test_server_clients.py",
             "test_server_ollama.py",
             "test_server_soak.py",
+            "test_server_models.py",
+            "test_server_model_specs.py",
             "test_worker.py",
         ),
     ),

@@ -10,8 +10,9 @@ HF_HUB_OFFLINE=1 keeps the commands off the Hub.
 
 What is rewritten, and nothing else: the published Hub ids become local folders of the
 same layout, `python convert.py` / `python examples/...` point into the checkout, and an
-`mlx-jina serve` line is started in the background on a free port (the page's
-127.0.0.1:8080 becomes that port; its key is $KEY, its served name the repo's last part).
+`mlx-jina serve` line is started in the background, each on a free port of its own (the
+page's 127.0.0.1:8080, from its block to the next server's, becomes that port; its key is
+$KEY, its served name the repo's last part).
 
 A block that cannot run here has `<!-- not-run: reason -->` on the line before it; a
 block after `<!-- test: integrations -->` is left to tests/test_readme_integrations.py.
@@ -29,6 +30,7 @@ import socket
 import subprocess
 import sys
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -289,11 +291,15 @@ def test_blocks_that_reach_other_machines_are_refused():
             check_stays_local(b)
 
 
-def actions(page: Path, hub, port: int) -> list[dict]:
-    """What the runner does for `page`: python code, bash scripts and servers, in order."""
-    steps = []
+def actions(page: Path, hub, ports: Iterator[int]) -> list[dict]:
+    """What the runner does for `page`: python code, bash scripts and servers, in order.
+    Each `mlx-jina serve` gets a port of its own: its block and those after it, up to the
+    next server's, talk to it."""
+    steps, port = [], next(ports)
     for block in runnable(page):
         check_stays_local(block)
+        if block.lang == "bash" and any(c.startswith("mlx-jina serve") for c in _commands(block.code)):
+            port = next(ports)
         code = block.code.replace(PORT_IN_DOCS, f"127.0.0.1:{port}")
         if block.lang == "python":
             steps.append({"kind": "python", "where": block.where, "code": HUB_ID.sub(hub, code)})
@@ -382,13 +388,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_ports() -> Iterator[int]:
+    """Free ports, each once."""
+    seen: set[int] = set()
+    while True:
+        if (port := free_port()) not in seen:
+            seen.add(port)
+            yield port
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "page", [p for p in PAGES if runnable(p)], ids=lambda p: str(p.relative_to(ROOT))
 )
 def test_code_blocks_run(page, hub, tmp_path):
-    port = free_port()
-    steps = actions(page, hub, port)
+    steps = actions(page, hub, free_ports())
     work = tmp_path / "work"
     work.mkdir()
     (work / "corpus.txt").write_text(

@@ -357,8 +357,12 @@ def test_body_limit_and_load_failure(tiny_qwen_base):
 def test_queue_and_busy_refusals_keep_their_status_and_retry_after():
     """429 (queue full) and 503 (every loaded model busy) in Ollama's shape, Retry-After kept."""
     registry = ModelRegistry([ModelSpec("x", lambda: None)], max_loaded=1)
-    with pytest.raises(ApiError) as busy:  # the registry's own refusal, past its deadline
-        asyncio.run(registry._wait_for_change("x", deadline=0.0))
+    async def past_deadline():  # the registry's own refusal: no room, past its deadline
+        await registry._wait(asyncio.Event(), registry.slots[0], deadline=0.0)
+
+    with pytest.raises(ApiError) as busy:
+        asyncio.run(past_deadline())
+    assert busy.value.code == "models_busy"
     for error, status in ((queue_full(), 429), (busy.value, 503)):
 
         async def refused(request):

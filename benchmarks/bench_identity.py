@@ -13,48 +13,37 @@ would cost on every load.
 
 import argparse
 import hashlib
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
 
-from checkpoint import backbone_shapes
-from internals import write_json
-from mlx_jina.checkpoint.identity import SAMPLE_WINDOWS, WINDOW, model_identity
+from checkpoint import PUBLISHED, backbone_shapes
+from internals import SAMPLE_WINDOWS, WINDOW, machine, model_identity, table, timed, write_json
 
 # Qwen3-0.6B as published (the small model's backbone).
-CONFIG = {
-    "architectures": ["Qwen3Model"], "model_type": "qwen3", "hidden_size": 1024,
-    "intermediate_size": 3072, "num_hidden_layers": 28, "num_attention_heads": 16,
-    "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151669, "rms_norm_eps": 1e-6,
-    "rope_theta": 1000000, "max_position_embeddings": 32768, "hidden_act": "silu",
-    "tie_word_embeddings": True, "torch_dtype": "float16",
-}  # fmt: skip
+CONFIG = dict(PUBLISHED["qwen3"], architectures=["Qwen3Model"], model_type="qwen3", vocab_size=151669,
+              rms_norm_eps=1e-6, rope_theta=1000000, max_position_embeddings=32768, hidden_act="silu",
+              tie_word_embeddings=True, torch_dtype="float16")  # fmt: skip
 TOKENIZER = {"version": "1.0", "model": {"type": "BPE", "vocab": {}, "merges": []}}
 
 
 def write_folder(folder: Path, shards: int, seed: int = 0) -> list[str]:
     """config.json, tokenizer.json and the weights in `shards` files; their names."""
-    (folder / "config.json").write_text(json.dumps(CONFIG))
-    (folder / "tokenizer.json").write_text(json.dumps(TOKENIZER))
+    write_json(folder / "config.json", CONFIG)
+    write_json(folder / "tokenizer.json", TOKENIZER)
     rng = np.random.default_rng(seed)
     names = sorted(backbone_shapes(CONFIG, "qwen3").items())
     files = ["model.safetensors"] if shards == 1 else [
-        f"model-{i + 1:05d}-of-{shards:05d}.safetensors" for i in range(shards)
-    ]  # fmt: skip
+        f"model-{i + 1:05d}-of-{shards:05d}.safetensors" for i in range(shards)]  # fmt: skip
     for i, file in enumerate(files):
-        part = names[i::shards]
-        tensors = {k: (rng.standard_normal(s, np.float32) * 0.02).astype(np.float16) for k, s in part}
-        save_file(tensors, str(folder / file))
-        del tensors
+        save_file({k: (rng.standard_normal(s, np.float32) * 0.02).astype(np.float16) for k, s in names[i::shards]},
+                  str(folder / file))  # fmt: skip
     return files
 
 
@@ -78,12 +67,6 @@ def full_hash(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20, help="warm calls timed (default 20)")
@@ -98,36 +81,25 @@ def main() -> None:
         size = sum(p.stat().st_size for p in paths)
         call = lambda: model_identity(folder, files, {}, settings)  # noqa: E731
         drop_from_cache(paths)
-        first = timed(call)
-        warm = [timed(call) for _ in range(args.repeats)]
+        first = timed(call)[1]
+        warm = [timed(call)[1] for _ in range(args.repeats)]
         drop_from_cache(paths)
-        hash_cold = timed(lambda: full_hash(paths))
-        hash_warm = timed(lambda: full_hash(paths))
-        tensors = len(backbone_shapes(CONFIG, "qwen3"))
-    figures = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()} {platform.processor() or platform.platform()}, "
-        f"{os.cpu_count()} CPUs",
-        "command": "python " + " ".join(sys.argv),
-        "folder_bytes": size, "weight_files": len(files), "tensors": tensors,
-        "bytes_sampled": tensors * SAMPLE_WINDOWS * WINDOW,
-        "identity_first_s": first, "identity_warm_median_s": statistics.median(warm),
-        "identity_warm_min_s": min(warm), "identity_warm_max_s": max(warm),
-        "full_hash_cold_s": hash_cold, "full_hash_warm_s": hash_warm,
-    }  # fmt: skip
-    rows = [
-        ("folder", f"{size / 1e9:.2f} GB in {len(files)} file(s), {tensors} tensors"),
-        ("identity, first call (cache dropped)", f"{first * 1e3:.1f} ms"),
-        (f"identity, warm (median of {args.repeats})",
-         f"{statistics.median(warm) * 1e3:.1f} ms (min {min(warm) * 1e3:.1f}, max {max(warm) * 1e3:.1f})"),
-        ("full blake2b read, cold", f"{hash_cold * 1e3:.0f} ms"),
-        ("full blake2b read, warm", f"{hash_warm * 1e3:.0f} ms"),
-    ]  # fmt: skip
-    width = max(len(r[0]) for r in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+        hash_cold, hash_warm = timed(full_hash, paths)[1], timed(full_hash, paths)[1]
+    tensors, med = len(backbone_shapes(CONFIG, "qwen3")), statistics.median(warm)
+    print("\n".join(table(["measure", "value"], [
+        ["folder", f"{size / 1e9:.2f} GB in {len(files)} file(s), {tensors} tensors"],
+        ["identity, first call (cache dropped)", f"{first * 1e3:.1f} ms"],
+        [f"identity, warm (median of {args.repeats})",
+         f"{med * 1e3:.1f} ms (min {min(warm) * 1e3:.1f}, max {max(warm) * 1e3:.1f})"],
+        ["full blake2b read, cold", f"{hash_cold * 1e3:.0f} ms"],
+        ["full blake2b read, warm", f"{hash_warm * 1e3:.0f} ms"]])))  # fmt: skip
     if args.out:
-        write_json(args.out, figures)
+        write_json(args.out, {
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine(),
+            "command": "python " + " ".join(sys.argv), "folder_bytes": size, "weight_files": len(files),
+            "tensors": tensors, "bytes_sampled": tensors * SAMPLE_WINDOWS * WINDOW, "identity_first_s": first,
+            "identity_warm_median_s": med, "identity_warm_min_s": min(warm), "identity_warm_max_s": max(warm),
+            "full_hash_cold_s": hash_cold, "full_hash_warm_s": hash_warm})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -19,44 +19,30 @@ Medians over `--repeats`, after 10 untimed calls. Prints the table; --json write
 """
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from checkpoint import LLAMA_TOKENIZER, QWEN_TOKENIZER, TOKENIZERS_PIP, build
-from internals import write_report
+from internals import table, timed, write_json
 
 import mlx_jina  # before MLX: on Linux it loads the system BLAS
 import mlx.core as mx
 
 # The reduced shape of bench_encode.py: the kernels shrink, the per-call costs do not.
-NARROW = dict(
-    hidden_size=128, intermediate_size=384, num_attention_heads=4, num_key_value_heads=2, head_dim=16
-)
+NARROW = dict(hidden_size=128, intermediate_size=384, num_attention_heads=4, num_key_value_heads=2, head_dim=16)
 QUERY = "how do I keep a sourdough starter alive over a long holiday?"
-
-
-def timed(fn, *args):
-    start = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - start
 
 
 def stages(embedder, text: str) -> dict[str, float]:
     """One query through the stages encode_query runs, each timed on its own."""
     full = embedder.resolve_prompt("query", None, embedder.task) + text
     ids, t_tok = timed(embedder.tokenize, [full])
-    out, t_build = timed(embedder.engine.embed_batch, ids, embedder.task)
+    out, t_build = timed(embedder.embed_batch, ids, embedder.task)
     _, t_eval = timed(mx.eval, out)
-
-    def finish_copy():
-        return np.array(embedder.finish(out)[0])
-
-    _, t_copy = timed(finish_copy)
+    _, t_copy = timed(lambda: np.array(embedder.finish(out)[0]))
     return {"tokenize": t_tok, "graph build": t_build, "evaluation": t_eval, "finish+copy": t_copy}
 
 
@@ -68,9 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--folder", type=Path, help="reuse/keep the checkpoint here")
     parser.add_argument("--json", type=Path, help="write the figures here")
-    parser.add_argument(
-        "--narrow", action="store_true", help="hidden 128 (4/2 heads of 16, MLP 384): overhead shows"
-    )
+    parser.add_argument("--narrow", action="store_true", help="hidden 128 (4/2 heads of 16, MLP 384): overhead shows")
     args = parser.parse_args(argv)
     arch, tok = ("eurobert", LLAMA_TOKENIZER) if args.nano else ("qwen3", QWEN_TOKENIZER)
     if tok is None:
@@ -78,10 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.folder or Path(tmp) / arch
         if not (folder / "config.json").exists():
-            narrow = NARROW if args.narrow else {}
-            build(folder, arch, tokenizer=tok, tasks=("retrieval",), num_hidden_layers=args.layers, **narrow)
-        embedder = mlx_jina.load(folder, task="retrieval", dtype=args.dtype)
-        report(embedder, args)
+            build(folder, arch, tokenizer=tok, tasks=("retrieval",), num_hidden_layers=args.layers,
+                  **(NARROW if args.narrow else {}))  # fmt: skip
+        report(mlx_jina.load(folder, task="retrieval", dtype=args.dtype), args)
 
 
 def report(embedder, args) -> None:
@@ -92,25 +75,20 @@ def report(embedder, args) -> None:
     for _ in range(args.repeats):
         for name, t in stages(embedder, QUERY).items():
             rows.setdefault(name, []).append(t)
-        _, t = timed(embedder.encode_query, QUERY)
-        totals.append(t)
+        totals.append(timed(embedder.encode_query, QUERY)[1])
     med = {k: statistics.median(v) * 1e3 for k, v in rows.items()}
     total = statistics.median(totals) * 1e3
     med["other (Python, extra syncs)"] = max(0.0, total - sum(med.values()))
-    n = len(embedder.tokenize([QUERY]))
-    print(
-        f"{'nano' if args.nano else 'small'}-{'narrow' if args.narrow else 'width'}, {embedder.model.args.num_hidden_layers} layers, "
-        f"{args.dtype}, MLX {mx.__version__} on {mx.default_device()}, {args.repeats} repeats, "
-        f"query of {len(embedder.tokenize([QUERY])[0])} tokens + prompt ({n} row)\n"
-    )
-    print("| stage | median ms | share |\n|---|---|---|")
-    for name, ms in med.items():
-        print(f"| {name} | {ms:.3f} | {ms / total:.0%} |")
-    print(f"| **encode_query total** | **{total:.3f}** | 100% |")
+    layers = embedder.model.args.num_hidden_layers
+    print(f"{'nano' if args.nano else 'small'}-{'narrow' if args.narrow else 'width'}, {layers} layers, "
+          f"{args.dtype}, MLX {mx.__version__} on {mx.default_device()}, {args.repeats} repeats, "
+          f"query of {len(embedder.tokenize([QUERY])[0])} tokens + prompt\n")
+    rows = [[k, f"{ms:.3f}", f"{ms / total:.0%}"] for k, ms in med.items()]
+    rows.append(["**encode_query total**", f"**{total:.3f}**", "100%"])
+    print("\n".join(table(["stage", "median ms", "share"], rows)))
     if args.json:
-        figures = dict(median_ms=med, total_ms=total, repeats=args.repeats, dtype=args.dtype,
-                       layers=embedder.model.args.num_hidden_layers, mlx=mx.__version__)
-        write_report(args.json, json.dumps(figures, indent=1) + "\n")
+        write_json(args.json, dict(median_ms=med, total_ms=total, repeats=args.repeats, dtype=args.dtype,
+                                   layers=layers, mlx=mx.__version__))  # fmt: skip
 
 
 if __name__ == "__main__":

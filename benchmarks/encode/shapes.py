@@ -1,9 +1,9 @@
-"""The benchmark's models and their random checkpoints.
+"""The benchmarks' models and their random checkpoints (bench_encode.py and gpu_check.py).
 
-The table runs the published widths at a given depth (2 layers and the published depth
-by default): the time per token of a width is what the engines differ on; depth scales
-every engine's layers alike, but not what runs once per text (tokenization, embedding,
-pooling, mlx_jina's last layer at the pooled token only), hence both depths.
+The encode table runs the published widths at a given depth (2 layers and the published
+depth by default): the time per token of a width is what the engines differ on; depth
+scales every engine's layers alike, but not what runs once per text (tokenization,
+embedding, pooling, mlx_jina's last layer at the pooled token only), hence both depths.
 """
 
 import json
@@ -12,21 +12,14 @@ from pathlib import Path
 
 from checkpoint import LLAMA_TOKENIZER, PUBLISHED, QWEN_TOKENIZER, TINY, build, head_dim
 
-DEPTH_KEY = "num_hidden_layers"
-
-
-def widths(shape: dict) -> dict:
-    return {k: v for k, v in shape.items() if k != DEPTH_KEY}
-
-
+ARCHS = {"small": "qwen3", "nano": "eurobert"}
 # Qwen3-0.6B (hidden 1024, 16/8 heads of 128, MLP 3072) and EuroBERT-210m (hidden 768,
-# 12/12 heads of 64, MLP 3072); --smoke: the tests' tiny widths, real vocabularies.
-REAL = {"small": ("qwen3", widths(PUBLISHED["qwen3"])),
-        "nano": ("eurobert", widths(PUBLISHED["eurobert"]))}
-# (MLP 128, not the tests' 96: the quantized rows need multiples of 64.)
-TINY_SHAPES = {"small": ("qwen3", widths(TINY["qwen3"]) | {"intermediate_size": 128}),
-               "nano": ("eurobert", widths(TINY["eurobert"]) | {"intermediate_size": 128})}
-FULL_DEPTH = {"qwen3": PUBLISHED["qwen3"][DEPTH_KEY], "eurobert": PUBLISHED["eurobert"][DEPTH_KEY]}
+# 12/12 heads of 64, MLP 3072); tiny: the tests' widths with an MLP of 128, not 96 (the
+# quantized rows need multiples of 64).
+REAL = {name: {k: v for k, v in PUBLISHED[arch].items() if k != "num_hidden_layers"}
+        for name, arch in ARCHS.items()}  # fmt: skip
+TINY_SHAPES = {name: {k: v for k, v in TINY[arch].items() if k != "num_hidden_layers"}
+               | {"intermediate_size": 128} for name, arch in ARCHS.items()}  # fmt: skip
 
 
 @dataclass
@@ -42,26 +35,23 @@ class Model:
     def causal(self) -> bool:
         return self.arch == "qwen3"
 
-    @property
-    def layers(self) -> int:
-        return self.config["num_hidden_layers"]
-
     def to_json(self) -> dict:
-        return dict(name=self.name, arch=self.arch, config=self.config, folder=str(self.folder))
+        return dict(vars(self), folder=str(self.folder))
 
     @classmethod
     def from_json(cls, data: dict) -> "Model":
-        return cls(data["name"], data["arch"], data["config"], Path(data["folder"]))
+        return cls(**dict(data, folder=Path(data["folder"])))
 
 
-def build_model(
-    root: Path, name: str, arch: str, layers: int | None, seed: int, **shape
-) -> Model:
-    """A random checkpoint in the merged per-task layout, with the real tokenizer;
-    `layers` None: the published depth."""
-    tokenizer = QWEN_TOKENIZER if arch == "qwen3" else LLAMA_TOKENIZER
-    folder = build(root / name, arch, tokenizer=tokenizer, tasks=(), seed=seed,
-                   num_hidden_layers=layers or FULL_DEPTH[arch], **shape)
+def build_model(root: Path, name: str, layers: int | None, seed: int,
+                real_tokenizer: bool = True, **options) -> Model:
+    """A random checkpoint of `name`'s widths (`options` over them and over
+    checkpoint.build's defaults: the merged per-task layout, float32); `layers` None:
+    the published depth. Without `real_tokenizer`, the tests' tiny tokenizer."""
+    arch = ARCHS[name]
+    tokenizer = (QWEN_TOKENIZER if arch == "qwen3" else LLAMA_TOKENIZER) if real_tokenizer else None
+    options = {"tasks": (), "num_hidden_layers": layers or PUBLISHED[arch]["num_hidden_layers"]} | options
+    folder = build(root / name, arch, tokenizer=tokenizer, seed=seed, **options)
     return Model(name, arch, json.loads((folder / "config.json").read_text()), folder)
 
 
@@ -83,6 +73,6 @@ def mlx_embeddings_folder(folder: Path, write: bool = True) -> Path:
 
 def describe(model: Model) -> str:
     c = model.config
-    heads = f"{c['num_attention_heads']}/{c['num_key_value_heads']}"
-    return (f"{heads} heads of {head_dim(c)}, hidden {c['hidden_size']}, MLP "
-            f"{c['intermediate_size']}, vocabulary {c['vocab_size']:,}, {c['num_hidden_layers']} layers")
+    return (f"{model.arch}, {c['num_attention_heads']}/{c['num_key_value_heads']} heads of "
+            f"{head_dim(c)}, hidden {c['hidden_size']}, MLP {c['intermediate_size']}, "
+            f"vocabulary {c['vocab_size']:,}, {c['num_hidden_layers']} layers")

@@ -26,8 +26,7 @@ from checkpoint import LLAMA_TOKENIZER, QWEN_TOKENIZER, build
 from internals import percentile, write_json
 from live_server import live_server  # tests/, on the path through checkpoint
 from mlx_jina import load
-from mlx_jina.server import create_app
-from mlx_jina.server.registry import ModelRegistry, ModelSpec
+from mlx_jina.server import ModelRegistry, ModelSpec, create_app
 
 TEXTS = [f"Document {i}: the quick brown fox jumps over the lazy dog, again." for i in range(16)]
 MODELS = {"small": ("qwen3", QWEN_TOKENIZER), "nano": ("eurobert", LLAMA_TOKENIZER)}

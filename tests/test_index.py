@@ -303,7 +303,15 @@ def test_chunks_cover_the_text_within_budget():
             out.append(row)
         return out
 
-    chunks = chunk_text(text, spans, budget=30, overlap=8)
+    long_lines = []
+
+    def line_spans(line):
+        long_lines.append(line)
+        return spans([line])[0]
+
+    chunks = chunk_text(text, lambda lines: [len(s) for s in spans(lines)], line_spans,
+                        budget=30, overlap=8)  # fmt: skip
+    assert long_lines == [text.splitlines()[-1]]  # offsets only where a line is cut
     covered = np.zeros(len(text), bool)
     for c in chunks:
         covered[c.start : c.end] = True
@@ -324,8 +332,21 @@ def test_no_chunk_is_empty_or_blank():
         return [[(i, i + 1) for i in range(len(line))] for line in lines]
 
     text = "a" * 32 + "\n" + "b" * 5 + "\r\n\n" + "c" * 32 + " " * 32 + "\n"
-    chunks = chunk_text(text, chars, budget=32, overlap=0)
+    chunks = chunk_text(text, lambda lines: [len(s) for s in chars(lines)],
+                        lambda line: chars([line])[0], budget=32, overlap=0)  # fmt: skip
     assert [text[c.start : c.end] for c in chunks] == ["a" * 32, "b" * 5, "c" * 32]
+
+
+def test_folder_chunking_counts_tokens_as_the_offsets_do(tmp_path, multi):
+    """The index counts line tokens without offsets (encode_batch_fast), asking offsets only
+    of lines it cuts: the same chunks as offsets everywhere."""
+    text = "\n".join([" ".join(["bread", "volcano", "keys"][: i % 3 + 1]) * (i % 5 + 1)
+                      for i in range(40)] + ["moons and keys " * 60, "", "the end"])  # fmt: skip
+    with Index(tmp_path / "i.db", multi) as index:
+        fast = chunk_text(text, index._token_counts, index._spans, 40, 8)
+        offsets = chunk_text(text, lambda lines: [len(index._spans(x)) for x in lines],
+                             index._spans, 40, 8)  # fmt: skip
+    assert fast == offsets and len(fast) > 5
 
 
 def test_the_other_three_adapters(tmp_path, multi, qwen_for):

@@ -27,5 +27,6 @@ def test_bench_index_runs_at_tiny_sizes(tmp_path):
     [row] = report["search"]
     assert row["items"] == 500 and row["planted_first"] == 1.0 and "sqlite_rank_ms" in row
     tp = report["throughput"]
-    assert tp["chunks"] >= tp["files"] == 3 and tp["ratio"] > 0
+    assert tp["chunks"] >= tp["files"] == 3 and tp["ratio"] > 0 and tp["cpu_ratio"] > 0
+    assert tp["same"] and len(tp["ratios"]) == len(tp["cpu_ratios"]) >= 5  # the same texts
     assert "| 500 | 64 |" in proc.stdout

@@ -29,13 +29,15 @@ class _Piece:
 
 
 def chunk_text(
-    text: str, count_tokens: Callable[[list[str]], list[list[tuple[int, int]]]],
-    budget: int, overlap: int,
+    text: str, count_tokens: Callable[[list[str]], list[int]],
+    token_spans: Callable[[str], list[tuple[int, int]]], budget: int, overlap: int,
 ) -> list[Chunk]:  # fmt: skip
-    """Chunks of `text`; `count_tokens(lines)` gives each line's token character spans."""
+    """Chunks of `text`; `count_tokens(lines)` gives each line's token count, and
+    `token_spans(line)` a line's token character spans: asked only of lines over the
+    budget, which are cut between tokens (counting is cheaper than finding offsets)."""
     if not 0 <= overlap < budget:
         raise ValueError(f"overlap={overlap} must be at least 0 and below the budget {budget}.")
-    pieces = _pieces(text, count_tokens, budget)
+    pieces = _pieces(text, count_tokens, token_spans, budget)
     chunks, first = [], 0
     while first < len(pieces):
         last, total = first, pieces[first].tokens
@@ -62,7 +64,7 @@ def chunk_text(
     return chunks
 
 
-def _pieces(text: str, count_tokens, budget: int) -> list[_Piece]:
+def _pieces(text: str, count_tokens, token_spans, budget: int) -> list[_Piece]:
     """The text's non-blank lines, long ones cut into windows of `budget` tokens."""
     lines, starts, pos = text.splitlines(keepends=True), [], 0
     for line in lines:
@@ -71,12 +73,15 @@ def _pieces(text: str, count_tokens, budget: int) -> list[_Piece]:
     # Line ends are not counted: a window holding only "\n" would be an empty chunk.
     lines = [line.rstrip("\r\n") for line in lines]
     keep = [i for i, line in enumerate(lines) if line.strip()]
-    spans = count_tokens([lines[i] for i in keep]) if keep else []
+    counts = count_tokens([lines[i] for i in keep]) if keep else []
     pieces = []
-    for n, (i, tokens) in enumerate(zip(keep, spans)):
+    for n, (i, count) in enumerate(zip(keep, counts)):
         blank_next = n + 1 < len(keep) and keep[n + 1] > i + 1
         start, end = starts[i], starts[i] + len(lines[i])
-        tokens = tokens or [(0, end - start)]
+        if count <= budget:  # the whole line is one piece (a line of no tokens counts 1)
+            pieces.append(_Piece(start, end, i + 1, max(count, 1), blank_next))
+            continue
+        tokens = token_spans(lines[i])
         for w in range(0, len(tokens), budget):
             window = tokens[w : w + budget]
             a = start if w == 0 else start + window[0][0]

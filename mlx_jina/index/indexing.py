@@ -1,6 +1,6 @@
 """Folders into an index: new and changed files embedded (by content hash), deleted
 files' chunks dropped, a batch of files per transaction. Mixed into `Index`, whose store,
-model, tokenizer and `_embed` it uses."""
+model, tokenizer, `_token_counts` and `_embed` it uses."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class FolderIndexing:
                 summary["chunks"] += self._chunk_count(root, rel)
                 bar and bar.update(1)
                 continue
-            chunks = chunk_text(text, self._spans, chunk_tokens, overlap)
+            chunks = chunk_text(text, self._token_counts, self._spans, chunk_tokens, overlap)
             pending.append((rel, text, digest, chunks))
             if sum(len(p[3]) for p in pending) >= batch_texts:
                 self._write_files(root, pending, summary, bar)
@@ -71,8 +71,8 @@ class FolderIndexing:
         summary["skipped_files"] = walk.skipped
         return summary
 
-    def _spans(self, lines: list[str]) -> list[list[tuple[int, int]]]:
-        return [e.offsets for e in self._tokenizer.encode_batch(lines, add_special_tokens=False)]
+    def _spans(self, line: str) -> list[tuple[int, int]]:
+        return self._tokenizer.encode(line, add_special_tokens=False).offsets
 
     def _write_files(self, root: Path, pending: list, summary: dict, bar) -> None:
         """Embed the chunks of several files in one call, then write them in one

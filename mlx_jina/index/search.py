@@ -200,7 +200,9 @@ class Index(FolderIndexing):
         return ids, [Item(i, t, m) for i, t, m in zip(ids, texts, metadata)]
 
     def _token_counts(self, texts: list[str]) -> list[int]:
-        return [len(e.ids) for e in self._tokenizer.encode_batch(texts, add_special_tokens=False)]
+        # encode_batch_fast (tokenizers >= 0.21) skips the character offsets: a third faster.
+        encode = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)
+        return [len(e.ids) for e in encode(texts, add_special_tokens=False)]
 
     def _embed(self, texts: list[str]) -> dict[str, np.ndarray]:
         v = self.model.encode(texts, task=RETRIEVAL, prompt_name="document",

@@ -44,6 +44,60 @@ def test_cut_equals_the_tokenizers_own_truncation(tokenizer_file):
         assert (ids[0], bool(cut)) == (want.ids, bool(want.overflowing)), (max_length, text[:60])
 
 
+def left_cut(reference: Tokenizer, text: str, prompt_chars: int, max_length: int) -> list[int]:
+    """TEI's Left cut from the whole text's encoding: the prompt's tokens, then the last
+    tokens that fit, then the special tokens around them."""
+    plain = reference.encode(text, add_special_tokens=False)
+    full = reference.encode(text).ids
+    at = next(k for k in range(len(full)) if full[k : k + len(plain.ids)] == plain.ids)
+    before, after = full[:at], full[at + len(plain.ids) :]
+    budget = max(max_length - len(before) - len(after), 0)
+    n = sum(end <= prompt_chars for _, end in plain.offsets)
+    if len(plain.ids) <= budget or budget <= n:  # uncut, or the prompt fills the budget
+        return (before + plain.ids[:budget] + after)[:max_length]
+    kept = plain.ids[:n] + plain.ids[len(plain.ids) - (budget - n) :]
+    return (before + kept + after)[:max_length]
+
+
+def test_left_cut_keeps_the_prompt_and_the_end(tokenizer_file):
+    """direction="left" (TEI's truncation_direction "Left"): for random texts, prompts and
+    limits, the ids are the whole text's tokens with those after the prompt cut."""
+    reference = Tokenizer.from_file(str(tokenizer_file))
+    ours = TextTokenizer(Tokenizer.from_file(str(tokenizer_file)))
+    rng = random.Random(1)
+    differ = 0
+    for _ in range(150):
+        prompt = rng.choice(["", "Query: ", "Document: "])
+        text = prompt + "".join(rng.choice(PIECES) for _ in range(rng.randint(1, 400)))
+        max_length = rng.choice([ours.specials + 1, 5, 17, 64, 100, 1000])
+        split = rng.random() < 0.5
+        reference.encode_special_tokens = split
+        ids, cut = ours.encode([text], max_length, split, "left", len(prompt))
+        assert ids[0] == left_cut(reference, text, len(prompt), max_length), (max_length, text[:60])
+        right, right_cut = ours.encode([text], max_length, split)
+        assert cut == right_cut and (cut or ids == right)
+        differ += ids != right
+    assert differ > 50  # cuts that kept other tokens than the right cut
+
+
+def test_a_huge_text_cut_from_the_left_is_tokenized_by_a_bounded_suffix(model):
+    """The left cut of a 15 MB text tokenizes its prompt's prefix and a suffix, never the
+    whole; the ids are those of its last 20,000 characters cut the same way."""
+    spy, prompt = recording(model), "Query: "
+    ids, cut = model.tokenize_and_cut([prompt + HUGE], 512, direction="left", prompt_chars=7)
+    assert cut == [0] and len(ids[0]) == 512
+    assert max(spy.lengths) <= (512 + 16) * CHARS_PER_TOKEN
+    end = HUGE[HUGE.index("The quick", len(HUGE) - 20_000) :]  # starts as HUGE does
+    tail, _ = model.tokenize_and_cut([prompt + end], 512, direction="left", prompt_chars=7)
+    assert ids == tail
+    right = model.tokenize_and_cut([prompt + HUGE], 512)[0][0]
+    assert ids[0][:2] == right[:2] and ids[0][2:] != right[2:]  # "Query", ":"
+    assert HUGE.endswith(model.tokenizer.decode(ids[0][-20:]))
+    for bad in ({"direction": "Left"}, {"prompt_chars": -1}, {"prompt_chars": 2.0}):
+        with pytest.raises(ValueError, match="'right' or 'left'"):
+            model.tokenize_and_cut(["a"], **bad)
+
+
 class Recording:
     """A tokenizer that records the length of each text it is given, and holds texts
     longer than `hold_over` characters until `release` is set."""
@@ -59,6 +113,10 @@ class Recording:
             self.entered.set()
             assert self.release.wait(60)
         return self.tokenizer.encode_batch(texts, **kwargs)
+
+    def encode(self, text, **kwargs):
+        self.lengths.append(len(text))
+        return self.tokenizer.encode(text, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self.tokenizer, name)

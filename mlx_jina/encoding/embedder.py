@@ -7,7 +7,7 @@ from typing import Iterable, Iterator
 
 import mlx.core as mx
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from ..models.decoder import Model
 from .batching import EncodeStats, plan_batches
@@ -126,18 +126,34 @@ class Embedder(TaskChoice, STHabits):
         return ids
 
     def tokenize_and_cut(
-        self, texts: list[str], max_length: int | None = None, split_special_tokens: bool = False
+        self,
+        texts: list[str],
+        max_length: int | None = None,
+        split_special_tokens: bool = False,
+        *,
+        direction: str = "right",
+        prompt_chars: int = 0,
     ) -> tuple[list[list[int]], list[int]]:
-        """Token ids per text, cut to `max_length`, and the indices of the texts that were
-        cut; no warning (the caller reports the cuts its own way)."""
+        """Token ids per text, cut to `max_length`, and the indices of the texts cut; no
+        warning (the caller reports cuts). `direction` "left" keeps a long text's end, and
+        still its first `prompt_chars` characters (the caller's prompt) and special tokens."""
         max_length = self._check_max_length(max_length)
         if not isinstance(split_special_tokens, bool):
             raise InputTypeError(
                 f"split_special_tokens={split_special_tokens!r}; use True or False."
             )
+        if direction not in ("right", "left") or type(prompt_chars) is not int or prompt_chars < 0:
+            raise ValueError(f"direction={direction!r}, prompt_chars={prompt_chars!r}; use "
+                             "'right' or 'left', and an integer >= 0.")  # fmt: skip
         # Tokenized by prefix and without a lock: a huge text costs what its cut keeps, and
         # does not hold up other threads' texts (tokenizing.py).
-        return self._text_tokenizer.encode(texts, max_length, split_special_tokens)
+        return self._text_tokenizer.encode(
+            texts, max_length, split_special_tokens, direction, prompt_chars
+        )
+
+    def encodings(self, texts: list[str], special: bool, split: bool) -> list[Encoding]:
+        """Each text's whole Encoding; `special`: add special tokens; `split`: see tokenize."""
+        return self._text_tokenizer.copy(split).encode_batch(texts, add_special_tokens=special)
 
     def _check_max_length(self, max_length: int | None) -> int:
         if max_length is None:

@@ -92,6 +92,7 @@ EXTRA_MODULES = {
             "test_server_soak.py",
             "test_server_models.py",
             "test_server_model_specs.py",
+            "test_server_tei.py",
             "test_worker.py",
         ),
     ),

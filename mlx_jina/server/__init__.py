@@ -6,10 +6,11 @@ worker job and back; registry.py: the models offered, loaded on demand and unloa
 idle; model_specs.py: which models (-m, --models, the Hugging Face cache); durations.py:
 keep-alive durations; prompts.py: which prompt a request asks for (task, input_type,
 `<name>:query`); app.py: routes, auth and error handlers; ollama.py: Ollama's embedding
-API (ollama_protocol.py parses its bodies, ollama_models.py lists models); guards.py and
-connections.py: what a request and a connection must pass; metrics.py: Prometheus
-metrics; serve.py: the uvicorn entry point. Needs the `server` extra (starlette, uvicorn,
-prometheus_client), except limits.py, which the CLI reads for its flags.
+API (ollama_protocol.py parses its bodies, ollama_models.py lists models); tei.py:
+Hugging Face text-embeddings-inference's API (tei_protocol.py: its bodies and errors);
+guards.py and connections.py: what a request and a connection must pass; metrics.py:
+Prometheus metrics; serve.py: the uvicorn entry point. Needs the `server` extra
+(starlette, uvicorn, prometheus_client), except limits.py, which the CLI reads for its flags.
 """
 
 from importlib import import_module

@@ -296,6 +296,7 @@ def create_app(
         models, model_name, split_special_tokens, accept_token_ids
     )
     from .ollama import ollama_routes  # it builds on this module's auth and body reading
+    from .tei import tei_routes  # tei.py builds on this module's helpers
 
     routes = [
         Route("/v1/embeddings", embeddings, methods=["POST"]),
@@ -304,6 +305,7 @@ def create_app(
         Route("/metrics", prometheus, methods=["GET"]),
     ]
     routes += ollama_routes()
+    routes += tei_routes()
     app = Starlette(
         routes=routes,
         middleware=middleware(registry.metrics, tuple(allowed_hosts), tuple(cors_origins)),

@@ -29,6 +29,8 @@ def requested_prompt(req: EmbeddingRequest, query_model: bool) -> str | None:
     asks: list[tuple[str, str, str]] = []  # (prompt name, what said so, its field)
     if req.prompt_name is not None:
         asks.append((req.prompt_name, f"task={req.task!r}", "task"))
+    if req.named_prompt is not None:
+        asks.append((req.named_prompt, f"prompt_name={req.named_prompt!r}", "prompt_name"))
     if req.input_type is not None:
         asks.append((INPUT_TYPES[req.input_type], f"input_type={req.input_type!r}", "input_type"))
     if query_model:

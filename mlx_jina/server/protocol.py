@@ -130,6 +130,10 @@ class EmbeddingRequest:
     # model's prompts ("Query: ", "Document: ") are embedded as sent, so an app that adds
     # the prompt itself never gets it twice. OpenAI's route adds its prompt to every input.
     skip_prompted: bool = False
+    # Set by other APIs' bodies (TEI's), never read from this one: which end a cut keeps
+    # ("right" cuts the end; "left" the start, after the prompt), and a prompt by name.
+    truncation_direction: str = "right"
+    named_prompt: str | None = None
 
     @property
     def adapter(self) -> str | None:

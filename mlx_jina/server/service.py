@@ -118,13 +118,15 @@ class EmbeddingService:
         """The prompt text for the request's texts: its task, input_type or model id."""
         name = requested_prompt(req, query_model)  # checks that the choices agree
         if req.ids is not None:
-            if req.input_type is not None or query_model:  # they would be ignored
+            asks = {"input_type": req.input_type, "prompt_name": req.named_prompt,
+                    "model": query_model}  # fmt: skip
+            if asked := [key for key, value in asks.items() if value]:  # they'd be ignored
                 raise ApiError(
                     400,
-                    "Token ids are embedded as sent, without a prompt, so neither input_type "
-                    f"nor the {QUERY_SUFFIX!r} model id can pick one. Put the prompt's tokens "
-                    "in the ids and drop them, or send text.",
-                    param="input_type" if req.input_type is not None else "model",
+                    "Token ids are embedded as sent, without a prompt, so neither input_type, "
+                    f"prompt_name nor the {QUERY_SUFFIX!r} model id can pick one. Put the "
+                    "prompt's tokens in the ids and drop them, or send text.",
+                    param=asked[0],
                 )
             return ""
         try:
@@ -154,7 +156,8 @@ class EmbeddingService:
                         param="input",
                         code="context_length_exceeded",
                     )
-                rows.append(row[:limit])  # ids are embedded as sent: no prompt, no specials
+                # ids are embedded as sent: no prompt, no specials
+                rows.append(row[-limit:] if req.truncation_direction == "left" else row[:limit])
             return rows, sum(len(row) > limit for row in req.ids)
         split = req.split_special_tokens
         split = self.split_special_tokens if split is None else split
@@ -163,7 +166,9 @@ class EmbeddingService:
         try:
             if not req.truncate:
                 return model.tokenize(texts, None, False, split), 0
-            rows, cut = model.tokenize_and_cut(texts, None, split)
+            rows, cut = model.tokenize_and_cut(
+                texts, None, split, direction=req.truncation_direction, prompt_chars=len(prompt)
+            )
         except ValueError as e:
             raise ApiError(
                 400,

@@ -92,7 +92,9 @@ def vectors(result: Embedded) -> list[list[float]]:
     return [d["embedding"] for d in result.body["data"]]
 
 
-def headers(service: EmbeddingService, result: Embedded, req: EmbeddingRequest, started: float):
+def headers(
+    service: EmbeddingService, result: Embedded, req: EmbeddingRequest, started: float
+) -> dict[str, str]:
     """TEI's x-compute-* headers, the model's fingerprint and X-Truncated-Inputs."""
     chars = sum(map(len, req.texts)) if req.texts is not None else sum(map(len, req.ids or []))
     ms = str(int((time.monotonic() - started) * 1000))

@@ -356,7 +356,8 @@ BASH = 'set -eo pipefail\nmlx-jina() { "$PYTHON" -m mlx_jina "$@"; }\n'
 namespace, servers = {"__name__": "__main__"}, []
 try:
     for step in json.load(open(sys.argv[1])):
-        print("STEP", step["kind"], step["where"], flush=True)
+        # on a line of its own: a block's output may not end its last line
+        print("\nSTEP", step["kind"], step["where"], flush=True)
         if step["kind"] == "python":
             exec(compile(step["code"], step["where"], "exec"), namespace)
         elif step["kind"] == "bash":

@@ -109,6 +109,8 @@ SERVE_OPTIONS = [
     (("--multitask",), dict(action="store_true", help="serve every adapter the model has")),
     (("--host",), dict(default="127.0.0.1", help="address to bind (default: 127.0.0.1)")),
     (("--port",), dict(type=int, default=8080, help="port to bind (default: 8080)")),
+    (("--uds",), dict(metavar="PATH", help="serve on this Unix socket (mode 0600) instead of "
+                      "TCP; --host/--port are then unused")),
     (("--api-key",), dict(default=os.environ.get("MLX_JINA_API_KEY"),
                           help="require 'Authorization: Bearer KEY' (default: $MLX_JINA_API_KEY)")),
     (("--served-model-name",), dict(metavar="NAME", help="model id of the first -m model "
@@ -342,6 +344,7 @@ def run_serve(args: argparse.Namespace) -> None:
         keep_alive=args.keep_alive,
         max_loaded_models=args.max_loaded_models,
         offer_cached=args.offer_cached,
+        uds=args.uds,
     )
 
 

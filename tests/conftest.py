@@ -94,6 +94,7 @@ EXTRA_MODULES = {
             "test_server_model_specs.py",
             "test_server_tei.py",
             "test_worker.py",
+            "test_unix_socket.py",
         ),
     ),
     "integrations": (

@@ -65,6 +65,8 @@ class GuardedH11Protocol(H11Protocol):
         """Over a cap, close the connection that has waited longest for its request; that
         is this newcomer only when every other one holds a whole request."""
         open_ = [c for c in self.connections if isinstance(c, GuardedH11Protocol) and not c._closing]
+        # A Unix socket's peer has no address (client None): local, so like loopback it
+        # gets only the total cap.
         host = self.client[0] if self.client else ""
         caps = [(open_, self.limits.max_connections, MAX_CONNECTIONS)]
         if host and not is_loopback(host):  # on loopback every local client shares the address

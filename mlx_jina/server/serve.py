@@ -13,6 +13,7 @@ from .guards import default_allowed_hosts, is_loopback
 from .limits import DEFAULT_MAX_LOADED, Limits
 from .model_specs import cached_specs, served_name, serving_adapter, specs_from
 from .registry import ModelRegistry
+from .unix_socket import check_unix_socket_path, run_server
 
 __all__ = ["FOREVER", "build_registry", "serve", "served_name"]
 
@@ -79,6 +80,7 @@ def serve(
     keep_alive: float = DEFAULT_KEEP_ALIVE,
     max_loaded_models: int = DEFAULT_MAX_LOADED,
     offer_cached: bool = True,
+    uds: str | None = None,  # a Unix socket to serve on (mode 0600), not host:port
 ) -> None:
     """Serve `source` (one model, or several: each a folder, a repo id or NAME=SOURCE) with
     uvicorn until interrupted. The first model loads now; the others, and the Jina v5
@@ -92,7 +94,7 @@ def serve(
     import uvicorn
 
     check_api_key(api_key)  # before the model loads: a bad key is a start-up error
-    warn_if_open(host, api_key)
+    host = checked_host(host, api_key, uds)  # before the model loads
     limits = limits or Limits()
     registry = build_registry(
         source, task=task, multitask=multitask, bits=bits, dtype=dtype, revision=revision,
@@ -112,14 +114,25 @@ def serve(
     )
     try:
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a server is stopped
-            server.run()
+            run_server(server, uds)
     finally:
         registry.stop_all()
+
+
+def checked_host(host: str, api_key: str | None, uds: str | None) -> str:
+    """The host clients will name: `host`, with a warning if it is open to others without
+    a key; with `uds`, "localhost" (what a Unix socket's clients send), once the socket
+    path is known to work (else ValueError or FileNotFoundError)."""
+    if uds is None:
+        warn_if_open(host, api_key)
+        return host
+    check_unix_socket_path(uds)
+    return "localhost"
 
 
 def warn_if_open(host: str, api_key: str | None) -> None:
     if not is_loopback(host) and api_key is None:
         warnings.warn(
             f"Serving on {host} without --api-key: anyone who can reach it can use it.",
-            stacklevel=3,
+            stacklevel=4,  # serve() -> checked_host() -> here
         )

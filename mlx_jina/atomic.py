@@ -176,15 +176,16 @@ def remove_empty(folders: list[Path]) -> None:
 
 
 @contextmanager
-def replacing_file(path: Path) -> Iterator[BinaryIO]:
+def replacing_file(path: Path, mode: int = 0o666) -> Iterator[BinaryIO]:
     """Yield a binary file beside `path`; if the block succeeds, sync it and rename it over
-    `path`. New files get the usual permissions (0o666 less the umask)."""
+    `path`. The new file gets `mode` less the umask from the moment it exists (0o600 keeps
+    a secret from other users throughout)."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder; pass a file path.")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f

@@ -95,6 +95,7 @@ EXTRA_MODULES = {
             "test_server_tei.py",
             "test_worker.py",
             "test_unix_socket.py",
+            "test_login_service.py",
         ),
     ),
     "integrations": (

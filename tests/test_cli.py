@@ -248,7 +248,7 @@ def usage_errors(base: Path, tmp: Path) -> list[tuple[str, list, str]]:
     bad_jsonl.write_text("not json\n")
     ok = ["embed", "-m", base, "--task", "retrieval"]
     return [
-        ("no command", [], "required: {embed,convert,serve,info,index,search,mcp}"),
+        ("no command", [], "required: {embed,convert,serve,info,index,search,mcp,service}"),
         ("unknown command", ["bogus"], "invalid choice: 'bogus'"),
         ("no model", ["embed", "a"], "required: -m/--model"),
         ("no input on a terminal", ok, "no input: pass texts"),

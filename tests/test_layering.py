@@ -18,7 +18,7 @@ LAYERS = [
     ["retrieval"],
     ["encoding"],
     ["loading"],
-    ["corpus", "conversion", "integrations", "server", "index"],
+    ["corpus", "conversion", "integrations", "server", "index", "login_service"],
     ["cli", "__main__", "__init__"],
 ]
 # Upward imports allowed, (importer, imported) as dotted module names: at most one, each

@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="mlx-jina", description="Run Jina's jina-embeddings-v5-text models with MLX.")
     parser.add_argument("--version", action=_Version, nargs=0,
                         help="print the version (and, on Linux, the CPU BLAS) and exit")
-    subs = parser.add_subparsers(dest="command", metavar="{embed,convert,serve,info,index,search,mcp,service}",
+    subs = parser.add_subparsers(dest="command", metavar="{embed,convert,serve,info,index,"
+                                 "search,mcp,service}",
                                  help="what to do; mlx-jina COMMAND --help tells more")
     subs.required = True
     commands = [
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "embed":
             add_corpus_options(p)
     add_index_commands(subs, add_options)
-    add_service_command(subs, add_options, check_serve_options)
+    add_service_command(subs, add_options, build_parser, serve_adapter)
     # Parsed by the converter itself; listed here for --help.
     subs.add_parser("convert", help="convert and quantize a model to an MLX folder", add_help=False)
     return parser
@@ -219,8 +220,7 @@ def run_command(argv: list[str]) -> None:
     args, rest = parser.parse_known_args(argv)
     if rest and not hasattr(args, "serve_options"):  # only `service install` takes them
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if rest:
-        args.serve_options = rest
+    args.serve_options = rest
     try:
         args.handler(args)
     except BrokenPipeError:
@@ -353,16 +353,6 @@ def run_serve(args: argparse.Namespace) -> None:
         offer_cached=args.offer_cached,
         uds=args.uds,
     )
-
-
-def check_serve_options(argv: list[str]) -> argparse.Namespace:
-    """`argv` parsed by the real `serve` parser (a usage error exits 2), for `service
-    install`: a bad option fails when installing, not at the next login."""
-    args, rest = build_parser().parse_known_args(["serve", *argv])
-    if rest:
-        args.parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    serve_adapter(args.task)
-    return args
 
 
 def run_info(args: argparse.Namespace) -> None:

@@ -161,7 +161,7 @@ def test_the_plist_round_trips_with_the_expected_keys(home, runner):
 
 @pytest.fixture
 def odd_python(tmp_path) -> Path:
-    """A real executable at a path with a space, %, $ and a quote-free oddity or two."""
+    """A real executable at a path with a space, a % and a $ (each special in a unit file)."""
     folder = tmp_path / "py 100% $HOME dir"
     folder.mkdir()
     exe = folder / "python"
@@ -216,8 +216,9 @@ def test_the_key_is_in_no_world_readable_file(home, runner):
     unit = (home / ".config" / "systemd" / "user" / UNIT).read_text()
     assert f"EnvironmentFile={env}" in unit and "api" not in unit.split("ExecStart=")[1]
     # systemd reads double-quoted values by POSIX shell rules: bash reads the same key back
-    read = subprocess.run(["bash", "-c", f'set -a; . "{env}"; printf %s "$MLX_JINA_API_KEY"'],
-                          capture_output=True, text=True, env={"PATH": os.environ["PATH"]})  # fmt: skip
+    script = f'set -a; . "{env}"; printf %s "$MLX_JINA_API_KEY"'
+    read = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"]})  # fmt: skip
     assert read.stdout == KEY
 
 
@@ -232,8 +233,12 @@ def test_macos_commands(home, loaded):
     installer.install(service, SERVE, run=fake, out=lambda s: None)
     plist = str(service.plist)
     bootout = [["launchctl", "bootout", AGENT]] if loaded else []
-    assert fake.calls == [["launchctl", "print", AGENT], *bootout,
-                          ["launchctl", "enable", AGENT], ["launchctl", "bootstrap", f"gui/{UID}", plist]]  # fmt: skip
+    assert fake.calls == [
+        ["launchctl", "print", AGENT],
+        *bootout,
+        ["launchctl", "enable", AGENT],
+        ["launchctl", "bootstrap", f"gui/{UID}", plist],
+    ]
     fake.calls.clear()
     installer.uninstall(service, run=fake, out=lambda s: None)
     assert fake.calls == [["launchctl", "print", AGENT], *bootout]
@@ -256,19 +261,22 @@ def test_a_failing_command_is_reported_with_its_stderr(home, monkeypatch, capsys
     bootstrap = ("launchctl", "bootstrap", f"gui/{UID}",
                  str(home / "Library" / "LaunchAgents" / f"{LABEL}.plist"))  # fmt: skip
     fake = FakeRunner({("launchctl", "print", AGENT): (113, "", ""),
-                       bootstrap: (5, "", "Bootstrap failed: 5: Input/output error\n")})  # fmt: skip
+                       bootstrap: (5, "", "Bootstrap failed: 5: Input/output error\n")})
     monkeypatch.setattr(plan, "run_command", fake)
     with pytest.raises(SystemExit) as stop:
         cli("install", "--platform", "macos", *SERVE)
     assert stop.value.code == 2
     err = capsys.readouterr().err
-    assert f"`{' '.join(bootstrap)}` failed (exit 5): Bootstrap failed: 5: Input/output error" in err
+    said = "Bootstrap failed: 5: Input/output error"
+    assert f"`{' '.join(bootstrap)}` failed (exit 5): {said}" in err
 
 
 def test_status_and_logs(home, runner, capsys):
     service = Launchd(home, UID)
-    printed = f"{AGENT} = {{\n\tactive count = 1\n\tstate = running\n\tprogram = x\n\t" \
-              "arguments = {\n\t\tstate = nested\n\t}\n\tpid = 4242\n\tlast exit code = 0\n}\n"  # fmt: skip
+    printed = (  # launchctl print's layout: top-level facts one tab in, nested ones deeper
+        f"{AGENT} = {{\n\tactive count = 1\n\tstate = running\n\tprogram = x\n\targuments"
+        " = {\n\t\tstate = nested\n\t}\n\tpid = 4242\n\tlast exit code = 0\n}\n"
+    )
     fake = FakeRunner({("launchctl", "print", AGENT): (0, printed, "")})
     lines: list[str] = []
     assert installer.status(service, run=fake, out=lines.append) == 0

@@ -221,8 +221,8 @@ def test_mlx_jina_serve_uds_end_to_end(tiny_qwen_base, qwen, tmp_path):
     """The command: 0600 socket, the vectors, loopback Host names only, a second server
     on the same path refused before it loads a model, the file gone after SIGTERM."""
     path = tmp_path / "server.sock"
-    command = [sys.executable, "-m", "mlx_jina", "serve", "-m", str(tiny_qwen_base),
-               "--task", "retrieval", "--served-model-name", "tiny", "--uds", str(path)]  # fmt: skip
+    command = [sys.executable, "-m", "mlx_jina", "serve", "-m", str(tiny_qwen_base), "--task",
+               "retrieval", "--served-model-name", "tiny", "--uds", str(path)]  # fmt: skip
     server = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(300, server.kill)  # a hung server fails the test, not the run
     watchdog.start()

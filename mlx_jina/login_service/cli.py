@@ -1,9 +1,10 @@
 """`mlx-jina service install|uninstall|status|logs`: its options and handlers.
 
-Registered by mlx_jina/cli.py through `add_service_command`, which also hands over the
-check of the serve options (the real `serve` parser lives in the layer above).
-`install` takes `serve`'s options as they are: mlx_jina/cli.py passes the ones argparse
-does not know here on as `args.serve_options`.
+Registered by mlx_jina/cli.py through `add_service_command`, which also hands over its
+`build_parser` and `serve_adapter`, so that the serve options are checked by the real
+`serve` parser (it lives in the layer above). `install` takes `serve`'s options as they
+are: mlx_jina/cli.py passes the ones argparse does not know here on as
+`args.serve_options`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from functools import partial
 
 from ..arg_values import positive_int
 from . import installer, plan
@@ -25,9 +27,14 @@ own parser has checked it; relative paths are read from the current folder. An -
 goes in the service's environment (a 0600 file), never on its command line."""
 
 
-def add_service_command(subs, add_options, check_serve: Callable[[list[str]], object]) -> None:
-    """Add `service` and its four subcommands to the `mlx-jina` subcommands.
-    `check_serve(argv)` parses `serve`'s options, exiting with a usage error on a bad one."""
+def add_service_command(
+    subs,
+    add_options,
+    build_parser: Callable[[], argparse.ArgumentParser],
+    serve_adapter: Callable[[str | None], object],
+) -> None:
+    """Add `service` and its four subcommands to the `mlx-jina` subcommands."""
+    check_serve = partial(check_serve_options, build_parser, serve_adapter)
     service = subs.add_parser("service", help="run `mlx-jina serve` at login (launchd, "
                               "systemd) and restart it after a crash")  # fmt: skip
     actions = service.add_subparsers(dest="action", metavar="{install,uninstall,status,logs}")
@@ -35,8 +42,8 @@ def add_service_command(subs, add_options, check_serve: Callable[[list[str]], ob
     where = [(("--platform",), dict(choices=PLATFORMS, default=this_platform(),
                                     help="macos (launchd) or linux (systemd); default: this "
                                     "machine's"))]  # fmt: skip
-    dry_run = [(("--dry-run",), dict(action="store_true",
-                                     help="print the files and commands, change nothing"))]  # fmt: skip
+    dry_run = [(("--dry-run",), dict(action="store_true", help="print the files and "
+                                     "commands, change nothing"))]  # fmt: skip
     tail = [
         (("-n", "--lines"), dict(type=positive_int, default=50, metavar="N",
                                  help="lines to print (default: 50)")),
@@ -59,6 +66,16 @@ def add_service_command(subs, add_options, check_serve: Callable[[list[str]], ob
             p.set_defaults(serve_options=[])
 
 
+def check_serve_options(build_parser, serve_adapter, argv: list[str]) -> argparse.Namespace:
+    """`argv` parsed by the real `serve` parser (a usage error exits 2), so that a bad
+    option fails when installing, not at the next login."""
+    args, rest = build_parser().parse_known_args(["serve", *argv])
+    if rest:
+        args.parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    serve_adapter(args.task)
+    return args
+
+
 def _service(args: argparse.Namespace):
     if args.platform is None:
         raise ValueError(f"No login service for {sys.platform}; pass --platform macos or linux.")
@@ -67,7 +84,7 @@ def _service(args: argparse.Namespace):
 
 def run_install(args: argparse.Namespace) -> None:
     if not args.serve_options:
-        raise ValueError("Name the model to serve: mlx-jina service install -m MODEL [serve options]")
+        raise ValueError("Name the model to serve: mlx-jina service install -m MODEL [options]")
     serve_args = args.check_serve(args.serve_options)  # a typo fails now, not at login
     if getattr(serve_args, "uds", None):
         from ..server.unix_socket import socket_path

@@ -55,7 +55,8 @@ def check_api_key(key: str) -> None:
 
 
 def require_server_extra() -> None:
-    missing = [m for m in ("starlette", "uvicorn", "prometheus_client") if not importlib.util.find_spec(m)]
+    needed = ("starlette", "uvicorn", "prometheus_client")
+    missing = [m for m in needed if not importlib.util.find_spec(m)]
     if missing:
         raise ValueError(
             f"The service runs `mlx-jina serve`, which needs {', '.join(missing)}: "

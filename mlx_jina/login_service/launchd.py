@@ -77,7 +77,8 @@ class Launchd:
 
     def uninstall_steps(self) -> tuple[list[Step], list[Path], list[Step]]:
         """(commands before removing, what to remove, commands after)."""
-        stop = Step(["launchctl", "bootout", self.service], only_if=["launchctl", "print", self.service])
+        loaded = ["launchctl", "print", self.service]
+        stop = Step(["launchctl", "bootout", self.service], only_if=loaded)
         return [stop], [self.plist, self.log], []
 
     def status(self, run: Runner, out: Callable[[str], None]) -> int:

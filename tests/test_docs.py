@@ -5,14 +5,14 @@ order it appears, against tiny random checkpoints from the fixtures (hidden size
 the pages' Matryoshka sizes up to 256 fit). Per page: one empty folder holding
 corpus.txt and docs.jsonl; the python blocks share one interpreter (a block may use what
 an earlier one defined); the bash blocks run in `bash -e` with `mlx-jina` meaning this
-checkout's command; any connection outside 127.0.0.1 from a python block fails it, and
-HF_HUB_OFFLINE=1 keeps the commands off the Hub.
+checkout's command; any connection outside 127.0.0.1 (or a Unix socket) from a python
+block fails it, and HF_HUB_OFFLINE=1 keeps the commands off the Hub.
 
 What is rewritten, and nothing else: the published Hub ids become local folders of the
 same layout, `python convert.py` / `python examples/...` point into the checkout, and an
 `mlx-jina serve` line is started in the background, each on a free port of its own (the
 page's 127.0.0.1:8080, from its block to the next server's, becomes that port; its key is
-$KEY, its served name the repo's last part).
+$KEY, its served name the repo's last part), or on its `--uds` socket as written.
 
 A block that cannot run here has `<!-- not-run: reason -->` on the line before it; a
 block after `<!-- test: integrations -->` is left to tests/test_readme_integrations.py.
@@ -298,7 +298,9 @@ def actions(page: Path, hub, ports: Iterator[int]) -> list[dict]:
     steps, port = [], next(ports)
     for block in runnable(page):
         check_stays_local(block)
-        if block.lang == "bash" and any(c.startswith("mlx-jina serve") for c in _commands(block.code)):
+        if block.lang == "bash" and any(
+            c.startswith("mlx-jina serve") and "--uds" not in c for c in _commands(block.code)
+        ):  # a server on a Unix socket takes no port
             port = next(ports)
         code = block.code.replace(PORT_IN_DOCS, f"127.0.0.1:{port}")
         if block.lang == "python":
@@ -314,7 +316,8 @@ def actions(page: Path, hub, ports: Iterator[int]) -> list[dict]:
                 script = []
             served = HUB_ID.search(command)
             argv = shlex.split(HUB_ID.sub(hub, command), comments=True)[2:]
-            argv += ["--port", str(port)]
+            if "--uds" not in argv:
+                argv += ["--port", str(port)]
             if served and "--served-model-name" not in argv:
                 argv += ["--served-model-name", served[0].split("/")[1]]
             steps.append({"kind": "serve", "where": block.where, "argv": argv})
@@ -348,7 +351,8 @@ import json, os, socket, subprocess, sys, time, urllib.request
 real_connect = socket.socket.connect
 def connect(sock, address):
     host = address[0] if isinstance(address, tuple) else address
-    if isinstance(host, str) and host not in ("127.0.0.1", "::1", "localhost"):
+    local = sock.family == socket.AF_UNIX or host in ("127.0.0.1", "::1", "localhost")
+    if isinstance(host, str) and not local:
         raise OSError(f"network access attempted: {address!r}")
     return real_connect(sock, address)
 socket.socket.connect = connect
@@ -365,13 +369,18 @@ try:
         else:
             argv = [os.path.expandvars(a) for a in step["argv"]]
             servers.append(subprocess.Popen([sys.executable, "-m", "mlx_jina", "serve", *argv]))
-            port = argv[argv.index("--port") + 1]
+            uds = argv[argv.index("--uds") + 1] if "--uds" in argv else None
+            port = None if uds else argv[argv.index("--port") + 1]
             deadline = time.monotonic() + 300
             while True:
                 assert servers[-1].poll() is None, "mlx-jina serve exited"
                 assert time.monotonic() < deadline, "mlx-jina serve did not answer /health"
                 try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+                    if uds:  # bound once the model is loaded
+                        with socket.socket(socket.AF_UNIX) as probe:
+                            probe.connect(uds)
+                    else:
+                        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
                     break
                 except OSError:
                     time.sleep(0.2)  # polling a starting server: no event to wait on

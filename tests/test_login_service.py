@@ -333,6 +333,7 @@ def test_a_reinstall_without_the_key_removes_its_file(home, runner):
     cli("install", "--platform", "linux", *SERVE, "--api-key", KEY)
     cli("install", "--platform", "linux", *SERVE)
     assert list(files_under(home)) == [f".config/systemd/user/{UNIT}"]
+    assert not (home / ".config" / "mlx-jina").exists()
     assert "EnvironmentFile" not in (home / ".config" / "systemd" / "user" / UNIT).read_text()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -85,12 +86,15 @@ def install(service, serve_argv: list[str], *, run: Runner, out: Out, dry_run: b
         report = show_files(files) + show_list("Would remove:", stale)
         out((report + show_list("Would run:", steps)).rstrip("\n"))
         return
-    for folder in service.folders():
+    private = [f.path.parent for f in files if f.mode == 0o600]  # a key's folder too
+    for folder in [*service.log_folders(), *private]:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     for file in files:
         write(file)
     for path in stale:
         path.unlink()
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # its folder (the key's), if nothing else is there
     run_steps(steps, run)
     out(f"Installed {files[0].path}; the server runs now and at every login.\n"
         "See `mlx-jina service status` and `mlx-jina service logs`.")  # fmt: skip

@@ -63,8 +63,12 @@ class Launchd:
         shown = plist(None if api_key is None else HIDDEN).decode()
         return [ServiceFile(self.plist, plist(api_key), 0o600, shown)]
 
+    def log_folders(self) -> list[Path]:
+        """Made by install (0700): launchd does not make a log's folder."""
+        return [self.log_dir]
+
     def folders(self) -> list[Path]:
-        """Made by install (launchd does not make a log's folder), removed when empty."""
+        """Removed by uninstall when empty."""
         return [self.log_dir]
 
     def install_steps(self) -> list[Step]:

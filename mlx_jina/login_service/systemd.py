@@ -85,8 +85,11 @@ class Systemd:
             )
         return files
 
+    def log_folders(self) -> list[Path]:
+        return []  # the journal keeps the log
+
     def folders(self) -> list[Path]:
-        """Made by install (0700), removed when empty."""
+        """Removed by uninstall when empty (install makes the key's, 0700, with the key)."""
         return [self.env_dir]
 
     def install_steps(self) -> list[Step]:

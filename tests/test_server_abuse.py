@@ -363,9 +363,12 @@ def test_slow_clients_cannot_fill_the_connections(model_path):
     with live_server(app, limits) as url:
         host, port = url.removeprefix("http://").split(":")
         port = int(port)
-        slow = [served_once(host, port) for _ in range(4)]  # oldest first
-        for s in slow:
-            s.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHo")  # and never more
+        slow = []  # oldest first
+        for _ in range(4):
+            # At once: uvicorn closes a keep-alive connection idle for 5 s, which a loaded
+            # machine can take to open the next three.
+            slow.append(served_once(host, port))
+            slow[-1].sendall(b"POST /v1/embeddings HTTP/1.1\r\nHo")  # and never more
         try:
             reply = raw_exchange(url, b"GET /health HTTP/1.1\r\nHost: localhost\r\n"
                                  b"Connection: close\r\n\r\n")
@@ -388,9 +391,10 @@ def test_slow_bodies_are_closed_to_make_room_too(model_path):
     with live_server(app, limits) as url:
         host, port = url.removeprefix("http://").split(":")
         port = int(port)
-        slow = [served_once(host, port) for _ in range(4)]
-        for s in slow:
-            s.sendall(
+        slow = []
+        for _ in range(4):  # each sends at once, as above
+            slow.append(served_once(host, port))
+            slow[-1].sendall(
                 b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
                 b"application/json\r\nContent-Length: 100\r\n\r\n{\"input\""
             )

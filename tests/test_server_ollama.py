@@ -19,7 +19,6 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 import mlx_jina
@@ -30,10 +29,10 @@ from mlx_jina.server.ollama import ollama_shaped
 from mlx_jina.server.protocol import ApiError
 from mlx_jina.server.registry import ModelRegistry, ModelSpec
 from mlx_jina.server.service import queue_full
+from vector_checks import NAME, assert_differ, assert_same
 
 ollama = pytest.importorskip("ollama")
 
-NAME = "jina-tiny"
 NANO = "jinaai/jina-nano-tiny"  # a repo id: also asked for by its name alone
 SHORT = "jina-short"
 CONTEXT = 40  # SHORT's max_position_embeddings
@@ -46,23 +45,6 @@ DOCS = [
 ]
 QUERY = "Which planet is red?"
 LONG = "Embeddings map text to vectors; similar texts get similar vectors. " * 20
-
-
-def cosines(a, b) -> np.ndarray:
-    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
-    b = np.atleast_2d(np.asarray(b, dtype=np.float64))
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
-def assert_same(got, want) -> None:
-    got, want = np.atleast_2d(np.asarray(got, np.float32)), np.atleast_2d(np.asarray(want))
-    assert got.shape == want.shape
-    assert cosines(got, want).min() >= 0.99999
-
-
-def assert_differ(got, want) -> None:
-    """The wrong prompt gives clearly different vectors (so assert_same can fail)."""
-    assert cosines(got, want).max() < 0.999
 
 
 @pytest.fixture(scope="module")

@@ -28,16 +28,9 @@ import mlx_jina
 from builders.reference import reference_token_ids
 from mlx_jina.encoding.texts import text_problem
 from mlx_jina.tasks import SYMMETRIC_TASKS, TASK_NAMES, TASKS, parse_task
-from vector_checks import NAME, assert_differ, assert_same, direct_models, served
+from vector_checks import AUTH, DOCS, KEY, NAME, QUERY
+from vector_checks import assert_differ, assert_same, direct_models, served
 
-KEY = "test-key"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-DOCS = [
-    "Mars is often called the Red Planet.",
-    "Paris is the capital and largest city of France.",
-    "The quick brown fox jumps over the lazy dog near the river bank.",
-]
-QUERY = "Which planet is red?"
 RETRIEVAL = TASKS[0]
 MATCHING = SYMMETRIC_TASKS[0]
 CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"

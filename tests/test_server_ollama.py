@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 import mlx_jina
+from builders.layouts import with_context
 from live_server import live_server
 from mlx_jina.server import Limits, create_app
 from mlx_jina.server.durations import FOREVER
@@ -29,21 +29,13 @@ from mlx_jina.server.ollama import ollama_shaped
 from mlx_jina.server.protocol import ApiError
 from mlx_jina.server.registry import ModelRegistry, ModelSpec
 from mlx_jina.server.service import queue_full
-from vector_checks import NAME, assert_differ, assert_same
+from vector_checks import AUTH, DOCS, KEY, NAME, QUERY, assert_differ, assert_same
 
 ollama = pytest.importorskip("ollama")
 
 NANO = "jinaai/jina-nano-tiny"  # a repo id: also asked for by its name alone
 SHORT = "jina-short"
 CONTEXT = 40  # SHORT's max_position_embeddings
-KEY = "test-key"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-DOCS = [
-    "Mars is often called the Red Planet.",
-    "Paris is the capital and largest city of France.",
-    "The quick brown fox jumps over the lazy dog near the river bank.",
-]
-QUERY = "Which planet is red?"
 LONG = "Embeddings map text to vectors; similar texts get similar vectors. " * 20
 
 
@@ -51,11 +43,7 @@ LONG = "Embeddings map text to vectors; similar texts get similar vectors. " * 2
 def short_model(tiny_qwen_base, tmp_path_factory) -> Path:
     """tiny_qwen_base with a 40-token context, so over-long inputs are cheap."""
     folder = tmp_path_factory.mktemp("short_context") / "model"
-    shutil.copytree(tiny_qwen_base, folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["max_position_embeddings"] = CONTEXT
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
+    return with_context(tiny_qwen_base, folder, CONTEXT)
 
 
 def spec(name: str, folder: Path, **kwargs) -> ModelSpec:

@@ -12,7 +12,6 @@ Qwen tokenizer, hidden size 32).
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import httpx
@@ -23,18 +22,12 @@ from huggingface_hub.errors import HfHubHTTPError
 from tokenizers import Tokenizer
 
 import mlx_jina
+from builders.layouts import with_context
 from mlx_jina.server import ApiError, Limits
 from mlx_jina.server.tei_protocol import tei_error
-from vector_checks import NAME, assert_differ, assert_same, cosines, direct_models, served
+from vector_checks import AUTH, DOCS, KEY, NAME, QUERY
+from vector_checks import assert_differ, assert_same, cosines, direct_models, served
 
-KEY = "test-key"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-DOCS = [
-    "Mars is often called the Red Planet.",
-    "Paris is the capital and largest city of France.",
-    "The quick brown fox jumps over the lazy dog near the river bank.",
-]
-QUERY = "Which planet is red?"
 CONTEXT = 32  # the short model's max_position_embeddings
 LONG = "Mars is often called the Red Planet. " * 12 + "Its end is here."
 
@@ -55,12 +48,7 @@ def direct(qwen_base):
 @pytest.fixture(scope="module")
 def short_model(qwen_base, tmp_path_factory) -> Path:
     """qwen_base with a 32-token context, so over-long inputs are cheap."""
-    folder = tmp_path_factory.mktemp("tei_short") / "model"
-    shutil.copytree(qwen_base, folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["max_position_embeddings"] = CONTEXT
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
+    return with_context(qwen_base, tmp_path_factory.mktemp("tei_short") / "model", CONTEXT)
 
 
 @pytest.fixture(scope="module")

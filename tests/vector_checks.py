@@ -1,5 +1,6 @@
-"""Checks the server tests share: vectors compared by cosine with an independent reference
-(the same checkpoint loaded in the test), and one model served live on 127.0.0.1."""
+"""What the server tests share: a key and texts, vectors compared by cosine with an
+independent reference (the same checkpoint loaded in the test), and one model served live
+on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ from mlx_jina.server import Limits, Worker, create_app
 from mlx_jina.tasks import TASKS
 
 NAME = "jina-tiny"  # the name the served model answers to
+KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+DOCS = [
+    "Mars is often called the Red Planet.",
+    "Paris is the capital and largest city of France.",
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+]
+QUERY = "Which planet is red?"  # DOCS[0] answers it
 
 
 def cosines(a, b) -> np.ndarray:

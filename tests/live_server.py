@@ -4,7 +4,11 @@ for the server tests."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +19,8 @@ import uvicorn
 from mlx_jina.server import Limits
 from mlx_jina.server.app import uvicorn_config
 from mlx_jina.server.unix_socket import run_on_unix_socket
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
@@ -55,3 +61,45 @@ def _running(server: uvicorn.Server, thread: threading.Thread) -> Iterator[None]
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_process(
+    args: list[str], env: dict[str, str] | None = None, wait: float = 90
+) -> Iterator[tuple[str, subprocess.Popen, list[str]]]:
+    """A real `python -m mlx_jina serve ARGS` on a free 127.0.0.1 port; yields (its base
+    URL, the process, its stderr lines) once uvicorn listens, and stops it with SIGINT
+    (as Ctrl-C does) at the end."""
+    port = free_port()
+    argv = [sys.executable, "-m", "mlx_jina", "serve", *args, "--port", str(port)]
+    env = {**os.environ, **(env or {})}
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    lines: list[str] = []
+    up = threading.Event()
+
+    def read_stderr() -> None:  # uvicorn says it is listening once the socket is bound
+        for line in proc.stderr:
+            lines.append(line)
+            if "Uvicorn running on" in line:
+                up.set()
+        up.set()  # the process ended: stop waiting
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        assert up.wait(wait) and proc.poll() is None, "serve did not come up: " + "".join(lines)
+        yield f"http://127.0.0.1:{port}", proc, lines
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        reader.join(10)

@@ -12,12 +12,9 @@ import importlib.util
 import io
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import re
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -297,12 +294,6 @@ def test_usage_error_count(tiny_qwen_base, tmp_path):
 # serve
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.server
 def test_serve_subprocess(tiny_qwen_base, qwen):
     """`python -m mlx_jina serve` starts, answers the OpenAI SDK with direct-encode vectors,
@@ -310,56 +301,15 @@ def test_serve_subprocess(tiny_qwen_base, qwen):
     import httpx
     import openai
 
-    port = free_port()
-    env = {**os.environ, "MLX_JINA_API_KEY": "env-key"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlx_jina",
-            "serve",
-            "-m",
-            str(tiny_qwen_base),
-            "--task",
-            "retrieval",
-            "--port",
-            str(port),
-            "--log-level",
-            "info",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    lines, up = [], threading.Event()
+    from live_server import serve_process
 
-    def read_stderr():  # uvicorn says it is listening once the socket is bound
-        for line in proc.stderr:
-            lines.append(line)
-            if "Uvicorn running on" in line:
-                up.set()
-        up.set()  # the process ended: stop waiting
-
-    reader = threading.Thread(target=read_stderr, daemon=True)
-    reader.start()
-    try:
-        assert up.wait(90) and proc.poll() is None, "serve did not come up: " + "".join(lines)
+    args = ["-m", str(tiny_qwen_base), "--task", "retrieval", "--log-level", "info"]
+    with serve_process(args, {"MLX_JINA_API_KEY": "env-key"}) as (url, proc, lines):
         client = openai.OpenAI(base_url=url + "/v1", api_key="env-key", max_retries=0)
         result = client.embeddings.create(model=tiny_qwen_base.name, input=TEXTS)
         got = np.array([d.embedding for d in result.data], dtype=np.float32)
         np.testing.assert_allclose(got, qwen.encode(TEXTS), atol=1e-6)
         assert httpx.post(url + "/v1/embeddings", json={"input": "a"}).status_code == 401
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        reader.join(10)
     err = "".join(lines)
     assert proc.returncode == 0, err
     assert "Traceback" not in err

@@ -15,7 +15,6 @@ is skipped, not downloaded, when that file is missing).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -27,67 +26,27 @@ import pytest
 
 import mlx_jina
 from builders.reference import reference_token_ids
-from live_server import live_server
 from mlx_jina.encoding.texts import text_problem
-from mlx_jina.server import Worker, create_app
 from mlx_jina.tasks import SYMMETRIC_TASKS, TASK_NAMES, TASKS, parse_task
+from vector_checks import AUTH, DOCS, KEY, NAME, QUERY
+from vector_checks import assert_differ, assert_same, direct_models, served
 
-NAME = "jina-tiny"
-KEY = "test-key"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-DOCS = [
-    "Mars is often called the Red Planet.",
-    "Paris is the capital and largest city of France.",
-    "The quick brown fox jumps over the lazy dog near the river bank.",
-]
-QUERY = "Which planet is red?"
 RETRIEVAL = TASKS[0]
 MATCHING = SYMMETRIC_TASKS[0]
 CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
 
 
-def cosines(a, b) -> np.ndarray:
-    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
-    b = np.atleast_2d(np.asarray(b, dtype=np.float64))
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
-def assert_same(got, want) -> None:
-    got, want = np.atleast_2d(np.asarray(got, np.float32)), np.atleast_2d(np.asarray(want))
-    assert got.shape == want.shape
-    assert cosines(got, want).min() >= 0.99999
-
-
-def assert_differ(got, want) -> None:
-    """The wrong prompt gives clearly different vectors (so assert_same can fail)."""
-    assert cosines(got, want).min() < 0.999
-
-
-@contextlib.contextmanager
-def served(path: Path, load: dict, **app_kwargs):
-    worker = Worker(lambda: mlx_jina.load(path, **load)).start()
-    with live_server(create_app(worker, model_name=NAME, api_key=KEY, **app_kwargs)) as url:
-        yield url
-
-
 @pytest.fixture(scope="module")
 def server(qwen_base):
     """All four adapters (unmerged), default task retrieval; token ids refused (default)."""
-    with served(qwen_base, {"multitask": True, "task": RETRIEVAL}) as url:
+    with served(qwen_base, {"multitask": True, "task": RETRIEVAL}, api_key=KEY) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def direct(qwen_base):
     """task -> the same checkpoint loaded here, merged: the independent reference."""
-    models: dict[str, mlx_jina.Embedder] = {}
-
-    def get(task: str = RETRIEVAL) -> mlx_jina.Embedder:
-        if task not in models:
-            models[task] = mlx_jina.load(qwen_base, task=task)
-        return models[task]
-
-    return get
+    return direct_models(qwen_base)
 
 
 @pytest.fixture(autouse=True)
@@ -173,7 +132,7 @@ def test_unknown_input_type_is_a_400(server):
 def test_symmetric_server_embeds_queries_as_documents(tiny_qwen_base):
     """A text-matching server lists no `:query` id, and `:query` changes nothing there."""
     model = mlx_jina.load(tiny_qwen_base, task=MATCHING)
-    with served(tiny_qwen_base, {"task": MATCHING}) as url:
+    with served(tiny_qwen_base, {"task": MATCHING}, api_key=KEY) as url:
         ids = [m["id"] for m in httpx.get(url + "/v1/models", headers=AUTH).json()["data"]]
         assert ids == [NAME]
         got = vectors(post(url, {"model": NAME + ":query", "input": DOCS}))
@@ -217,7 +176,7 @@ def test_cl100k_token_ids_are_refused(server, direct):
 def test_accept_token_ids_embeds_this_models_ids(qwen_base, direct):
     """With accept_token_ids, ids from this model's tokenizer are embedded as sent."""
     ids = reference_token_ids(qwen_base / "tokenizer.json", DOCS, prompt="Query: ")
-    with served(qwen_base, {"task": RETRIEVAL}, accept_token_ids=True) as url:
+    with served(qwen_base, {"task": RETRIEVAL}, api_key=KEY, accept_token_ids=True) as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0)
         result = client.embeddings.create(model=NAME, input=ids)
         # input_type and `:query` only pick a prompt, which ids don't get: refused, not ignored

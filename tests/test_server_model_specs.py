@@ -15,10 +15,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import httpx
@@ -28,10 +24,12 @@ import uvicorn
 
 import mlx_jina
 from builders.layouts import build_merged
+from live_server import serve_process
 from mlx_jina.cli import main
 from mlx_jina.server.durations import FOREVER
 from mlx_jina.server.model_specs import cached_jina_folders
 from mlx_jina.server import build_registry  # not .serve: that binds the module as `serve`
+from vector_checks import assert_same
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ["Mars is often called the Red Planet.", "Paris is the capital of France."]
@@ -64,13 +62,6 @@ def embed(registry, name: str) -> np.ndarray:
         return np.array([d["embedding"] for d in body["data"]])
 
     return asyncio.run(run())
-
-
-def assert_same(got, want) -> None:
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert got.shape == want.shape
-    cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
-    assert cos.min() >= 0.99999
 
 
 # ---------------------------------------------------------------------------
@@ -236,34 +227,13 @@ def test_the_cache_lists_only_loadable_jina_models(fake_cache, tiny_qwen_base, t
     assert names([NANO_REPO]) == [NANO_REPO]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_cached_model_loads_on_request_offline(fake_cache, tmp_path, tiny_qwen_base, nano_retrieval):
     """A real `mlx-jina serve` with HF_HUB_CACHE on the fake cache and the Hub off: the
     cached model is listed, unloaded, and loads on its first request."""
-    port = free_port()
-    env = {**os.environ, "HF_HUB_CACHE": str(fake_cache), "HF_HOME": str(tmp_path / "home"),
+    env = {"HF_HUB_CACHE": str(fake_cache), "HF_HOME": str(tmp_path / "home"),
            "HF_HUB_OFFLINE": "1"}  # fmt: skip
-    argv = ["-m", "mlx_jina", "serve", "-m", str(tiny_qwen_base), "--task", "retrieval",
-            "--port", str(port)]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, *argv], stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
-    lines, up = [], threading.Event()
-
-    def read_stderr():  # uvicorn says it is listening once the socket is bound
-        for line in proc.stderr:
-            lines.append(line)
-            if "Uvicorn running on" in line:
-                up.set()
-        up.set()
-
-    threading.Thread(target=read_stderr, daemon=True).start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert up.wait(120) and proc.poll() is None, "serve did not come up: " + "".join(lines)
+    args = ["-m", str(tiny_qwen_base), "--task", "retrieval"]
+    with serve_process(args, env, wait=120) as (url, _, _):
         models = {m["id"]: m["loaded"] for m in httpx.get(url + "/v1/models").json()["data"]}
         assert models[NANO_REPO] is False and models[tiny_qwen_base.name] is True
         r = httpx.post(url + "/v1/embeddings", json={"model": "jina-embeddings-v5-text-nano-retrieval",
@@ -272,6 +242,3 @@ def test_a_cached_model_loads_on_request_offline(fake_cache, tmp_path, tiny_qwen
         got = [d["embedding"] for d in r.json()["data"]]
         assert_same(got, mlx_jina.load(nano_retrieval).encode_document(DOCS))
         assert httpx.get(url + "/health").json()["loaded"] == [tiny_qwen_base.name, NANO_REPO]
-    finally:
-        proc.terminate()
-        proc.wait(30)

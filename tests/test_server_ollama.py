@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from datetime import datetime
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 import mlx_jina
+from builders.layouts import with_context
 from live_server import live_server
 from mlx_jina.server import Limits, create_app
 from mlx_jina.server.durations import FOREVER
@@ -30,50 +29,21 @@ from mlx_jina.server.ollama import ollama_shaped
 from mlx_jina.server.protocol import ApiError
 from mlx_jina.server.registry import ModelRegistry, ModelSpec
 from mlx_jina.server.service import queue_full
+from vector_checks import AUTH, DOCS, KEY, NAME, QUERY, assert_differ, assert_same
 
 ollama = pytest.importorskip("ollama")
 
-NAME = "jina-tiny"
 NANO = "jinaai/jina-nano-tiny"  # a repo id: also asked for by its name alone
 SHORT = "jina-short"
 CONTEXT = 40  # SHORT's max_position_embeddings
-KEY = "test-key"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-DOCS = [
-    "Mars is often called the Red Planet.",
-    "Paris is the capital and largest city of France.",
-    "The quick brown fox jumps over the lazy dog near the river bank.",
-]
-QUERY = "Which planet is red?"
 LONG = "Embeddings map text to vectors; similar texts get similar vectors. " * 20
-
-
-def cosines(a, b) -> np.ndarray:
-    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
-    b = np.atleast_2d(np.asarray(b, dtype=np.float64))
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
-def assert_same(got, want) -> None:
-    got, want = np.atleast_2d(np.asarray(got, np.float32)), np.atleast_2d(np.asarray(want))
-    assert got.shape == want.shape
-    assert cosines(got, want).min() >= 0.99999
-
-
-def assert_differ(got, want) -> None:
-    """The wrong prompt gives clearly different vectors (so assert_same can fail)."""
-    assert cosines(got, want).max() < 0.999
 
 
 @pytest.fixture(scope="module")
 def short_model(tiny_qwen_base, tmp_path_factory) -> Path:
     """tiny_qwen_base with a 40-token context, so over-long inputs are cheap."""
     folder = tmp_path_factory.mktemp("short_context") / "model"
-    shutil.copytree(tiny_qwen_base, folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["max_position_embeddings"] = CONTEXT
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
+    return with_context(tiny_qwen_base, folder, CONTEXT)
 
 
 def spec(name: str, folder: Path, **kwargs) -> ModelSpec:

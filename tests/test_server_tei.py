@@ -11,9 +11,7 @@ Qwen tokenizer, hidden size 32).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
 from pathlib import Path
 
 import httpx
@@ -24,44 +22,14 @@ from huggingface_hub.errors import HfHubHTTPError
 from tokenizers import Tokenizer
 
 import mlx_jina
-from live_server import live_server
-from mlx_jina.server import ApiError, Limits, Worker, create_app
+from builders.layouts import with_context
+from mlx_jina.server import ApiError, Limits
 from mlx_jina.server.tei_protocol import tei_error
+from vector_checks import AUTH, DOCS, KEY, NAME, QUERY
+from vector_checks import assert_differ, assert_same, cosines, direct_models, served
 
-NAME = "jina-tiny"
-KEY = "test-key"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-DOCS = [
-    "Mars is often called the Red Planet.",
-    "Paris is the capital and largest city of France.",
-    "The quick brown fox jumps over the lazy dog near the river bank.",
-]
-QUERY = "Which planet is red?"
 CONTEXT = 32  # the short model's max_position_embeddings
 LONG = "Mars is often called the Red Planet. " * 12 + "Its end is here."
-
-
-def cosines(a, b) -> np.ndarray:
-    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
-    b = np.atleast_2d(np.asarray(b, dtype=np.float64))
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
-def assert_same(got, want) -> None:
-    got, want = np.atleast_2d(np.asarray(got, np.float32)), np.atleast_2d(np.asarray(want))
-    assert got.shape == want.shape
-    assert cosines(got, want).min() >= 0.99999
-
-
-def assert_differ(got, want) -> None:
-    assert cosines(got, want).min() < 0.999
-
-
-@contextlib.contextmanager
-def served(path: Path, load: dict, limits: Limits | None = None, **app_kwargs):
-    worker = Worker(lambda: mlx_jina.load(path, **load), limits=limits).start()
-    with live_server(create_app(worker, model_name=NAME, **app_kwargs)) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -74,25 +42,13 @@ def server(qwen_base):
 @pytest.fixture(scope="module")
 def direct(qwen_base):
     """task -> the same checkpoint loaded here, merged: the independent reference."""
-    models: dict[str, mlx_jina.Embedder] = {}
-
-    def get(task: str = "retrieval") -> mlx_jina.Embedder:
-        if task not in models:
-            models[task] = mlx_jina.load(qwen_base, task=task)
-        return models[task]
-
-    return get
+    return direct_models(qwen_base)
 
 
 @pytest.fixture(scope="module")
 def short_model(qwen_base, tmp_path_factory) -> Path:
     """qwen_base with a 32-token context, so over-long inputs are cheap."""
-    folder = tmp_path_factory.mktemp("tei_short") / "model"
-    shutil.copytree(qwen_base, folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["max_position_embeddings"] = CONTEXT
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
+    return with_context(qwen_base, tmp_path_factory.mktemp("tei_short") / "model", CONTEXT)
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,6 @@ route takes the API key.
 
 from __future__ import annotations
 
-import functools
-import logging
 import time
 from dataclasses import dataclass
 
@@ -23,8 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .app import authorized, fingerprint_header, read_json, request_deadline
+from .app import Endpoint, authorized, fingerprint_header, read_json, request_deadline
 from .durations import FOREVER
+from .error_shapes import errors_shaped
 from .ollama_models import ps_entry, show_body, tags_entries
 from .ollama_protocol import (
     OLLAMA_VERSION,
@@ -38,11 +37,10 @@ from .ollama_protocol import (
     parse_legacy,
     show_name,
 )
-from .protocol import ApiError, ClientGone, EmbeddingRequest
+from .protocol import ApiError, EmbeddingRequest
 from .registry import ModelRegistry, Slot, UnknownModel
 from .service import Embedded, wait_for_disconnect
 
-log = logging.getLogger("mlx_jina.server")
 
 
 def ollama_routes() -> list[Route]:
@@ -58,23 +56,10 @@ def ollama_routes() -> list[Route]:
     ]
 
 
-def ollama_shaped(endpoint):
+def ollama_shaped(endpoint: Endpoint) -> Endpoint:
     """The endpoint, its errors answered in Ollama's shape; with `authorized` inside, a
     missing key is one of them."""
-
-    @functools.wraps(endpoint)
-    async def answer(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except ApiError as e:
-            return error_response(e)
-        except ClientGone:
-            raise  # nobody to answer; the app logs it as 499
-        except Exception as e:  # a request never kills the server
-            log.exception("Internal error on %s", request.url.path)
-            return error_response(ApiError(500, f"Internal error: {type(e).__name__}: {e}"))
-
-    return answer
+    return errors_shaped(endpoint, error_response)
 
 
 def find(registry: ModelRegistry, name: ModelName) -> Slot:

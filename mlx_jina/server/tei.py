@@ -11,9 +11,8 @@ the server's task; POST / with a similarity body ({"inputs": {"source_sentence",
 
 from __future__ import annotations
 
-import functools
-import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
@@ -27,7 +26,8 @@ from tokenizers import Encoding
 from .._version import __version__
 from ..tasks import TEXT_MATCHING
 from .app import Endpoint, authorized, fingerprint_header, read_json, request_deadline
-from .protocol import ApiError, ClientGone, EmbeddingRequest
+from .error_shapes import errors_shaped
+from .protocol import ApiError, EmbeddingRequest
 from .registry import ModelRegistry
 from .service import Embedded, EmbeddingService, serves, wait_for_disconnect
 from .tei_protocol import (
@@ -39,27 +39,12 @@ from .tei_protocol import (
     tokenize_request,
 )
 
-log = logging.getLogger("mlx_jina.server")
 POOLING_NAMES = {"last": "last_token"}  # the backbone's pooling -> TEI's name for it
 
 
 def tei_endpoint(endpoint: Endpoint) -> Endpoint:
     """The endpoint behind the API key, its errors in TEI's shape."""
-    checked = authorized(endpoint)
-
-    @functools.wraps(endpoint)
-    async def answered(request: Request) -> Response:
-        try:
-            return await checked(request)
-        except ApiError as e:
-            return tei_error(e)
-        except ClientGone:
-            raise  # nobody to answer
-        except Exception as e:  # a request never kills the server; the log has the cause
-            log.exception("TEI route %s failed", request.url.path)
-            return tei_error(ApiError(500, f"Internal error: {type(e).__name__}: {e}"))
-
-    return answered
+    return errors_shaped(authorized(endpoint), tei_error)
 
 
 async def tei_body(request: Request) -> Any:
@@ -122,25 +107,25 @@ async def similarity_answer(request: Request, body: Any, started: float) -> Resp
     return JSONResponse(cosines.tolist(), headers=headers(service, result, req, started))
 
 
-@tei_endpoint
-async def embed(request: Request) -> Response:
-    started = time.monotonic()
-    return await embed_answer(request, await tei_body(request), started)
+Answer = Callable[[Request, Any, float], Awaitable[Response]]
 
 
-@tei_endpoint
-async def root(request: Request) -> Response:
-    """POST /: /embed, or /similarity for a similarity body."""
-    started = time.monotonic()
-    body = await tei_body(request)
-    answer = similarity_answer if is_similarity(body) else embed_answer
-    return await answer(request, body, started)
+def answered_by(pick: Callable[[Any], Answer]) -> Endpoint:
+    """A route that reads TEI's body and answers it with `pick(body)`; the time it reports
+    starts before the body is read."""
+
+    async def endpoint(request: Request) -> Response:
+        started = time.monotonic()
+        body = await tei_body(request)
+        return await pick(body)(request, body, started)
+
+    return tei_endpoint(endpoint)
 
 
-@tei_endpoint
-async def similarity(request: Request) -> Response:
-    started = time.monotonic()
-    return await similarity_answer(request, await tei_body(request), started)
+embed = answered_by(lambda body: embed_answer)
+similarity = answered_by(lambda body: similarity_answer)
+# POST /: /embed, or /similarity for a similarity body
+root = answered_by(lambda body: similarity_answer if is_similarity(body) else embed_answer)
 
 
 @tei_endpoint

@@ -228,3 +228,13 @@ def build_mlx_unified(
         if with_adapter_config:
             shutil.copyfile(src / "adapter_config.json", dst / "adapter_config.json")
     return root
+
+
+def with_context(base: Path, root: Path, context: int) -> Path:
+    """A copy of the checkpoint ``base`` at ``root`` with ``context`` as its
+    max_position_embeddings, so over-long inputs are cheap to send."""
+    shutil.copytree(base, root)
+    config = json.loads((root / "config.json").read_text())
+    config["max_position_embeddings"] = context
+    (root / "config.json").write_text(json.dumps(config))
+    return root

@@ -37,7 +37,8 @@ def add_service_command(
     check_serve = partial(check_serve_options, build_parser, serve_adapter)
     service = subs.add_parser("service", help="run `mlx-jina serve` at login (launchd, "
                               "systemd) and restart it after a crash")  # fmt: skip
-    actions = service.add_subparsers(dest="action", metavar="{install,uninstall,status,logs}")
+    actions = service.add_subparsers(dest="action", metavar="{install,uninstall,status,logs}",
+                                     help="what to do with the login service")
     actions.required = True
     where = [(("--platform",), dict(choices=PLATFORMS, default=this_platform(),
                                     help="macos (launchd) or linux (systemd); default: this "

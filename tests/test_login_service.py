@@ -22,6 +22,7 @@ import pytest
 
 from mlx_jina.cli import main
 from mlx_jina.login_service import installer, plan
+from mlx_jina.login_service.plan import CARRIED
 from mlx_jina.login_service.launchd import LABEL, Launchd
 from mlx_jina.login_service.systemd import UNIT, Systemd, quote, unit_text
 
@@ -51,6 +52,8 @@ def home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     monkeypatch.delenv("MLX_JINA_API_KEY", raising=False)
+    for name in CARRIED:  # the tests' own settings would be carried into the files
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     return home
 
@@ -358,3 +361,37 @@ def test_api_key_forms_are_all_taken_out_of_argv():
             ["-m", "x", "--port", "1"], "K")  # fmt: skip
     assert installer.split_api_key(["--api-key", "A", "--api-key", "B"]) == ([], "B")
     assert installer.split_api_key(["--allowed-hosts", "a"]) == (["--allowed-hosts", "a"], None)
+
+
+# ---------------------------------------------------------------------------
+# the installing shell's Hugging Face settings
+
+
+ODD_CACHE = '/Volumes/My Disk/hf "cache" 100% $HOME'
+
+
+def test_the_hugging_face_settings_of_the_installing_shell_are_carried(home, runner, monkeypatch):
+    """A service does not inherit the shell: without these it would look in the default
+    cache (and download again) or go online where the user said HF_HUB_OFFLINE=1."""
+    monkeypatch.setenv("HF_HOME", ODD_CACHE)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")  # a secret: never written
+    cli("install", "--platform", "macos", *SERVE)
+    with open(home / "Library" / "LaunchAgents" / f"{LABEL}.plist", "rb") as f:
+        env = plistlib.load(f)["EnvironmentVariables"]
+    assert env == {"HF_HOME": ODD_CACHE, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    cli("install", "--platform", "linux", *SERVE)
+    unit = (home / ".config" / "systemd" / "user" / UNIT).read_text()
+    assert 'Environment="HF_HOME=/Volumes/My Disk/hf \\"cache\\" 100%% $HOME"' in unit
+    assert 'Environment="HF_HUB_OFFLINE=1"' in unit and "hf_secret" not in unit
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_carried_settings_keep_the_unit_valid(tmp_path, odd_python):
+    unit = tmp_path / "units" / UNIT
+    unit.parent.mkdir()
+    argv = [str(odd_python), "-m", "mlx_jina", "serve", "-m", "x"]
+    unit.write_text(unit_text(argv, tmp_path, None, {"HF_HOME": ODD_CACHE, "HF_HUB_OFFLINE": "1"}))
+    result = verify(unit)
+    assert result.returncode == 0, result.stderr
+    assert UNIT not in result.stderr

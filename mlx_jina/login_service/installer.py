@@ -10,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .launchd import Launchd
-from .plan import Runner, refuse_foreign, run_steps, show_files, show_list, write
+from .plan import (
+    Runner, carried_environment, refuse_foreign, run_steps, show_files, show_list, write,
+)
 from .systemd import Systemd
 
 PLATFORMS = ("macos", "linux")
@@ -77,7 +79,7 @@ def install(service, serve_argv: list[str], *, run: Runner, out: Out, dry_run: b
         out("Note: MLX_JINA_API_KEY is set here, but the service won't see it; pass "
             "--api-key to install it with the service.")  # fmt: skip
     command = [python or sys.executable, "-m", "mlx_jina", "serve", *argv]
-    files = service.files(command, Path.cwd() if cwd is None else cwd, key)
+    files = service.files(command, Path.cwd() if cwd is None else cwd, key, carried_environment())
     refuse_foreign(service.owned())
     written = {f.path for f in files}
     stale = [p for p in service.owned() if p not in written and p.exists()]  # a key dropped

@@ -53,9 +53,11 @@ class Launchd:
         """The files install writes, which must carry MARKER to be replaced or removed."""
         return [self.plist]
 
-    def files(self, argv: list[str], cwd: Path, api_key: str | None) -> list[ServiceFile]:
+    def files(
+        self, argv: list[str], cwd: Path, api_key: str | None, carried: dict[str, str] | None = None
+    ) -> list[ServiceFile]:
         def plist(key: str | None) -> bytes:
-            env = {"PYTHONUNBUFFERED": "1"}  # log lines reach the file as they happen
+            env = {**(carried or {}), "PYTHONUNBUFFERED": "1"}  # log lines reach the file at once
             if key is not None:
                 env["MLX_JINA_API_KEY"] = key  # not in argv, which `ps` shows to everyone
             return plist_bytes(argv, cwd, self.log, env)

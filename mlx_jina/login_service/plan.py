@@ -17,6 +17,18 @@ from ..atomic import replacing_file
 MARKER = "Written by `mlx-jina service install`; `mlx-jina service uninstall` removes it."
 HIDDEN = "<hidden: the --api-key given>"  # what --dry-run shows in place of the key
 
+# Where models come from: a service does not inherit the installing shell's environment,
+# so without these it would look in the default cache, or go online where the user had
+# HF_HUB_OFFLINE=1. Tokens are secrets and stay out (the unit file is world-readable).
+CARRIED = ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT")
+
+
+def carried_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables of CARRIED set (non-empty) where `service install` runs."""
+    environ = os.environ if environ is None else environ
+    return {name: environ[name] for name in CARRIED if environ.get(name)}
+
+
 # (argv, capture output) -> the finished process; tests pass a fake one.
 Runner = Callable[[list[str], bool], subprocess.CompletedProcess]
 

@@ -32,12 +32,22 @@ def quote(arg: str, executable: bool = False) -> str:
     return f'"{arg if executable else arg.replace("$", "$$")}"'
 
 
-def unit_text(argv: list[str], cwd: Path, env_file: Path | None) -> str:
+def environment_line(name: str, value: str) -> str:
+    """`Environment="NAME=value"`: double-quoted, backslash and quote escaped, % doubled
+    (specifiers; systemd expands no $ variables there)."""
+    text = _plain(f"{name}={value}", "The variable").replace("\\", "\\\\").replace('"', '\\"')
+    return f'Environment="{text}"'
+
+
+def unit_text(
+    argv: list[str], cwd: Path, env_file: Path | None, carried: dict[str, str] | None = None
+) -> str:
     exec_start = " ".join([quote(argv[0], executable=True), *map(quote, argv[1:])])
     service = [
         f"ExecStart={exec_start}",
         f"WorkingDirectory={_plain(str(cwd), 'The folder')}",  # relative paths in argv
         "Environment=PYTHONUNBUFFERED=1",  # log lines reach the journal as they happen
+        *(environment_line(k, v) for k, v in (carried or {}).items()),
     ]
     if env_file is not None:
         service.append(f"EnvironmentFile={_plain(str(env_file), 'The path')}")
@@ -75,9 +85,11 @@ class Systemd:
         """The files install writes, which must carry MARKER to be replaced or removed."""
         return [self.unit, self.env_file]
 
-    def files(self, argv: list[str], cwd: Path, api_key: str | None) -> list[ServiceFile]:
+    def files(
+        self, argv: list[str], cwd: Path, api_key: str | None, carried: dict[str, str] | None = None
+    ) -> list[ServiceFile]:
         env_file = None if api_key is None else self.env_file
-        unit = unit_text(argv, cwd, env_file)
+        unit = unit_text(argv, cwd, env_file, carried)
         files = [ServiceFile(self.unit, unit.encode(), 0o644, unit)]
         if api_key is not None:
             files.append(

@@ -341,3 +341,32 @@ def test_queue_and_busy_refusals_keep_their_status_and_retry_after():
         response = asyncio.run(ollama_shaped(refused)(None))
         assert response.status_code == status and response.headers["retry-after"] == "1"
         assert list(json.loads(response.body)) == ["error"]
+
+
+def test_guard_refusals_come_in_each_apis_shape(tiny_qwen_base):
+    """Host and Origin are refused before any route runs; an Ollama or TEI client still
+    reads the refusal in its own API's shape, and an OpenAI client in OpenAI's."""
+    from starlette.testclient import TestClient
+
+    from mlx_jina.server import Worker
+
+    worker = Worker(lambda: mlx_jina.load(tiny_qwen_base, task="retrieval")).start()
+    client = TestClient(create_app(worker, model_name="m"))  # it sends Host: testserver
+    try:
+        for method, path, body in [("post", "/api/embed", {"model": "m", "input": "a"}),
+                                   ("get", "/", None), ("get", "/api/tags", None)]:  # fmt: skip
+            r = client.request(method, path, json=body)
+            assert r.status_code == 400 and list(r.json()) == ["error"], path
+            assert "testserver" in r.json()["error"]
+        for path in ("/embed", "/"):  # TEI's, POST / included
+            r = client.post(path, json={"inputs": "a"})  # TEI answers refusals with 422
+            assert r.status_code == 422 and set(r.json()) == {"error", "error_type"}, path
+        r = client.post("/v1/embeddings", json={"input": "a"})
+        assert r.json()["error"]["code"] == "host_not_allowed"  # OpenAI's shape, as before
+        page = {"host": "localhost", "origin": "http://page.invalid"}
+        r = client.post("/api/embed", json={"model": "m", "input": "a"}, headers=page)
+        assert r.status_code == 403 and list(r.json()) == ["error"]
+        r = client.post("/embed", json={"inputs": "a"}, headers=page)
+        assert r.status_code == 403 and set(r.json()) == {"error", "error_type"}
+    finally:
+        worker.stop()

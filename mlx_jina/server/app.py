@@ -240,15 +240,28 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 
 def middleware(
-    metrics: Metrics, allowed_hosts: tuple[str, ...], cors_origins: tuple[str, ...]
+    metrics: Metrics,
+    allowed_hosts: tuple[str, ...],
+    cors_origins: tuple[str, ...],
+    shapes: list[tuple[list[Route], Callable[[ApiError], Response]]] = (),
 ) -> list[Middleware]:
-    """The guards (Host, Origin), CORS where asked for, and request metrics, outermost first."""
+    """The guards (Host, Origin), CORS where asked for, and request metrics, outermost first.
+    `shapes`: routes whose refusals are answered in another API's error shape."""
+
+    def shape_for(scope) -> Callable[[ApiError], Response] | None:
+        method = "GET" if scope.get("method") == "HEAD" else scope.get("method")
+        for routes, shape in shapes:
+            if any(r.path == scope["path"] and method in (r.methods or ()) for r in routes):
+                return shape
+        return None
+
     stack = [
         Middleware(
             RequestGuard,
             allowed_hosts=allowed_hosts,
             cors_origins=cors_origins,
             on_refused=metrics.request,
+            shape_for=shape_for,
         )
     ]
     if cors_origins:
@@ -296,7 +309,9 @@ def create_app(
         models, model_name, split_special_tokens, accept_token_ids
     )
     from .ollama import ollama_routes  # it builds on this module's auth and body reading
+    from .ollama_protocol import error_response as ollama_error
     from .tei import tei_routes  # tei.py builds on this module's helpers
+    from .tei_protocol import tei_error
 
     routes = [
         Route("/v1/embeddings", embeddings, methods=["POST"]),
@@ -304,11 +319,14 @@ def create_app(
         Route("/health", health, methods=["GET"]),  # open, for load balancers
         Route("/metrics", prometheus, methods=["GET"]),
     ]
-    routes += ollama_routes()
-    routes += tei_routes()
+    ollama, tei = ollama_routes(), tei_routes()
+    routes += ollama + tei
+    shapes = [(ollama, ollama_error), (tei, tei_error)]  # for the guards' refusals too
     app = Starlette(
         routes=routes,
-        middleware=middleware(registry.metrics, tuple(allowed_hosts), tuple(cors_origins)),
+        middleware=middleware(
+            registry.metrics, tuple(allowed_hosts), tuple(cors_origins), shapes
+        ),
         # Exception's handler answers any other error: a request never kills the server.
         exception_handlers={ApiError: api_error, ClientGone: client_gone, Exception: internal_error},
         lifespan=lifespan,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .protocol import ApiError
@@ -53,8 +54,12 @@ class RequestGuard:
         allowed_hosts: Iterable[str],
         cors_origins: Iterable[str] = (),
         on_refused: Callable[[str, int], None] | None = None,
+        shape_for: Callable[[Scope], Callable[[ApiError], Response] | None] | None = None,
     ):
+        """`shape_for(scope)`: how a refusal of that request is answered (None: the app's
+        OpenAI shape), so an Ollama or TEI client reads it in its own API's shape."""
         self.app = app
+        self.shape_for = shape_for
         self.allowed_hosts = {host_name(h) for h in allowed_hosts}
         self.cors_origins = {o.rstrip("/") for o in cors_origins}
         self.on_refused = on_refused
@@ -68,7 +73,8 @@ class RequestGuard:
         except ApiError as e:
             if self.on_refused is not None:
                 self.on_refused(scope["path"], e.status)
-            await e.response()(scope, receive, send)
+            shape = self.shape_for(scope) if self.shape_for is not None else None
+            await (shape(e) if shape is not None else e.response())(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

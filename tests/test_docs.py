@@ -22,6 +22,7 @@ that file, by GitHub's anchor rules. Run: python -m pytest tests/test_docs.py
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -392,6 +393,34 @@ print("DONE", flush=True)
 """
 
 
+# What running a page's steps imports beyond the package: a server, the MCP SDK, and each
+# Python block's top-level imports.
+IMPORTED = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", re.M)
+COMMAND_MODULES = {"mlx-jina mcp": ("mcp",), "mlx-jina serve": ("starlette", "uvicorn")}
+# The modules the extras bring (pyproject.toml): only their absence skips a page; any other
+# missing module is a fault of the page, and it fails.
+OPTIONAL = {
+    "starlette", "uvicorn", "prometheus_client", "httpx", "openai", "requests", "mcp", "ollama",
+    "langchain_core", "langchain_openai", "langchain_ollama", "llama_index", "chromadb",
+    "torch", "transformers", "peft", "sentence_transformers",
+}  # fmt: skip
+
+
+def missing_modules(steps: list[dict]) -> list[str]:
+    """The modules the steps need that this environment lacks (an extra not installed)."""
+    needed = set()
+    for step in steps:
+        text = step.get("code", "")
+        if step["kind"] == "serve":
+            needed.update(COMMAND_MODULES["mlx-jina serve"])
+        for command, modules in COMMAND_MODULES.items():
+            if command in text:
+                needed.update(modules)
+        if step["kind"] == "python":
+            needed.update(IMPORTED.findall(text))
+    return sorted(m for m in needed & OPTIONAL if importlib.util.find_spec(m) is None)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -413,6 +442,8 @@ def free_ports() -> Iterator[int]:
 )
 def test_code_blocks_run(page, hub, tmp_path):
     steps = actions(page, hub, free_ports())
+    if missing := missing_modules(steps):  # the quick loop: `pip install -e . pytest`
+        pytest.skip(f"{page.name} needs {', '.join(missing)}: pip install -e '.[test]'")
     work = tmp_path / "work"
     work.mkdir()
     (work / "corpus.txt").write_text(

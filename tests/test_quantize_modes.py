@@ -127,6 +127,7 @@ def test_every_choice_converts_and_loads_back_equal(converted, tiny_qwen_base, c
     assert quantized_layers(quiet_load(folder).model) == layers
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize(
     "mode, bits",
     [("mxfp4", 4), ("mxfp8", 8), ("nvfp4", 4), ("affine", 2), ("affine", 3), ("affine", 5), ("affine", 6)],
@@ -145,6 +146,7 @@ def test_modes_compute_their_dequantized_weights(tiny_qwen_base, tmp_path, mode,
     assert cosines(emb, exact).min() < 0.9999
 
 
+@pytest.mark.reference
 def test_recipe_writes_per_layer_overrides_and_loads_back(tiny_qwen_base, tmp_path):
     """mixed-4-6: the embedding and the first and last layers' v_proj and down_proj at
     6 bits, written as per-layer overrides under their module paths; the folder loads

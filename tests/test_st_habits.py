@@ -384,6 +384,7 @@ def test_fingerprint_follows_the_load_defaults_and_task_names(tiny_qwen_base, tm
 # --- what sentence-transformers users pass ------------------------------------------
 
 
+@pytest.mark.reference
 def test_encode_takes_a_generator_and_a_numpy_array_of_strings(qwen, tiny_qwen_base):
     """encode() refused a generator and a numpy array of strings, both of which
     sentence-transformers takes; each now gives the rows a list gives, in order."""
@@ -417,6 +418,7 @@ def test_encode_refuses_what_has_no_order_or_no_text(qwen, bad, words):
     assert words in str(err.value) and isinstance(err.value, ValueError)
 
 
+@pytest.mark.reference
 def test_encode_query_with_prompt_name_or_prompt(qwen, tiny_qwen_base):
     """encode_query(texts, prompt_name=...) raised Python's raw "got multiple values for
     keyword argument 'prompt_name'". As in sentence-transformers, a prompt_name or prompt

@@ -303,8 +303,10 @@ def test_bad_requests_below_the_body_get_tei_errors(short, server):
     assert r.headers["WWW-Authenticate"] == "Bearer"
     with pytest.raises(HfHubHTTPError, match="Missing or wrong API key"):
         InferenceClient(model=server, token="wrong").feature_extraction("a")
-    # the Host allowlist guards TEI's routes too (its refusal is the server-wide one)
-    assert post(server, "/embed", {"inputs": "a"}, Host="evil.example").status_code == 400
+    # the Host allowlist guards TEI's routes too, refused in TEI's shape (400 -> 422)
+    r = post(server, "/embed", {"inputs": "a"}, Host="evil.example")
+    assert (r.status_code, r.json()["error_type"]) == (422, "Validation")
+    assert "evil.example" in r.json()["error"]
 
 
 @pytest.mark.parametrize(

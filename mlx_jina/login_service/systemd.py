@@ -24,19 +24,22 @@ def _plain(value: str, what: str) -> str:
     return value.replace("%", "%%")  # % starts a specifier ("%h")
 
 
+def quoted(text: str, what: str) -> str:
+    """`text` in double quotes, with backslash and quote escaped (C-style) and % doubled
+    (specifiers): a word of ExecStart= or an Environment= assignment."""
+    return '"' + _plain(text, what).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def quote(arg: str, executable: bool = False) -> str:
-    """`arg` as one word of ExecStart=: in double quotes, with backslash and quote escaped
-    (C-style), % doubled (specifiers) and, in arguments, $ doubled (variable expansion,
-    which systemd does not apply to the executable's path)."""
-    arg = _plain(arg, "The argument").replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{arg if executable else arg.replace("$", "$$")}"'
+    """`arg` as one word of ExecStart=: quoted, and in arguments $ doubled (variable
+    expansion, which systemd does not apply to the executable's path)."""
+    word = quoted(arg, "The argument")
+    return word if executable else word.replace("$", "$$")
 
 
 def environment_line(name: str, value: str) -> str:
-    """`Environment="NAME=value"`: double-quoted, backslash and quote escaped, % doubled
-    (specifiers; systemd expands no $ variables there)."""
-    text = _plain(f"{name}={value}", "The variable").replace("\\", "\\\\").replace('"', '\\"')
-    return f'Environment="{text}"'
+    """`Environment="NAME=value"`, quoted (systemd expands no $ variables there)."""
+    return f"Environment={quoted(f'{name}={value}', 'The variable')}"
 
 
 def unit_text(

@@ -353,6 +353,18 @@ def post_raw(host: str, port: int, replies: dict, name: str) -> None:
         replies[name] = s.recv(65536)
 
 
+def stalled_connections(url: str, n: int, partial: bytes) -> list[socket.socket]:
+    """`n` keep-alive connections, oldest first, each served once and then sending only
+    `partial` of its next request. Each sends at once: uvicorn closes a keep-alive
+    connection idle for 5 s, which a loaded machine can take to open the next ones."""
+    host, port = url.removeprefix("http://").split(":")
+    stalled = []
+    for _ in range(n):
+        stalled.append(served_once(host, int(port)))
+        stalled[-1].sendall(partial)  # and never more
+    return stalled
+
+
 def test_slow_clients_cannot_fill_the_connections(model_path):
     """Slowloris: sockets that trickle bytes and reconnect kept --max-connections full, and
     legitimate clients got 503 (22 of 24 requests). At the cap, the connection that has
@@ -361,14 +373,7 @@ def test_slow_clients_cannot_fill_the_connections(model_path):
     limits = Limits(read_timeout=30.0, max_connections=4)
     _, app = start(model_path, limits)
     with live_server(app, limits) as url:
-        host, port = url.removeprefix("http://").split(":")
-        port = int(port)
-        slow = []  # oldest first
-        for _ in range(4):
-            # At once: uvicorn closes a keep-alive connection idle for 5 s, which a loaded
-            # machine can take to open the next three.
-            slow.append(served_once(host, port))
-            slow[-1].sendall(b"POST /v1/embeddings HTTP/1.1\r\nHo")  # and never more
+        slow = stalled_connections(url, 4, b"POST /v1/embeddings HTTP/1.1\r\nHo")
         try:
             reply = raw_exchange(url, b"GET /health HTTP/1.1\r\nHost: localhost\r\n"
                                  b"Connection: close\r\n\r\n")
@@ -389,15 +394,10 @@ def test_slow_bodies_are_closed_to_make_room_too(model_path):
     limits = Limits(read_timeout=30.0, max_connections=4)
     _, app = start(model_path, limits)
     with live_server(app, limits) as url:
-        host, port = url.removeprefix("http://").split(":")
-        port = int(port)
-        slow = []
-        for _ in range(4):  # each sends at once, as above
-            slow.append(served_once(host, port))
-            slow[-1].sendall(
-                b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
-                b"application/json\r\nContent-Length: 100\r\n\r\n{\"input\""
-            )
+        slow = stalled_connections(url, 4, (
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+            b"application/json\r\nContent-Length: 100\r\n\r\n{\"input\""
+        ))  # fmt: skip
         try:
             assert embed_ok(url)
             closed = slow[0].recv(65536)  # closed, with a 408 if its headers were not in yet
@@ -406,6 +406,17 @@ def test_slow_bodies_are_closed_to_make_room_too(model_path):
         finally:
             for s in slow:
                 s.close()
+
+
+def posting_clients(url: str, n: int, replies: dict) -> list[threading.Thread]:
+    """`n` started threads, each sending one whole embeddings request (post_raw)."""
+    host, port = url.removeprefix("http://").split(":")
+    clients = [
+        threading.Thread(target=post_raw, args=(host, int(port), replies, i)) for i in range(n)
+    ]
+    for c in clients:
+        c.start()
+    return clients
 
 
 def test_503_only_when_every_connection_holds_a_whole_request(model_path):
@@ -418,13 +429,7 @@ def test_503_only_when_every_connection_holds_a_whole_request(model_path):
     replies: dict = {}
     try:
         with live_server(app, limits) as url:
-            host, port = url.removeprefix("http://").split(":")
-            port = int(port)
-            clients = [
-                threading.Thread(target=post_raw, args=(host, port, replies, i)) for i in range(4)
-            ]
-            for c in clients:
-                c.start()
+            clients = posting_clients(url, 4, replies)
             gate.wait_for_jobs(4)  # all four requests arrived whole
             reply = raw_exchange(url, b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
             assert status_of(reply) == 503 and b"--max-connections" in reply
@@ -448,13 +453,7 @@ def test_one_address_is_capped_apart(model_path, monkeypatch):
     replies: dict = {}
     try:
         with live_server(app, limits) as url:
-            host, port = url.removeprefix("http://").split(":")
-            port = int(port)
-            clients = [
-                threading.Thread(target=post_raw, args=(host, port, replies, i)) for i in range(2)
-            ]
-            for c in clients:
-                c.start()
+            clients = posting_clients(url, 2, replies)
             gate.wait_for_jobs(2)
             reply = raw_exchange(url, b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
             assert status_of(reply) == 503 and b"--max-connections-per-client" in reply

@@ -12,7 +12,6 @@ again; its `load_duration` is the load, 5 times, median and spread.
 """
 
 import argparse
-import platform
 import statistics
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from checkpoint import LLAMA_TOKENIZER, QWEN_TOKENIZER, build
-from internals import percentile, write_json
+from internals import machine, percentile, table, write_json
 from live_server import live_server  # tests/, on the path through checkpoint
 from mlx_jina import load
 from mlx_jina.server import ModelRegistry, ModelSpec, create_app
@@ -92,21 +91,21 @@ def main() -> None:
         registry.preload()
         with live_server(create_app(registry)) as url:
             routes, loads = latencies(url, args.rounds), cold_loads(url)
-    print(f"{'texts':>5}  {'route':<15} {'p50 ms':>8} {'p99 ms':>8} {'p50 / OpenAI':>13}")
-    for size, rows in routes.items():
-        for route, f in rows.items():
-            print(f"{size:>5}  {route:<15} {f['p50_ms']:>8.2f} {f['p99_ms']:>8.2f} "
-                  f"{f['vs_openai']:>13.3f}")  # fmt: skip
-    print(f"\n{'model':<6} {'cold load s (median, min-max)':>30}")
-    for name, f in loads.items():
-        print(f"{name:<6} {f['median_s']:>12.3f} ({f['min_s']:.3f}-{f['max_s']:.3f})")
+    print("\n".join(table(["texts", "route", "p50 ms", "p99 ms", "p50 / OpenAI"], [
+        (size, route, f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}", f"{f['vs_openai']:.3f}")
+        for size, rows in routes.items() for route, f in rows.items()
+    ])))  # fmt: skip
+    print()
+    print("\n".join(table(["model", "cold load s, median", "min-max"], [
+        (name, f"{f['median_s']:.3f}", f"{f['min_s']:.3f}-{f['max_s']:.3f}")
+        for name, f in loads.items()
+    ])))  # fmt: skip
     if args.json:
         write_json(args.json, {
-            "date": datetime.now(timezone.utc).isoformat(), "machine": platform.platform(),
+            "date": datetime.now(timezone.utc).isoformat(), "machine": machine(),
             "python": sys.version.split()[0], "layers": args.layers, "rounds": args.rounds,
             "latency": routes, "cold_load": loads,
         })  # fmt: skip
-
 
 if __name__ == "__main__":
     main()

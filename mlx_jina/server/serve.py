@@ -17,6 +17,7 @@ from .unix_socket import check_unix_socket_path, run_server
 
 __all__ = ["FOREVER", "build_registry", "serve", "served_name"]
 
+
 def build_registry(
     source: str | Sequence[str],
     *,
